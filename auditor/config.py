@@ -1,0 +1,223 @@
+"""The one configuration object: flag > environment > YAML file > default.
+
+Every option has a dotted name (``dsn``, ``smtp.host``, ``reconcile.fail_on``),
+an environment variable derived from it (``AUDITOR_DSN``, ``AUDITOR_SMTP_HOST``)
+and a place in the YAML file (``smtp: {host: ...}``).  The CLI passes the flags
+the user actually gave; everything else falls through to the environment, the
+file (``--config``, default ``./auditor.yaml`` when present) and the defaults
+declared in :data:`OPTIONS`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from auditor.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("auditor.yaml")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared option: its type decides how env strings are converted."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets this option.
+
+        >>> Option("smtp.host", str, None, "").env
+        'AUDITOR_SMTP_HOST'
+        """
+        return "AUDITOR_" + self.name.upper().replace(".", "_").replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("dsn", str, None, "libpq connection string of the audited server", secret=True),
+    Option("databases", list, [], "databases to act on (default: the DSN's database)"),
+    Option("all_databases", bool, False, "act on every database that accepts connections"),
+    Option("schema", str, "auditor", "schema holding the audit table and triggers"),
+    Option("reader_role", str, None, "read-only role for reconcile (created by install)"),
+    Option("logs", list, [], "log files, globs, directories, '-' or 'sql:' sources"),
+    Option("log_format", str, "auto", "auto, stderr, csvlog or jsonlog"),
+    Option("log_line_prefix", str, None, "the server's log_line_prefix (stderr logs)"),
+    Option("since", str, None, "start of the window (ISO-8601)"),
+    Option("until", str, None, "end of the window (ISO-8601)"),
+    Option("state", str, None, "state file for incremental runs"),
+    Option("out", str, "auditor-report", "output directory of reconcile"),
+    Option("fail_on", str, "high", "lowest severity that makes reconcile exit 1"),
+    Option("mail_mode", str, "outbox", "outbox, plpython or none"),
+    Option("mail_to", list, [], "recipients of DDL mails and reports"),
+    Option("mail_cc", list, [], "copy recipients"),
+    Option("mail_from", str, None, "sender address"),
+    Option("strict", bool, False, "reject DDL whose mail cannot be delivered"),
+    Option("smtp.host", str, "localhost", "SMTP server"),
+    Option("smtp.port", int, 25, "SMTP port"),
+    Option("smtp.security", str, "none", "none, starttls or tls"),
+    Option("smtp.username", str, None, "SMTP login"),
+    Option("smtp.password", str, None, "SMTP password (never printed)", secret=True),
+    Option("smtp.timeout", float, 10.0, "SMTP timeout in seconds"),
+    Option("mail.subject_template", str, None, "Jinja2 template file for the subject"),
+    Option("mail.text_template", str, None, "Jinja2 template file for the text part"),
+    Option("mail.html_template", str, None, "Jinja2 template file for the HTML part"),
+    Option("severity", dict, {}, "per-class severity overrides {CLASS: severity}"),
+    Option("allow", list, [], "allow-list rules; matching findings are kept but marked allowed"),
+)
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def _convert(option: Option, value: Any, origin: str) -> Any:
+    """Bring a raw value (YAML scalar, env string, flag) to the option's type."""
+    if value is None:
+        return None
+    try:
+        if option.kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(value)
+        if option.kind is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, (list, tuple)):
+                return list(value)
+            raise ValueError(value)
+        if option.kind is dict:
+            if isinstance(value, Mapping):
+                return dict(value)
+            raise ValueError(value)
+        return option.kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{origin}: {option.name} must be a {option.kind.__name__}, got {value!r}"
+        ) from None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mapping to dotted names, keeping dict-typed options whole."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{str(key).replace('-', '_')}"
+        option = _BY_NAME.get(name)
+        if isinstance(value, Mapping) and (option is None or option.kind is not dict):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read and validate a YAML config file into dotted option names."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the config file must be a YAML mapping")
+    flat = _flatten(data)
+    unknown = sorted(set(flat) - set(_BY_NAME))
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s): {', '.join(unknown)}")
+    return {k: _convert(_BY_NAME[k], v, str(path)) for k, v in flat.items()}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved options; read with ``cfg["smtp.host"]`` or ``cfg.get(...)``."""
+
+    values: Mapping[str, Any]
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in _BY_NAME:
+            raise KeyError(name)
+        return self.values.get(name, _BY_NAME[name].default)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self[name]
+        return default if value is None else value
+
+    def origin(self, name: str) -> str:
+        """Where a value came from: flag, env, the file's path, or default."""
+        return self.origins.get(name, "default")
+
+    def describe(self) -> dict[str, Any]:
+        """All values with secrets masked, for ``--verbose`` output and reports."""
+        from auditor.redact import MASK, mask_dsn
+
+        out: dict[str, Any] = {}
+        for option in OPTIONS:
+            value = self[option.name]
+            if option.secret and value:
+                value = mask_dsn(value) if option.name == "dsn" else MASK
+            out[option.name] = value
+        return out
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge flags > environment > YAML file > defaults into one :class:`Config`.
+
+    ``flags`` holds only options the user gave (``None`` means not given).
+
+    >>> cfg = load_config({"smtp.port": 2525}, environ={"AUDITOR_SMTP_HOST": "mx"})
+    >>> cfg["smtp.host"], cfg["smtp.port"], cfg["schema"]
+    ('mx', 2525, 'auditor')
+    >>> cfg.origin("smtp.host"), cfg.origin("smtp.port"), cfg.origin("schema")
+    ('env', 'flag', 'default')
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+
+    path = config_file
+    if path is None and "AUDITOR_CONFIG" in environ:
+        path = Path(environ["AUDITOR_CONFIG"])
+    if path is None and DEFAULT_CONFIG_FILE.is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        for name, value in read_config_file(path).items():
+            values[name], origins[name] = value, str(path)
+
+    for option in OPTIONS:
+        if option.env in environ:
+            values[option.name] = _convert(option, environ[option.env], option.env)
+            origins[option.name] = "env"
+
+    for name, value in (flags or {}).items():
+        if name not in _BY_NAME:
+            raise ConfigError(f"unknown option {name!r}")
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        values[name] = _convert(_BY_NAME[name], value, f"--{name.replace('_', '-')}")
+        origins[name] = "flag"
+    return Config(values, origins)

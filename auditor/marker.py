@@ -1,0 +1,68 @@
+"""The marker: one ``RAISE LOG`` line per trigger firing.
+
+The audit trigger writes, for every row it inserts, one server-log message::
+
+    auditor-marker v1 schema=auditor id=42 xid=751 event=ddl_command_end
+        digest=<64 hex> tag=CREATE TABLE      (one line in the log)
+
+* ``schema`` is the audit schema (several installs may share a log),
+* ``id`` is the audit row's id, ``xid`` the id of the (sub)transaction that
+  inserted it (the row's ``xmin``, so a rolled-back savepoint is told apart
+  from a deleted row), ``event`` the event trigger event,
+* ``digest`` the SHA-256 of the row's canonical text (see ``sql/audit_digest``
+  in the package SQL and :mod:`auditor.capture`), and
+* ``tag`` the command tag, last because it contains spaces.
+
+The marker reaches the log even if the transaction later rolls back, because
+the log is written at once and is not transactional.  Reconcile compares
+marker and row: marker + aborted xid = rolled back; marker + committed xid +
+no row = row deleted; digest differs = row altered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MARKER_LEAD = "auditor-marker "
+MARKER_VERSION = "v1"
+
+_MARKER = re.compile(
+    r"auditor-marker v1 schema=(?P<schema>\S+) id=(?P<id>\d+) xid=(?P<xid>\d+) "
+    r"event=(?P<event>[a-z_]+) digest=(?P<digest>[0-9a-f]{64}) tag=(?P<tag>.+)$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    schema: str
+    id: int
+    xid: int
+    event: str
+    digest: str
+    tag: str
+
+
+def parse_marker(message: str) -> Marker | None:
+    """The marker in a log message, or None when the message is not one.
+
+    >>> m = parse_marker("auditor-marker v1 schema=auditor id=42 xid=751 "
+    ...                  "event=ddl_command_end digest=" + "ab" * 32 + " tag=CREATE TABLE")
+    >>> (m.id, m.xid, m.event, m.tag)
+    (42, 751, 'ddl_command_end', 'CREATE TABLE')
+    >>> parse_marker("statement: CREATE TABLE t()") is None
+    True
+    """
+    if not message.startswith(MARKER_LEAD):
+        return None
+    m = _MARKER.match(message.strip())
+    if m is None:
+        return None
+    return Marker(
+        schema=m["schema"],
+        id=int(m["id"]),
+        xid=int(m["xid"]),
+        event=m["event"],
+        digest=m["digest"],
+        tag=m["tag"],
+    )

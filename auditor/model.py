@@ -1,0 +1,154 @@
+"""Domain values shared by the log readers, the capture side and reconcile.
+
+All of them are frozen dataclasses: a record read from a log or a row read
+from the audit table is evidence, and evidence is never edited in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    """Finding severities, lowest first; compare with :meth:`rank`."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Order for ``--fail-on`` comparisons.
+
+        >>> Severity.HIGH.rank > Severity.MEDIUM.rank
+        True
+        """
+        return list(Severity).index(self)
+
+
+class FindingClass(StrEnum):
+    """The finding classes of the spec (section 5)."""
+
+    UNREPORTED_DDL = "UNREPORTED_DDL"
+    AUDIT_ROW_MISSING = "AUDIT_ROW_MISSING"
+    AUDIT_ROW_ALTERED = "AUDIT_ROW_ALTERED"
+    UNLOGGED_DDL = "UNLOGGED_DDL"
+    ATTRIBUTION_MISMATCH = "ATTRIBUTION_MISMATCH"
+    EVENT_TRIGGER_DDL = "EVENT_TRIGGER_DDL"
+    CONFIG_DRIFT = "CONFIG_DRIFT"
+    LOG_GAP = "LOG_GAP"
+    UNMONITORED_DATABASE = "UNMONITORED_DATABASE"
+    UNAUDITABLE_DDL = "UNAUDITABLE_DDL"
+    INDIRECT_DDL = "INDIRECT_DDL"
+    FAILED_DDL = "FAILED_DDL"
+    ROLLED_BACK_DDL = "ROLLED_BACK_DDL"
+
+
+class MessageKind(StrEnum):
+    """What a log record is, for the reconciler."""
+
+    STATEMENT = "statement"  # "statement: ..." (simple protocol, or duration + statement)
+    EXECUTE = "execute"  # "execute <unnamed>: ...", "execute P_0: ..." (extended protocol)
+    ERROR = "error"  # ERROR / FATAL / PANIC, with the failed statement when logged
+    MARKER = "marker"  # a RAISE LOG marker of the audit trigger (see auditor.marker)
+    OTHER = "other"  # anything else (checkpoints, "parameter ... changed", ...)
+
+
+class Protocol(StrEnum):
+    SIMPLE = "simple"
+    EXTENDED = "extended"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where a record starts: file (as given), byte offset and 1-based physical line."""
+
+    file: str
+    offset: int
+    line: int
+
+    def __str__(self) -> str:
+        """``file:line``, the form every message uses.
+
+        >>> str(SourceLocation("pg.log", 120, 7))
+        'pg.log:7'
+        """
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One server-log message, the same model for stderr, csvlog and jsonlog.
+
+    ``message`` is the message text as logged (after ``LOG:  ``), with
+    continuation lines restored.  For STATEMENT/EXECUTE records ``statement``
+    is the query text without its ``statement: `` / ``execute x: `` lead; for
+    ERROR records it is the ``STATEMENT:`` text (or csv ``query``), when logged.
+    """
+
+    source: SourceLocation
+    severity: str
+    kind: MessageKind
+    message: str
+    time: datetime | None = None
+    statement: str | None = None
+    session_id: str | None = None
+    line_num: int | None = None
+    vxid: str | None = None
+    xid: int | None = None
+    pid: int | None = None
+    user: str | None = None
+    database: str | None = None
+    application: str | None = None
+    client: str | None = None
+    sqlstate: str | None = None
+    detail: str | None = None
+    hint: str | None = None
+    context: str | None = None
+    protocol: Protocol | None = None
+    prepared_name: str | None = None  # "P_0"; None for <unnamed>
+    portal: str | None = None
+    parameters: tuple[tuple[str, str | None], ...] = ()  # (("$1", "42"), ("$2", None))
+    duration_ms: float | None = None
+    backend_type: str | None = None
+    command_tag: str | None = None  # %i / csv command_tag / json ps
+
+
+@dataclass(frozen=True, slots=True)
+class ReadWarning:
+    """Input that could not be read as a record; never raised, always reported."""
+
+    source: SourceLocation
+    message: str
+    excerpt: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" + (f": {self.excerpt!r}" if self.excerpt else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One difference between the channels, exactly the spec's findings.json item."""
+
+    id: str
+    cls: FindingClass
+    severity: Severity
+    time: datetime | None
+    database: str | None
+    user: str | None
+    application: str | None
+    client: str | None
+    session_id: str | None
+    vxid: str | None
+    command_tags: tuple[str, ...]
+    statement: str | None
+    audit_event_ids: tuple[int, ...]
+    log_file: str | None
+    log_line: int | None
+    explanation: str
+    allowed: bool = False
+    details: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
