@@ -151,4 +151,56 @@ class Finding:
     log_line: int | None
     explanation: str
     allowed: bool = False
-    details: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    #: Both channels' view, for the report's expanded row and the timeline:
+    #: {"log": {...record fields...} | None, "audit": [{...row fields...}, ...]}.
+    evidence: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSourceSummary:
+    """One log source read by reconcile (findings.json ``sources.logs`` item)."""
+
+    path: str
+    format: str
+    records: int
+    ddl_statements: int
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSummary:
+    """One database looked at by reconcile (findings.json ``sources.databases`` item)."""
+
+    name: str
+    installed: bool
+    audit_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts that must add up: every logged DDL and audit row is matched or in a finding."""
+
+    logged_ddl: int
+    audit_rows: int
+    matched: int
+    by_class: dict[str, int]
+    by_severity: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FindingsDocument:
+    """Everything a reconcile produced: the content of findings.json.
+
+    ``notes`` carries report-wide caveats (e.g. pairing fell back to pid and
+    time because the log prefix lacks ``%c``/``%v``).
+    """
+
+    auditor_version: str
+    generated_at: datetime
+    since: datetime | None
+    until: datetime | None
+    logs: tuple[LogSourceSummary, ...]
+    databases: tuple[DatabaseSummary, ...]
+    summary: Summary
+    findings: tuple[Finding, ...]
+    notes: tuple[str, ...] = ()
