@@ -17,7 +17,7 @@ import typer.core
 
 from auditor import __version__
 from auditor.config import Config, load_config
-from auditor.errors import AuditorError
+from auditor.errors import AuditorError, ConfigError
 from auditor.redact import mask
 
 
@@ -90,6 +90,147 @@ def demo(
     _config(config_file)
     result = run_demo(out, echo=lambda line: typer.echo(line))
     typer.echo(result.summary)
+
+
+DsnOpt = Annotated[
+    str | None,
+    typer.Option("--dsn", help="libpq connection string of the server (or AUDITOR_DSN)."),
+]
+DatabaseOpt = Annotated[
+    list[str] | None,
+    typer.Option("--database", "-d", help="Database to act on (repeatable)."),
+]
+AllDatabasesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--all-databases", help="Every database that accepts connections, template1 included."
+    ),
+]
+SchemaOpt = Annotated[
+    str | None, typer.Option("--schema", help="Schema of the audit table (default auditor).")
+]
+
+
+def _dsn(cfg: Config) -> str:
+    dsn = cfg["dsn"]
+    if not dsn:
+        raise ConfigError("no server given: use --dsn, AUDITOR_DSN or dsn: in the config file")
+    return str(dsn)
+
+
+@app.command()
+def install(
+    dsn: DsnOpt = None,
+    database: DatabaseOpt = None,
+    all_databases: AllDatabasesOpt = False,
+    schema: SchemaOpt = None,
+    reader_role: Annotated[
+        str | None,
+        typer.Option("--reader-role", help="Create/grant a read-only role for reconcile."),
+    ] = None,
+    mail_mode: Annotated[
+        str | None, typer.Option("--mail-mode", help="outbox (NOTIFY per row) or none.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the exact SQL; change nothing.")
+    ] = False,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Install the audit schema and ENABLE ALWAYS event triggers (idempotent, upgrades in place)."""
+    from auditor import capture
+
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        databases=database,
+        all_databases=all_databases or None,
+        schema=schema,
+        reader_role=reader_role,
+        mail_mode=mail_mode,
+    )
+    report = capture.install(
+        _dsn(cfg),
+        databases=cfg["databases"],
+        all_databases=cfg["all_databases"],
+        schema=cfg["schema"],
+        reader_role=cfg["reader_role"],
+        mail_mode=cfg["mail_mode"],
+        dry_run=dry_run,
+    )
+    for problem in report.warnings:
+        typer.echo(f"auditor: warning: {mask(str(problem))}", err=True)
+    typer.echo(capture.format_install(report))
+
+
+@app.command()
+def uninstall(
+    dsn: DsnOpt = None,
+    database: DatabaseOpt = None,
+    all_databases: AllDatabasesOpt = False,
+    schema: SchemaOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the exact SQL; change nothing.")
+    ] = False,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Remove everything install created (audit rows included), and nothing else."""
+    from auditor import capture
+
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        databases=database,
+        all_databases=all_databases or None,
+        schema=schema,
+    )
+    report = capture.uninstall(
+        _dsn(cfg),
+        databases=cfg["databases"],
+        all_databases=cfg["all_databases"],
+        schema=cfg["schema"],
+        dry_run=dry_run,
+    )
+    typer.echo(capture.format_uninstall(report))
+
+
+@app.command()
+def status(
+    dsn: DsnOpt = None,
+    database: DatabaseOpt = None,
+    all_databases: AllDatabasesOpt = False,
+    schema: SchemaOpt = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json.", case_sensitive=False)
+    ] = "text",
+    config_file: ConfigOpt = None,
+) -> None:
+    """Check both channels; exit 1 if one is weakened, 2 if the server cannot be checked."""
+    import json
+
+    from auditor import capture
+
+    if output_format.lower() not in ("text", "json"):
+        raise ConfigError(f"--format must be text or json, got {output_format!r}")
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        databases=database,
+        all_databases=all_databases or None,
+        schema=schema,
+    )
+    report = capture.status(
+        _dsn(cfg),
+        databases=cfg["databases"],
+        all_databases=cfg["all_databases"],
+        schema=cfg["schema"],
+    )
+    if output_format.lower() == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        typer.echo(mask(capture.format_status(report)))
+    for error in report.errors:
+        typer.echo(f"auditor: error: {mask(error)}", err=True)
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -74,7 +74,9 @@ def connect(
             connect_timeout=connect_timeout,
         )
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = (
+            str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        )
         raise ConnectionFailed(f"cannot connect to {describe_dsn(dsn)}: {reason}") from None
 
 

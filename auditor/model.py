@@ -204,3 +204,71 @@ class FindingsDocument:
     summary: Summary
     findings: tuple[Finding, ...]
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditObject:
+    """One object of an audit row (an element of the ``objects`` JSON array).
+
+    ``ddl_command_end`` rows fill the first five fields (from
+    ``pg_event_trigger_ddl_commands()``); ``sql_drop`` rows the drop fields (from
+    ``pg_event_trigger_dropped_objects()``, no ``in_extension`` there);
+    ``table_rewrite`` rows the table and ``rewrite_reason``.
+    """
+
+    object_type: str | None
+    schema_name: str | None
+    object_identity: str | None
+    in_extension: bool | None = None
+    command_tag: str | None = None
+    object_name: str | None = None
+    original: bool | None = None
+    normal: bool | None = None
+    is_temporary: bool | None = None
+    address_names: tuple[str, ...] = ()
+    address_args: tuple[str, ...] = ()
+    classid: int | None = None
+    objid: int | None = None
+    objsubid: int | None = None
+    rewrite_reason: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One row of the audit table: one firing of an auditor event trigger.
+
+    ``session_id`` and ``vxid`` are what the log prints for ``%c`` and ``%v``;
+    ``xid`` is the top-level transaction id as an xid8 (epoch included; the log's
+    ``%x`` is ``xid % 2**32``); ``row_xmin`` is the 32-bit id of the
+    (sub)transaction that inserted the row, which the marker carries as ``xid=``.
+    ``digest`` is recomputed in Python (:func:`auditor.digest.row_digest`) from
+    the row as read, never taken from the database, so it can be compared with the
+    marker's.  ``objects_json`` is the stored ``objects`` jsonb text, the digest's
+    input.  ``current_user`` is the session's effective role (SET ROLE honoured);
+    ``login_user`` the authenticated user the log prints for ``%u``.
+    """
+
+    schema: str
+    id: int
+    event: str
+    command_tag: str
+    objects: tuple[AuditObject, ...]
+    query: str | None
+    statement_time: datetime
+    clock_time: datetime
+    session_user: str
+    current_user: str
+    login_user: str | None
+    database: str
+    client_addr: str | None
+    client_port: int | None
+    server_addr: str | None
+    server_port: int | None
+    application_name: str | None
+    backend_pid: int
+    session_id: str
+    vxid: str | None
+    xid: int
+    row_xmin: int
+    digest: str
+    objects_json: str = "[]"

@@ -168,3 +168,9 @@ class ClusterLogs:
 @pytest.fixture
 def logs(cluster: TempCluster) -> ClusterLogs:
     return ClusterLogs(cluster)
+
+
+@pytest.fixture(scope="module")
+def module_logs(cluster: TempCluster) -> ClusterLogs:
+    """``logs`` for module-scoped fixtures that play a scenario once for many tests."""
+    return ClusterLogs(cluster)

@@ -1,0 +1,1253 @@
+"""The trigger channel: install, remove and check the event triggers; read the audit table.
+
+What runs in the server is in ``sql/capture_*.sql`` (the header of
+``capture_install.sql`` documents the table and the row digest).  This module
+plans and applies it:
+
+* :func:`install` puts one current copy of the schema, its functions, its
+  append-only protections and its ``ENABLE ALWAYS`` event triggers into each
+  target database, in one transaction per database, and records the install;
+* :func:`uninstall` removes exactly that (RESTRICT: anything foreign that
+  depends on it stops the removal);
+* :func:`status` checks both channels: per database the triggers, functions and
+  protections against what install wrote, and the server settings the log
+  channel depends on;
+* :func:`read_audit_events` and :func:`xact_status` are what reconcile reads.
+
+The audit trigger's log marker is described in :mod:`auditor.marker`, the row
+digest in :mod:`auditor.digest`.  Every NOTIFY on channel ``<schema>_events``
+carries the id of one audit row as payload (outbox mail mode, sent at commit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from auditor import __version__
+from auditor.db import connect, describe_dsn, server_settings, sql_text
+from auditor.digest import parse_objects_json, row_digest
+from auditor.errors import AuditorError, ConfigError, InstallError
+from auditor.model import AuditEvent, AuditObject
+
+#: Version of the SQL layout written by this package (recorded in ``installs``).
+SCHEMA_VERSION = 1
+#: The events the audit trigger function is attached to.
+EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
+#: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).
+PROTECTED_TABLES = ("events", "installs")
+#: Functions that run with the owner's rights and must keep a fixed search_path.
+DEFINER_FUNCTIONS = ("record_event", "after_event")
+FIXED_SEARCH_PATH = "search_path=pg_catalog, pg_temp"
+#: Mail modes this version can install (the mail side adds ``plpython``).
+MAIL_MODES = ("outbox", "none")
+INSTALL_APPLICATION = "auditor install"
+READER_ROLE_COMMENT = "auditor: read-only role for reconcile (created by auditor install)"
+#: Settings below these levels drop DDL statements or the markers from the log.
+LOG_STATEMENT_OK = ("ddl", "mod", "all")
+_MARKER_LOST_LEVELS = ("fatal", "panic")
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+_TRIGGER_TYPE_BEFORE_UPDATE_DELETE_TRUNCATE = 2 | 8 | 16 | 32
+_TRIGGER_TYPE_ROW = 1
+
+
+# -- names and SQL templates ----------------------------------------------------
+
+
+def check_schema_name(name: str) -> str:
+    """The audit schema name, if it is a plain lower-case identifier.
+
+    Plain names keep the marker line parseable and every quoting question moot.
+
+    >>> check_schema_name("auditor")
+    'auditor'
+    >>> check_schema_name("Audit Log")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    auditor.errors.ConfigError: schema name 'Audit Log' is not allowed: ...
+    """
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"schema name {name!r} is not allowed: use lower-case letters, digits and _ "
+            "(at most 40, not starting with a digit)"
+        )
+    return name
+
+
+def event_trigger_names(schema: str) -> dict[str, str]:
+    """The event trigger of each event, named after the schema.
+
+    >>> event_trigger_names("auditor")["sql_drop"]
+    'auditor_sql_drop'
+    """
+    return {event: f"{schema}_{event}" for event in EVENTS}
+
+
+def notify_channel(schema: str) -> str:
+    """The NOTIFY channel of an install; the payload is one audit row id.
+
+    >>> notify_channel("auditor")
+    'auditor_events'
+    """
+    return f"{schema}_events"
+
+
+def render(template: str, schema: str, **values: sql.Composable) -> str:
+    """A packaged SQL template with the schema (and ``values``) filled in, as text."""
+    params: dict[str, sql.Composable] = {
+        "schema": sql.Identifier(schema),
+        "schema_name": sql.Literal(schema),
+        "notify_channel": sql.Literal(notify_channel(schema)),
+    }
+    for event, name in event_trigger_names(schema).items():
+        params[f"{event}_trigger"] = sql.Identifier(name)
+    params.update(values)
+    return sql.SQL(sql_text(template)).format(**params).as_string(None)
+
+
+@cache
+def expected_functions(schema: str) -> dict[str, str]:
+    """``{function name: md5 of its body}`` exactly as this package installs them.
+
+    Read from ``capture_install.sql`` with a real PostgreSQL parser (pglast), so
+    it always matches the file; ``status`` compares it with ``pg_proc.prosrc``.
+    """
+    import pglast
+    from pglast import ast
+
+    out: dict[str, str] = {}
+    for raw in pglast.parse_sql(render("capture_install.sql", schema)):
+        if not isinstance(raw.stmt, ast.CreateFunctionStmt):
+            continue
+        stmt: Any = raw.stmt  # pglast's optional fields are always set for CREATE FUNCTION
+        name = stmt.funcname[-1].sval
+        body = next(o.arg[0].sval for o in stmt.options if o.defname == "as")
+        out[name] = hashlib.md5(body.encode("utf-8")).hexdigest()
+    return out
+
+
+# -- reports ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that weakens a channel (``weakens``) or deserves a look (warning)."""
+
+    channel: str  # "trigger" or "log"
+    message: str
+    weakens: bool = True
+    database: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.database}: " if self.database else ""
+        return f"{where}{self.message}"
+
+
+@dataclass(frozen=True)
+class DatabaseInstall:
+    """What install did (or, with ``--dry-run``, would do) in one database."""
+
+    name: str
+    action: str  # installed, upgraded, reinstalled
+    previous_version: str | None
+    statements: tuple[str, ...]
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    server: str
+    schema: str
+    version: str
+    dry_run: bool
+    cluster_statements: tuple[str, ...]
+    databases: tuple[DatabaseInstall, ...]
+    warnings: tuple[Problem, ...]
+
+    def script(self) -> str:
+        """The exact SQL install runs (or would run), database by database."""
+        parts: list[str] = []
+        if self.cluster_statements:
+            parts.append("-- cluster-wide (run once, on the DSN's database)")
+            parts.extend(
+                s.rstrip() + ("" if s.rstrip().endswith(";") else ";")
+                for s in self.cluster_statements
+            )
+        for db in self.databases:
+            parts.append(f"\n-- database {db.name}: {db.action}")
+            parts.append(r"\connect " + db.name)
+            parts.append("BEGIN;")
+            parts.extend(
+                s.rstrip() + ("" if s.rstrip().endswith(";") else ";") for s in db.statements
+            )
+            parts.append("COMMIT;")
+        return "\n".join(parts) + "\n"
+
+
+@dataclass(frozen=True)
+class DatabaseUninstall:
+    name: str
+    removed: bool
+    events_dropped: int
+    statements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UninstallReport:
+    server: str
+    schema: str
+    dry_run: bool
+    databases: tuple[DatabaseUninstall, ...]
+    cluster_statements: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EventTriggerState:
+    name: str
+    event: str
+    enabled: str  # O (origin), R (replica), A (always), D (disabled)
+
+    @property
+    def always(self) -> bool:
+        return self.enabled == "A"
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    """The trigger channel in one database."""
+
+    name: str
+    installed: bool
+    version: str | None = None
+    schema_version: int | None = None
+    mail_mode: str | None = None
+    audit_rows: int | None = None
+    installs: int | None = None
+    event_triggers: tuple[EventTriggerState, ...] = ()
+    triggers_ok: bool = False
+    protections_ok: bool = False
+    functions_ok: bool = False
+    problems: tuple[Problem, ...] = ()
+    error: str | None = None
+
+    @property
+    def weakened(self) -> bool:
+        return any(p.weakens for p in self.problems)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """Both channels at a glance; ``exit_code`` is 0 healthy, 1 weakened, 2 unreadable."""
+
+    server: str
+    server_version_num: int
+    schema: str
+    settings: dict[str, str]
+    problems: tuple[Problem, ...]
+    databases: tuple[DatabaseStatus, ...]
+    role_settings: tuple[dict[str, str | None], ...] = ()
+
+    @property
+    def weakened(self) -> bool:
+        return any(p.weakens for p in self.problems) or any(d.weakened for d in self.databases)
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        return tuple(f"{d.name}: {d.error}" for d in self.databases if d.error)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        return 1 if self.weakened else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["weakened"] = self.weakened
+        out["exit_code"] = self.exit_code
+        for db, raw in zip(self.databases, out["databases"], strict=True):
+            raw["weakened"] = db.weakened
+            for trig, raw_trig in zip(db.event_triggers, raw["event_triggers"], strict=True):
+                raw_trig["always"] = trig.always
+        return out
+
+
+# -- server settings -----------------------------------------------------------
+
+
+def _prefix_has(prefix: str, escape: str) -> bool:
+    """Whether ``log_line_prefix`` contains ``%<escape>`` (not ``%%<escape>``).
+
+    >>> _prefix_has("%m [%p] %c %v ", "c"), _prefix_has("%%c %m", "c")
+    (True, False)
+    """
+    i = 0
+    while i < len(prefix) - 1:
+        if prefix[i] == "%":
+            if prefix[i + 1] == escape:
+                return True
+            i += 2
+            continue
+        i += 1
+    return False
+
+
+def assess_settings(
+    settings: Mapping[str, str], role_settings: Iterable[Mapping[str, str | None]] = ()
+) -> list[Problem]:
+    """Server settings that weaken a channel (``weakens``) or deserve a warning.
+
+    >>> [p.message for p in assess_settings({"log_statement": "none",
+    ...     "logging_collector": "on", "log_destination": "csvlog", "log_line_prefix": ""})]
+    ["log_statement = 'none': DDL statements are not logged (needs ddl, mod or all)"]
+    >>> [p.message for p in assess_settings({"log_statement": "ddl", "logging_collector": "on",
+    ...     "log_destination": "stderr", "log_line_prefix": "%m [%p] "})]  # doctest: +ELLIPSIS
+    ["log_line_prefix = '%m [%p] ' lacks %c and %v and stderr is the only log: ..."]
+    """
+    problems: list[Problem] = []
+    log_statement = settings.get("log_statement", "")
+    if log_statement not in LOG_STATEMENT_OK:
+        problems.append(
+            Problem(
+                "log",
+                f"log_statement = {log_statement!r}: DDL statements are not logged "
+                "(needs ddl, mod or all)",
+            )
+        )
+    if settings.get("logging_collector") == "off":
+        problems.append(
+            Problem(
+                "log",
+                "logging_collector = off: the log is not written to files the server "
+                "manages (csvlog and jsonlog need it; stderr goes wherever the server's "
+                "stderr goes)",
+            )
+        )
+    destinations = {d.strip() for d in settings.get("log_destination", "").split(",") if d.strip()}
+    if destinations and not destinations & {"stderr", "csvlog", "jsonlog"}:
+        problems.append(
+            Problem(
+                "log",
+                f"log_destination = {settings.get('log_destination')!r}: auditor reads "
+                "stderr, csvlog and jsonlog files; the log goes elsewhere",
+                weakens=False,
+            )
+        )
+    prefix = settings.get("log_line_prefix", "")
+    if "stderr" in destinations and not destinations & {"csvlog", "jsonlog"}:
+        missing = [e for e in ("c", "v") if not _prefix_has(prefix, e)]
+        if missing:
+            escapes = " and ".join("%" + e for e in missing)
+            problems.append(
+                Problem(
+                    "log",
+                    f"log_line_prefix = {prefix!r} lacks {escapes} and stderr is the only "
+                    "log: statements cannot be paired with audit rows by session and "
+                    "transaction (add %c and %v, or csvlog/jsonlog)",
+                )
+            )
+    if settings.get("log_min_messages") in _MARKER_LOST_LEVELS:
+        problems.append(
+            Problem(
+                "log",
+                f"log_min_messages = {settings['log_min_messages']!r}: the audit trigger's "
+                "marker lines (level LOG) are not logged",
+            )
+        )
+    if settings.get("event_triggers") == "off":
+        problems.append(
+            Problem("trigger", "event_triggers = off: no event trigger fires in this cluster")
+        )
+    for row in role_settings:
+        where = " and ".join(
+            part
+            for part in (
+                f"role {row['role']}" if row.get("role") else "",
+                f"database {row['database']}" if row.get("database") else "",
+            )
+            if part
+        )
+        name, value = str(row.get("name")), str(row.get("value"))
+        if name == "log_statement" and value not in LOG_STATEMENT_OK:
+            problems.append(
+                Problem("log", f"ALTER ROLE/DATABASE sets log_statement = {value!r} for {where}")
+            )
+        elif name == "log_min_messages" and value in _MARKER_LOST_LEVELS:
+            problems.append(
+                Problem("log", f"ALTER ROLE/DATABASE sets log_min_messages = {value!r} for {where}")
+            )
+        elif name == "event_triggers" and value == "off":
+            problems.append(
+                Problem("trigger", f"ALTER ROLE/DATABASE sets event_triggers = off for {where}")
+            )
+    return problems
+
+
+def _role_settings(conn: psycopg.Connection[Any]) -> list[dict[str, str | None]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [dict(r) for r in cur.execute(sql_text("role_settings.sql")).fetchall()]
+
+
+# -- connections and targets -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Session:
+    role: str
+    superuser: bool
+    database: str
+    server_version_num: int
+
+
+def _session(conn: psycopg.Connection[Any]) -> _Session:
+    row = conn.execute(sql_text("capture_session.sql")).fetchone()
+    if row is None:  # the current role is always in pg_roles
+        raise AuditorError("cannot read the current role from pg_roles")
+    return _Session(str(row[0]), bool(row[1]), str(row[2]), int(row[3]))
+
+
+def _require_superuser(dsn: str, session: _Session, what: str) -> None:
+    if not session.superuser:
+        raise InstallError(
+            f"{describe_dsn(dsn)}: role {session.role!r} is not a superuser; auditor {what} "
+            "needs one (only superusers can create and drop event triggers); nothing was changed"
+        )
+
+
+def _targets(
+    conn: psycopg.Connection[Any],
+    session: _Session,
+    databases: Sequence[str],
+    all_databases: bool,
+) -> list[str]:
+    rows = conn.execute(sql_text("databases.sql")).fetchall()
+    allow = {str(r[0]): bool(r[1]) for r in rows}
+    if all_databases:
+        return [name for name, ok in allow.items() if ok]
+    if not databases:
+        return [session.database]
+    out: list[str] = []
+    for name in databases:
+        if name not in allow:
+            raise InstallError(f"database {name!r} does not exist on this server")
+        if not allow[name]:
+            raise InstallError(f"database {name!r} does not accept connections")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _pg_error(exc: psycopg.Error) -> str:
+    """One line from a server error: the primary message, plus its detail if any."""
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    detail = diag.message_detail if diag is not None else None
+    lines = str(exc).strip().splitlines()
+    text = primary or (lines[0] if lines else type(exc).__name__)
+    if detail:
+        text += " (" + " ".join(detail.split()) + ")"
+    return text
+
+
+# -- state of one database ------------------------------------------------------
+
+
+def _state(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
+    row = conn.execute(sql_text("capture_state.sql"), {"schema": schema}).fetchone()
+    return dict(row[0]) if row and row[0] else {}
+
+
+def _install_info(
+    conn: psycopg.Connection[Any], schema: str, state: Mapping[str, Any]
+) -> dict[str, Any]:
+    names = {r["name"] for r in state.get("relations") or []}
+    if not {"installs", "settings", "events"} <= names:
+        return {}
+    row = conn.execute(render("capture_install_info.sql", schema)).fetchone()
+    return dict(row[0]) if row and row[0] else {}
+
+
+def _ours(state: Mapping[str, Any]) -> bool:
+    """Whether an existing schema was created by auditor (it has the installs table)."""
+    return any(r["name"] == "installs" for r in state.get("relations") or [])
+
+
+def _foreign_schema(state: Mapping[str, Any]) -> bool:
+    """A schema that exists, is not ours and is not empty: install must not touch it."""
+    if not state.get("schema_exists") or _ours(state):
+        return False
+    return bool(state.get("relations") or state.get("functions"))
+
+
+def _stray_event_triggers(state: Mapping[str, Any], schema: str) -> list[str]:
+    """Event triggers running a function of the schema under another name (older versions)."""
+    names = set(event_trigger_names(schema).values())
+    return [
+        t["name"]
+        for t in state.get("event_triggers") or []
+        if t["function_schema"] == schema and t["name"] not in names
+    ]
+
+
+# -- install ---------------------------------------------------------------------
+
+
+def _install_plan(
+    conn: psycopg.Connection[Any],
+    session: _Session,
+    schema: str,
+    mail_mode: str,
+    reader_role: str | None,
+) -> tuple[str, str | None, list[str]]:
+    """(action, previous version, statements) to install into the connected database."""
+    state = _state(conn, schema)
+    if _foreign_schema(state):
+        raise InstallError(
+            f"database {session.database!r}: schema {schema!r} exists and was not created by "
+            "auditor; choose another schema (--schema) or move its objects away"
+        )
+    info = _install_info(conn, schema, state)
+    previous = info.get("install") or {}
+    previous_version = previous.get("package_version")
+    if not state.get("schema_exists") or not previous:
+        action = "installed"
+    elif previous_version == __version__ and previous.get("schema_version") == SCHEMA_VERSION:
+        action = "reinstalled"
+    else:
+        action = "upgraded"
+
+    stmts: list[str] = ["SET LOCAL search_path = pg_catalog, pg_temp"]
+    # Drop the old event triggers first: the rest of the install is then not audited
+    # by a half-replaced copy, and renamed triggers of older versions go away.
+    for name in [*event_trigger_names(schema).values(), *_stray_event_triggers(state, schema)]:
+        stmts.append(
+            sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
+        )
+    stmts.append(render("capture_install.sql", schema))
+    owner = next(
+        (r["owner"] for r in state.get("relations") or [] if r["name"] == "events"), session.role
+    )
+    stmts.append(
+        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {}, {} FROM {}")
+        .format(
+            sql.Identifier(schema, "events"),
+            sql.Identifier(schema, "installs"),
+            sql.Identifier(owner),
+        )
+        .as_string(None)
+    )
+    old_reader = previous.get("reader_role")
+    if old_reader and old_reader != reader_role:
+        stmts.append(
+            render("capture_revoke_reader.sql", schema, reader_role=sql.Identifier(old_reader))
+        )
+    if reader_role:
+        stmts.append(
+            render("capture_grant_reader.sql", schema, reader_role=sql.Identifier(reader_role))
+        )
+    stmts.append(
+        render(
+            "capture_record_install.sql",
+            schema,
+            mail_mode=sql.Literal(mail_mode),
+            package_version=sql.Literal(__version__),
+            schema_version=sql.Literal(SCHEMA_VERSION),
+            reader_role=sql.Literal(reader_role),
+        )
+    )
+    stmts.append(render("capture_event_triggers.sql", schema))
+    return action, previous_version, stmts
+
+
+def _reader_role_state(conn: psycopg.Connection[Any], role: str) -> tuple[bool, bool, int]:
+    row = conn.execute(
+        sql_text("capture_reader_role.sql"), {"role": role, "comment": READER_ROLE_COMMENT}
+    ).fetchone()
+    if row is None:
+        return False, False, 0
+    return bool(row[0]), bool(row[1]), int(row[2])
+
+
+def install(
+    dsn: str,
+    *,
+    databases: Sequence[str] = (),
+    all_databases: bool = False,
+    schema: str = "auditor",
+    reader_role: str | None = None,
+    mail_mode: str = "outbox",
+    dry_run: bool = False,
+) -> InstallReport:
+    """Install (or upgrade in place) the trigger channel; one transaction per database.
+
+    Refuses without superuser, before changing anything.  With ``dry_run`` nothing
+    is changed and the report's :meth:`InstallReport.script` is the exact SQL.
+    """
+    check_schema_name(schema)
+    if mail_mode not in MAIL_MODES:
+        raise ConfigError(
+            f"mail mode {mail_mode!r} is not available in this version "
+            f"(use {' or '.join(MAIL_MODES)})"
+        )
+    if reader_role is not None and not reader_role.strip():
+        raise ConfigError("the reader role name is empty")
+    server = describe_dsn(dsn)
+    with connect(dsn, application_name=INSTALL_APPLICATION) as main:
+        session = _session(main)
+        _require_superuser(dsn, session, "install")
+        targets = _targets(main, session, databases, all_databases)
+        warnings = tuple(assess_settings(server_settings(main), _role_settings(main)))
+        cluster: list[str] = []
+        if reader_role:
+            exists, _, _ = _reader_role_state(main, reader_role)
+            if not exists:
+                cluster.append(
+                    sql.SQL(sql_text("capture_create_reader.sql"))
+                    .format(
+                        reader_role=sql.Identifier(reader_role),
+                        comment=sql.Literal(READER_ROLE_COMMENT),
+                    )
+                    .as_string(None)
+                )
+        plans: list[tuple[str, str, str | None, list[str]]] = []
+        for name in targets:
+            with connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn:
+                action, previous, stmts = _install_plan(
+                    conn, session, schema, mail_mode, reader_role
+                )
+            plans.append((name, action, previous, stmts))
+        if dry_run:
+            return InstallReport(
+                server,
+                schema,
+                __version__,
+                True,
+                tuple(cluster),
+                tuple(DatabaseInstall(n, a, p, tuple(s)) for n, a, p, s in plans),
+                warnings,
+            )
+        for stmt in cluster:
+            try:
+                main.execute(stmt)
+            except psycopg.Error as exc:
+                raise InstallError(
+                    f"{server}: creating the reader role failed: {_pg_error(exc)}"
+                ) from None
+
+    done: list[DatabaseInstall] = []
+    for name, action, previous, stmts in plans:
+        notices: list[str] = []
+
+        def keep_notice(diag: psycopg.errors.Diagnostic, notices: list[str] = notices) -> None:
+            if (diag.message_primary or "").startswith("auditor:"):
+                notices.append(diag.message_primary or "")
+
+        try:
+            with connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn:
+                conn.add_notice_handler(keep_notice)
+                with conn.transaction():
+                    for stmt in stmts:
+                        conn.execute(stmt)
+        except psycopg.Error as exc:
+            finished = ", ".join(d.name for d in done) or "none"
+            raise InstallError(
+                f"install into database {name!r} failed and was rolled back: {_pg_error(exc)} "
+                f"(databases already installed: {finished})"
+            ) from None
+        done.append(DatabaseInstall(name, action, previous, tuple(stmts), tuple(notices)))
+    return InstallReport(server, schema, __version__, False, tuple(cluster), tuple(done), warnings)
+
+
+# -- uninstall -------------------------------------------------------------------
+
+
+def _uninstall_plan(
+    conn: psycopg.Connection[Any], session: _Session, schema: str
+) -> tuple[bool, int, list[str], str | None]:
+    """(anything to remove, audit rows that go with it, statements, reader role)."""
+    state = _state(conn, schema)
+    strays = _stray_event_triggers(state, schema)
+    ours_by_name = [
+        t
+        for t in state.get("event_triggers") or []
+        if t["name"] in event_trigger_names(schema).values()
+    ]
+    if not state.get("schema_exists"):
+        if not strays and not ours_by_name:
+            return False, 0, [], None
+    elif _foreign_schema(state):
+        raise InstallError(
+            f"database {session.database!r}: schema {schema!r} was not created by auditor; "
+            "nothing was removed"
+        )
+    info = _install_info(conn, schema, state)
+    previous = info.get("install") or {}
+    stmts = ["SET LOCAL search_path = pg_catalog, pg_temp"]
+    for name in strays:
+        stmts.append(
+            sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
+        )
+    # Functions of older versions (recorded by their install) that this version does not know.
+    current = set(expected_functions(schema))
+    live = {f["name"] for f in state.get("functions") or []}
+    recorded = set((previous.get("functions") or {}).keys())
+    for fname in sorted((recorded & live) - current):
+        stmts.append(
+            sql.SQL("DROP FUNCTION IF EXISTS {}")
+            .format(sql.Identifier(schema, fname))
+            .as_string(None)
+        )
+    if state.get("schema_exists"):
+        stmts.append(render("capture_uninstall.sql", schema))
+    else:
+        for name in event_trigger_names(schema).values():
+            stmts.append(
+                sql.SQL("DROP EVENT TRIGGER IF EXISTS {}")
+                .format(sql.Identifier(name))
+                .as_string(None)
+            )
+    return True, int(info.get("events") or 0), stmts, previous.get("reader_role")
+
+
+def uninstall(
+    dsn: str,
+    *,
+    databases: Sequence[str] = (),
+    all_databases: bool = False,
+    schema: str = "auditor",
+    dry_run: bool = False,
+) -> UninstallReport:
+    """Remove what :func:`install` created (and the audit rows with it), nothing else."""
+    check_schema_name(schema)
+    server = describe_dsn(dsn)
+    with connect(dsn, application_name=INSTALL_APPLICATION) as main:
+        session = _session(main)
+        _require_superuser(dsn, session, "uninstall")
+        targets = _targets(main, session, databases, all_databases)
+    plans: list[tuple[str, bool, int, list[str], str | None]] = []
+    for name in targets:
+        with connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn:
+            plans.append((name, *_uninstall_plan(conn, session, schema)))
+    results: list[DatabaseUninstall] = []
+    readers: set[str] = set()
+    for name, present, rows, stmts, reader in plans:
+        if reader:
+            readers.add(reader)
+        if present and not dry_run:
+            try:
+                with (
+                    connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn,
+                    conn.transaction(),
+                ):
+                    for stmt in stmts:
+                        conn.execute(stmt)
+            except psycopg.Error as exc:
+                finished = ", ".join(r.name for r in results if r.removed) or "none"
+                raise InstallError(
+                    f"uninstall from database {name!r} was refused and rolled back: "
+                    f"{_pg_error(exc)} (databases already done: {finished})"
+                ) from None
+        results.append(DatabaseUninstall(name, present, rows, tuple(stmts)))
+    cluster: list[str] = []
+    with connect(dsn, application_name=INSTALL_APPLICATION) as main:
+        for role in sorted(readers):
+            exists, ours, deps = _reader_role_state(main, role)
+            if exists and ours and (deps == 0 or dry_run):
+                stmt = sql.SQL("DROP ROLE {}").format(sql.Identifier(role)).as_string(None)
+                cluster.append(stmt)
+                if not dry_run:
+                    try:
+                        main.execute(stmt)
+                    except psycopg.Error as exc:
+                        raise InstallError(
+                            f"{server}: dropping the reader role {role!r} failed: {_pg_error(exc)}"
+                        ) from None
+    return UninstallReport(server, schema, dry_run, tuple(results), tuple(cluster))
+
+
+# -- status ----------------------------------------------------------------------
+
+
+def _assess_database(
+    name: str, schema: str, state: Mapping[str, Any], info: Mapping[str, Any]
+) -> DatabaseStatus:
+    problems: list[Problem] = []
+
+    def bad(message: str, weakens: bool = True) -> None:
+        problems.append(Problem("trigger", message, weakens, name))
+
+    names = event_trigger_names(schema)
+    all_triggers = {t["name"]: t for t in state.get("event_triggers") or []}
+    states = tuple(
+        EventTriggerState(t["name"], t["event"], t["enabled"])
+        for n in names.values()
+        if (t := all_triggers.get(n)) is not None
+    )
+    if not state.get("schema_exists"):
+        bad(f"auditor is not installed (no schema {schema!r}): DDL here is seen by the log only")
+        for orphan in states:
+            bad(f"event trigger {orphan.name} exists without its schema", weakens=False)
+        return DatabaseStatus(name, False, event_triggers=states, problems=tuple(problems))
+    if _foreign_schema(state):
+        bad(f"schema {schema!r} exists but was not created by auditor")
+        return DatabaseStatus(name, False, problems=tuple(problems))
+
+    # Event triggers: present, on the right event and function, ENABLE ALWAYS, no tag filter.
+    n_before = len(problems)
+    for event, tname in names.items():
+        t = all_triggers.get(tname)
+        if t is None:
+            bad(f"event trigger {tname} ({event}) is missing")
+        elif (
+            t["event"] != event or t["function_schema"] != schema or t["function"] != "record_event"
+        ):
+            bad(
+                f"event trigger {tname} runs {t['function_schema']}.{t['function']}() on "
+                f"{t['event']}, not {schema}.record_event() on {event}"
+            )
+        elif t["enabled"] == "D":
+            bad(f"event trigger {tname} is disabled")
+        elif t["enabled"] != "A":
+            mode = {"O": "ENABLE", "R": "ENABLE REPLICA"}.get(t["enabled"], t["enabled"])
+            bad(
+                f"event trigger {tname} is {mode}, not ENABLE ALWAYS "
+                "(session_replication_role can silence it)"
+            )
+        elif t.get("tags"):
+            bad(f"event trigger {tname} only fires for tags {', '.join(t['tags'])}")
+    for stray in _stray_event_triggers(state, schema):
+        bad(f"event trigger {stray} also runs the audit function (duplicate rows)", weakens=False)
+    triggers_ok = len(problems) == n_before
+
+    # Functions: the bodies install wrote, definer rights, fixed search_path, no PUBLIC.
+    n_before = len(problems)
+    install_row = info.get("install") or {}
+    version = install_row.get("package_version")
+    schema_version = install_row.get("schema_version")
+    if version == __version__ and schema_version == SCHEMA_VERSION:
+        expected = expected_functions(schema)
+    else:
+        expected = dict(install_row.get("functions") or {})
+        if install_row:
+            bad(
+                f"installed version {version} differs from this auditor's {__version__}; "
+                "run auditor install to upgrade",
+                weakens=False,
+            )
+    live: dict[str, list[dict[str, Any]]] = {}
+    for f in state.get("functions") or []:
+        live.setdefault(f["name"], []).append(f)
+    for fname, md5 in sorted(expected.items()):
+        found = live.get(fname)
+        if not found:
+            bad(f"function {schema}.{fname}() is missing")
+            continue
+        if len(found) > 1:
+            bad(f"function {schema}.{fname} has {len(found)} overloads; install wrote one")
+        if all(f["md5"] != md5 for f in found):
+            bad(f"function {schema}.{fname}() was changed since install (body differs)")
+        for f in found:
+            if fname in DEFINER_FUNCTIONS:
+                if not f["security_definer"]:
+                    bad(f"function {schema}.{fname}() is no longer SECURITY DEFINER")
+                if FIXED_SEARCH_PATH not in (f.get("config") or []):
+                    bad(f"function {schema}.{fname}() lost its fixed search_path")
+                if not f["owner_superuser"]:
+                    bad(
+                        f"function {schema}.{fname}() is owned by {f['owner']}, not a superuser: "
+                        "the audit runs with that role's rights"
+                    )
+            if f["public_execute"]:
+                bad(f"PUBLIC may execute {schema}.{fname}()")
+    for fname in sorted(set(live) - set(expected)):
+        bad(f"unexpected function {schema}.{fname}() in the audit schema", weakens=False)
+    functions_ok = len(problems) == n_before
+
+    # Protections: append-only triggers (ALWAYS, statement level, no WHEN), privileges.
+    n_before = len(problems)
+    relations = {r["name"]: r for r in state.get("relations") or []}
+    for table in ("events", "installs", "settings"):
+        if table not in relations:
+            bad(f"table {schema}.{table} is missing")
+    if state.get("schema_public_privileges"):
+        bad(f"PUBLIC has {', '.join(state['schema_public_privileges'])} on schema {schema}")
+    for rel in relations.values():
+        if rel.get("public_privileges"):
+            bad(f"PUBLIC has {', '.join(rel['public_privileges'])} on {schema}.{rel['name']}")
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for t in state.get("table_triggers") or []:
+        by_table.setdefault(t["table"], []).append(t)
+    for table in PROTECTED_TABLES:
+        rel = relations.get(table)
+        if rel is None:
+            continue
+        granted = set(rel.get("owner_privileges") or []) & {"UPDATE", "DELETE", "TRUNCATE"}
+        if granted:
+            bad(f"the owner of {schema}.{table} holds {', '.join(sorted(granted))} again")
+        if rel.get("row_security"):
+            bad(
+                f"row level security is enabled on {schema}.{table} (it can hide rows from readers)"
+            )
+        tname = f"{table}_append_only"
+        trig = next((t for t in by_table.get(table, []) if t["name"] == tname), None)
+        if trig is None:
+            bad(f"append-only trigger {tname} on {schema}.{table} is missing")
+        elif trig["enabled"] == "D":
+            bad(f"append-only trigger {tname} on {schema}.{table} is disabled")
+        elif trig["enabled"] != "A":
+            bad(f"append-only trigger {tname} on {schema}.{table} is not ENABLE ALWAYS")
+        elif (
+            trig["type"] & (_TRIGGER_TYPE_BEFORE_UPDATE_DELETE_TRUNCATE | _TRIGGER_TYPE_ROW)
+            != _TRIGGER_TYPE_BEFORE_UPDATE_DELETE_TRUNCATE
+            or trig["has_when"]
+            or trig["function_schema"] != schema
+            or trig["function"] != "refuse_change"
+        ):
+            bad(f"append-only trigger {tname} on {schema}.{table} was redefined")
+    for table, trigs in sorted(by_table.items()):
+        for t in trigs:
+            if t["name"] != f"{table}_append_only":
+                bad(f"unexpected trigger {t['name']} on {schema}.{table}")
+    settings = info.get("settings")
+    if relations.get("settings") is not None and not settings:
+        bad(
+            f"the settings row of {schema}.settings is missing: every DDL is refused until "
+            "auditor install restores it",
+            weakens=False,
+        )
+    protections_ok = len(problems) == n_before
+    return DatabaseStatus(
+        name,
+        True,
+        version=version,
+        schema_version=schema_version,
+        mail_mode=(settings or {}).get("mail_mode"),
+        audit_rows=info.get("events"),
+        installs=info.get("installs"),
+        event_triggers=states,
+        triggers_ok=triggers_ok,
+        protections_ok=protections_ok,
+        functions_ok=functions_ok,
+        problems=tuple(problems),
+    )
+
+
+def database_status(conn: psycopg.Connection[Any], schema: str = "auditor") -> DatabaseStatus:
+    """The trigger channel in the connected database (status and reconcile's CONFIG_DRIFT)."""
+    check_schema_name(schema)
+    state = _state(conn, schema)
+    info = _install_info(conn, schema, state) if _ours(state) else {}
+    return _assess_database(_session(conn).database, schema, state, info)
+
+
+def status(
+    dsn: str,
+    *,
+    databases: Sequence[str] = (),
+    all_databases: bool = False,
+    schema: str = "auditor",
+) -> StatusReport:
+    """Check both channels: server settings, and the install in each database.
+
+    Without ``databases`` every database that accepts connections is checked, and
+    one without the auditor counts as weakened (its DDL reaches the log only).
+    """
+    check_schema_name(schema)
+    server = describe_dsn(dsn)
+    with connect(dsn, application_name="auditor status") as main:
+        session = _session(main)
+        if not databases:
+            all_databases = True
+        targets = _targets(main, session, databases, all_databases)
+        settings = server_settings(main)
+        roles = _role_settings(main)
+    problems = tuple(assess_settings(settings, roles))
+    results: list[DatabaseStatus] = []
+    for name in targets:
+        try:
+            with connect(dsn, dbname=name, application_name="auditor status") as conn:
+                results.append(database_status(conn, schema))
+        except AuditorError as exc:
+            results.append(DatabaseStatus(name, False, error=str(exc)))
+        except psycopg.Error as exc:
+            results.append(DatabaseStatus(name, False, error=_pg_error(exc)))
+    return StatusReport(
+        server,
+        session.server_version_num,
+        schema,
+        dict(settings),
+        problems,
+        tuple(results),
+        tuple(roles),
+    )
+
+
+# -- rendering --------------------------------------------------------------------
+
+_ENABLED = {"A": "ENABLE ALWAYS", "O": "ENABLE", "R": "ENABLE REPLICA", "D": "DISABLED"}
+STATUS_SETTINGS = (
+    "log_statement",
+    "log_destination",
+    "log_line_prefix",
+    "logging_collector",
+    "log_min_messages",
+    "event_triggers",
+)
+
+
+def format_status(report: StatusReport) -> str:
+    """``auditor status`` as text: settings, then each database, then the verdict."""
+    lines = [
+        f"server {report.server} (server_version_num {report.server_version_num}), "
+        f"schema {report.schema}",
+        "log channel settings:",
+    ]
+    for name in STATUS_SETTINGS:
+        if name in report.settings:
+            lines.append(f"  {name} = {report.settings[name]!r}")
+        elif name == "event_triggers":
+            lines.append("  event_triggers: (no such setting before PostgreSQL 17)")
+    lines.extend(f"  ! {p.message}" for p in report.problems if p.weakens)
+    lines.extend(f"  warning: {p.message}" for p in report.problems if not p.weakens)
+    for db in report.databases:
+        if db.error:
+            lines.append(f"database {db.name}: cannot check: {db.error}")
+            continue
+        if db.installed:
+            lines.append(
+                f"database {db.name}: auditor {db.version} (schema version {db.schema_version}), "
+                f"{db.audit_rows} audit rows, mail mode {db.mail_mode}"
+            )
+            trigs = ", ".join(
+                f"{t.name} {_ENABLED.get(t.enabled, t.enabled)}" for t in db.event_triggers
+            )
+            lines.append(f"  event triggers: {trigs or 'none'}")
+            lines.append(
+                "  triggers {}, functions {}, protections {}".format(
+                    *(
+                        "intact" if ok else "WEAKENED"
+                        for ok in (db.triggers_ok, db.functions_ok, db.protections_ok)
+                    )
+                )
+            )
+        else:
+            lines.append(f"database {db.name}: not installed")
+        lines.extend(f"  ! {p.message}" for p in db.problems if p.weakens)
+        lines.extend(f"  warning: {p.message}" for p in db.problems if not p.weakens)
+    if report.errors:
+        verdict = "UNKNOWN: some databases could not be checked"
+    elif report.weakened:
+        count = sum(p.weakens for p in report.problems) + sum(
+            p.weakens for d in report.databases for p in d.problems
+        )
+        verdict = f"WEAKENED: {count} problem(s) weaken a channel"
+    else:
+        verdict = "OK: both channels intact"
+    lines.append(verdict)
+    return "\n".join(lines)
+
+
+def format_install(report: InstallReport) -> str:
+    """One line per database for ``auditor install`` (``--dry-run`` prints the script)."""
+    if report.dry_run:
+        return report.script()
+    lines = [
+        f"created role {s.split()[2]}"
+        for s in report.cluster_statements
+        if s.startswith("CREATE ROLE")
+    ]
+    for db in report.databases:
+        was = (
+            f" (was {db.previous_version})"
+            if db.previous_version and db.action == "upgraded"
+            else ""
+        )
+        lines.append(
+            f"{db.name}: {db.action} auditor {report.version} in schema {report.schema}{was}"
+        )
+        lines.extend(f"  {n}" for n in db.notices)
+    return "\n".join(lines)
+
+
+def format_uninstall(report: UninstallReport) -> str:
+    lines: list[str] = []
+    for db in report.databases:
+        if report.dry_run:
+            if db.removed:
+                lines.append(f"-- database {db.name}")
+                lines.append(r"\connect " + db.name)
+                lines.extend(
+                    ["BEGIN;", *(s.rstrip().rstrip(";") + ";" for s in db.statements), "COMMIT;"]
+                )
+            else:
+                lines.append(f"-- database {db.name}: not installed")
+        elif db.removed:
+            lines.append(
+                f"{db.name}: removed schema {report.schema} and its event triggers "
+                f"({db.events_dropped} audit rows dropped with it)"
+            )
+        else:
+            lines.append(f"{db.name}: not installed, nothing to remove")
+    for stmt in report.cluster_statements:
+        lines.append(stmt + ";" if report.dry_run else f"dropped role {stmt.split()[2]}")
+    return "\n".join(lines)
+
+
+# -- reading the audit table ------------------------------------------------------
+
+
+def _objects(objects_json: str) -> tuple[AuditObject, ...]:
+    parsed = parse_objects_json(objects_json)
+    out: list[AuditObject] = []
+    for o in parsed if isinstance(parsed, list) else []:
+        if not isinstance(o, dict):
+            continue
+
+        def opt_int(key: str, o: dict[str, Any] = o) -> int | None:
+            v = o.get(key)
+            return int(v) if v is not None and not isinstance(v, bool) else None
+
+        out.append(
+            AuditObject(
+                object_type=o.get("object_type"),
+                schema_name=o.get("schema_name"),
+                object_identity=o.get("object_identity"),
+                in_extension=o.get("in_extension"),
+                command_tag=o.get("command_tag"),
+                object_name=o.get("object_name"),
+                original=o.get("original"),
+                normal=o.get("normal"),
+                is_temporary=o.get("is_temporary"),
+                address_names=tuple(o.get("address_names") or ()),
+                address_args=tuple(o.get("address_args") or ()),
+                classid=opt_int("classid"),
+                objid=opt_int("objid"),
+                objsubid=opt_int("objsubid"),
+                rewrite_reason=opt_int("rewrite_reason"),
+            )
+        )
+    return tuple(out)
+
+
+def _event(schema: str, r: Mapping[str, Any]) -> AuditEvent:
+    base = AuditEvent(
+        schema=schema,
+        id=int(r["id"]),
+        event=r["event"],
+        command_tag=r["command_tag"],
+        objects=_objects(r["objects_json"]),
+        query=r["query"],
+        statement_time=r["statement_time"],
+        clock_time=r["clock_time"],
+        session_user=r["session_user_name"],
+        current_user=r["current_user_name"],
+        login_user=r["login_user_name"],
+        database=r["database_name"],
+        client_addr=r["client_addr"],
+        client_port=r["client_port"],
+        server_addr=r["server_addr"],
+        server_port=r["server_port"],
+        application_name=r["application_name"],
+        backend_pid=int(r["backend_pid"]),
+        session_id=r["session_id"],
+        vxid=r["vxid"],
+        xid=int(r["xid"]),
+        row_xmin=int(r["row_xmin"]),
+        digest="",
+        objects_json=r["objects_json"],
+    )
+    return replace(base, digest=row_digest(base))
+
+
+def read_audit_events(
+    conn: psycopg.Connection[Any],
+    schema: str = "auditor",
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_id: int | None = None,
+    batch_size: int = 2000,
+) -> Iterator[AuditEvent]:
+    """The audit rows in id order, each with its xmin and a digest recomputed in Python.
+
+    ``since``/``until`` bound ``statement_time`` (``since <= t < until``);
+    ``after_id`` skips ids up to and including it.  All batches come from one
+    REPEATABLE READ snapshot when ``conn`` is in autocommit mode (otherwise from the
+    caller's transaction).  Ids are assigned at insert but become visible at
+    commit, so a row with a lower id can appear after a higher one was read: an
+    ``after_id`` watermark is only safe below the oldest transaction still running.
+    """
+    check_schema_name(schema)
+    query = render("capture_read_events.sql", schema)
+    params: dict[str, Any] = {
+        "after_id": after_id if after_id is not None else 0,
+        "since": since,
+        "until": until,
+        "batch": batch_size,
+    }
+
+    def batches() -> Iterator[AuditEvent]:
+        with conn.cursor(row_factory=dict_row) as cur:
+            while True:
+                rows = cur.execute(query, params).fetchall()
+                for r in rows:
+                    yield _event(schema, r)
+                if len(rows) < batch_size:
+                    return
+                params["after_id"] = int(rows[-1]["id"])
+
+    if conn.autocommit:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield from batches()
+    else:
+        yield from batches()
+
+
+def xact_status(conn: psycopg.Connection[Any], xids: Iterable[int]) -> dict[int, str | None]:
+    """``pg_xact_status`` of the 32-bit xids that markers carry (``capture_xact_status.sql``).
+
+    'committed', 'aborted', 'in progress', or None when the server no longer knows.
+    """
+    wanted = sorted({int(x) for x in xids})
+    if not wanted:
+        return {}
+    rows = conn.execute(sql_text("capture_xact_status.sql"), {"xids": wanted}).fetchall()
+    return {int(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
+
+
+__all__ = [
+    "EVENTS",
+    "SCHEMA_VERSION",
+    "DatabaseInstall",
+    "DatabaseStatus",
+    "DatabaseUninstall",
+    "InstallReport",
+    "Problem",
+    "StatusReport",
+    "UninstallReport",
+    "assess_settings",
+    "check_schema_name",
+    "database_status",
+    "event_trigger_names",
+    "expected_functions",
+    "format_install",
+    "format_status",
+    "format_uninstall",
+    "install",
+    "notify_channel",
+    "read_audit_events",
+    "status",
+    "uninstall",
+    "xact_status",
+]

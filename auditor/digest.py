@@ -1,0 +1,156 @@
+"""The audit row digest, recomputed in Python from the row alone.
+
+The trigger writes ``digest=`` into its marker line at insert time; reconcile
+recomputes the digest of the row it reads and compares.  The SQL side
+(``row_digest()`` in ``sql/capture_install.sql``, whose header is the normative
+description) and this module must produce the same text for the same row.
+Reconcile uses this module, not the SQL function, so that replacing the function
+in the database cannot hide an altered row.
+
+The canonical text is ``'auditor-row-v1'`` followed by ``enc(field)`` for the 20
+columns of the events table in table order, where ``enc(None) = '~'`` and
+``enc(text) = '<number of characters>:<text>'``; integers are decimal,
+timestamps UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, addresses ``host()`` text, and the
+``objects`` jsonb goes through :func:`canon_json`.  The digest is the lower-case
+hex SHA-256 of its UTF-8 bytes.  Session settings (TimeZone, DateStyle,
+extra_float_digits) play no part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from auditor.model import AuditEvent
+
+ROW_DIGEST_PREFIX = "auditor-row-v1"
+
+
+def enc(value: str | None) -> str:
+    """One field of the canonical text: ``~`` for NULL, else ``<chars>:<text>``.
+
+    >>> enc("abc"), enc(""), enc(None), enc("é")
+    ('3:abc', '0:', '~', '1:é')
+    """
+    return "~" if value is None else f"{len(value)}:{value}"
+
+
+def _number_text(value: int | Decimal | float) -> str:
+    """The jsonb text of a number (jsonb never prints an exponent)."""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return repr(value)
+
+
+def canon_json(value: Any) -> str:
+    """The canonical text of a parsed JSON value (parse numbers with ``Decimal``).
+
+    >>> canon_json([{"b": True, "a": "x", "n": None, "k": 7}])
+    '[(1:as1:x1:bj4:true1:kj1:71:n~)]'
+    >>> canon_json({"names": ["public", "t"]})
+    '(5:names[s6:publics1:t])'
+    """
+    if value is None:
+        return "~"
+    if isinstance(value, bool):
+        return "j" + enc("true" if value else "false")
+    if isinstance(value, str):
+        return "s" + enc(value)
+    if isinstance(value, (int, Decimal, float)):
+        return "j" + enc(_number_text(value))
+    if isinstance(value, list):
+        return "[" + "".join(canon_json(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "(" + "".join(enc(k) + canon_json(value[k]) for k in sorted(value)) + ")"
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def parse_objects_json(text: str) -> Any:
+    """Parse the stored ``objects`` jsonb text, keeping numbers exact.
+
+    >>> parse_objects_json('[{"objid": 16384, "x": 1.50}]')
+    [{'objid': 16384, 'x': Decimal('1.50')}]
+    """
+    return json.loads(text, parse_float=Decimal)
+
+
+def utc_text(ts: datetime) -> str:
+    """A timestamp as the digest writes it: UTC, microseconds, ``Z``.
+
+    >>> from datetime import timedelta, timezone
+    >>> utc_text(datetime(2026, 1, 2, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=2))))
+    '2026-01-02T02:05:06.000007Z'
+    """
+    if ts.tzinfo is None:
+        raise ValueError("audit timestamps are timestamptz; a naive datetime cannot be digested")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _field(value: str | int | datetime | None) -> str:
+    if value is None:
+        return enc(None)
+    if isinstance(value, datetime):
+        return enc(utc_text(value))
+    return enc(str(value))
+
+
+def canonical_text(fields: Iterable[str | int | datetime | None], objects_json: str) -> str:
+    """The canonical text from the 20 column values, ``objects`` given as jsonb text.
+
+    ``fields`` are the columns in table order with ``objects`` left out (it is
+    inserted at its place, fourth, from ``objects_json``).
+
+    >>> canonical_text([1, "sql_drop", "DROP TABLE"] + [None] * 16, "[]")
+    'auditor-row-v11:18:sql_drop10:DROP TABLE[]~~~~~~~~~~~~~~~~'
+    """
+    values = list(fields)
+    if len(values) != 19:
+        raise ValueError(f"expected 19 column values besides objects, got {len(values)}")
+    head = "".join(_field(v) for v in values[:3])
+    tail = "".join(_field(v) for v in values[3:])
+    return ROW_DIGEST_PREFIX + head + canon_json(parse_objects_json(objects_json)) + tail
+
+
+def event_fields(event: AuditEvent) -> list[str | int | datetime | None]:
+    """The column values of an audit row in table order, without ``objects``."""
+    return [
+        event.id,
+        event.event,
+        event.command_tag,
+        event.query,
+        event.statement_time,
+        event.clock_time,
+        event.session_user,
+        event.current_user,
+        event.login_user,
+        event.database,
+        event.client_addr,
+        event.client_port,
+        event.server_addr,
+        event.server_port,
+        event.application_name,
+        event.backend_pid,
+        event.session_id,
+        event.vxid,
+        event.xid,
+    ]
+
+
+def digest_text(canonical: str) -> str:
+    """SHA-256 hex of the canonical text's UTF-8 bytes.
+
+    >>> digest_text("auditor-row-v1")[:16]
+    'ce64a1f5a0badd1f'
+    """
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def row_digest(event: AuditEvent) -> str:
+    """The digest of an audit row as read, to compare with its marker's ``digest=``."""
+    return digest_text(canonical_text(event_fields(event), event.objects_json))
