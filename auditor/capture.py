@@ -139,6 +139,15 @@ def expected_functions(schema: str) -> dict[str, str]:
 # -- reports ----------------------------------------------------------------------
 
 
+def psql_quote(arg: str) -> str:
+    r"""A psql meta-command argument, single-quoted (for ``\connect`` in printed scripts).
+
+    >>> print(psql_quote("it's"), psql_quote("a\\b"))
+    'it''s' 'a\\b'
+    """
+    return "'" + arg.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class Problem:
     """Something that weakens a channel (``weakens``) or deserves a look (warning)."""
@@ -173,6 +182,7 @@ class InstallReport:
     cluster_statements: tuple[str, ...]
     databases: tuple[DatabaseInstall, ...]
     warnings: tuple[Problem, ...]
+    created_roles: tuple[str, ...] = ()
 
     def script(self) -> str:
         """The exact SQL install runs (or would run), database by database."""
@@ -185,7 +195,7 @@ class InstallReport:
             )
         for db in self.databases:
             parts.append(f"\n-- database {db.name}: {db.action}")
-            parts.append(r"\connect " + db.name)
+            parts.append(r"\connect " + psql_quote(db.name))
             parts.append("BEGIN;")
             parts.extend(
                 s.rstrip() + ("" if s.rstrip().endswith(";") else ";") for s in db.statements
@@ -209,6 +219,7 @@ class UninstallReport:
     dry_run: bool
     databases: tuple[DatabaseUninstall, ...]
     cluster_statements: tuple[str, ...]
+    dropped_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -608,9 +619,11 @@ def install(
         targets = _targets(main, session, databases, all_databases)
         warnings = tuple(assess_settings(server_settings(main), _role_settings(main)))
         cluster: list[str] = []
+        created: list[str] = []
         if reader_role:
             exists, _, _ = _reader_role_state(main, reader_role)
             if not exists:
+                created.append(reader_role)
                 cluster.append(
                     sql.SQL(sql_text("capture_create_reader.sql"))
                     .format(
@@ -635,6 +648,7 @@ def install(
                 tuple(cluster),
                 tuple(DatabaseInstall(n, a, p, tuple(s)) for n, a, p, s in plans),
                 warnings,
+                tuple(created),
             )
         for stmt in cluster:
             try:
@@ -665,7 +679,9 @@ def install(
                 f"(databases already installed: {finished})"
             ) from None
         done.append(DatabaseInstall(name, action, previous, tuple(stmts), tuple(notices)))
-    return InstallReport(server, schema, __version__, False, tuple(cluster), tuple(done), warnings)
+    return InstallReport(
+        server, schema, __version__, False, tuple(cluster), tuple(done), warnings, tuple(created)
+    )
 
 
 # -- uninstall -------------------------------------------------------------------
@@ -759,12 +775,15 @@ def uninstall(
                 ) from None
         results.append(DatabaseUninstall(name, present, rows, tuple(stmts)))
     cluster: list[str] = []
+    dropped: list[str] = []
     with connect(dsn, application_name=INSTALL_APPLICATION) as main:
         for role in sorted(readers):
             exists, ours, deps = _reader_role_state(main, role)
+            # Only a role install created, and only once nothing grants it anything.
             if exists and ours and (deps == 0 or dry_run):
                 stmt = sql.SQL("DROP ROLE {}").format(sql.Identifier(role)).as_string(None)
                 cluster.append(stmt)
+                dropped.append(role)
                 if not dry_run:
                     try:
                         main.execute(stmt)
@@ -772,7 +791,7 @@ def uninstall(
                         raise InstallError(
                             f"{server}: dropping the reader role {role!r} failed: {_pg_error(exc)}"
                         ) from None
-    return UninstallReport(server, schema, dry_run, tuple(results), tuple(cluster))
+    return UninstallReport(server, schema, dry_run, tuple(results), tuple(cluster), tuple(dropped))
 
 
 # -- status ----------------------------------------------------------------------
@@ -1062,9 +1081,7 @@ def format_install(report: InstallReport) -> str:
     if report.dry_run:
         return report.script()
     lines = [
-        f"created role {s.split()[2]}"
-        for s in report.cluster_statements
-        if s.startswith("CREATE ROLE")
+        f"created role {role} (NOLOGIN; grant it to a login role)" for role in report.created_roles
     ]
     for db in report.databases:
         was = (
@@ -1085,7 +1102,7 @@ def format_uninstall(report: UninstallReport) -> str:
         if report.dry_run:
             if db.removed:
                 lines.append(f"-- database {db.name}")
-                lines.append(r"\connect " + db.name)
+                lines.append(r"\connect " + psql_quote(db.name))
                 lines.extend(
                     ["BEGIN;", *(s.rstrip().rstrip(";") + ";" for s in db.statements), "COMMIT;"]
                 )
@@ -1098,8 +1115,13 @@ def format_uninstall(report: UninstallReport) -> str:
             )
         else:
             lines.append(f"{db.name}: not installed, nothing to remove")
-    for stmt in report.cluster_statements:
-        lines.append(stmt + ";" if report.dry_run else f"dropped role {stmt.split()[2]}")
+    if report.dry_run:
+        lines.extend(
+            f"-- then, once no database grants it anything:\n{stmt};"
+            for stmt in report.cluster_statements
+        )
+    else:
+        lines.extend(f"dropped role {role}" for role in report.dropped_roles)
     return "\n".join(lines)
 
 
@@ -1217,13 +1239,30 @@ def read_audit_events(
 def xact_status(conn: psycopg.Connection[Any], xids: Iterable[int]) -> dict[int, str | None]:
     """``pg_xact_status`` of the 32-bit xids that markers carry (``capture_xact_status.sql``).
 
-    'committed', 'aborted', 'in progress', or None when the server no longer knows.
+    'committed', 'aborted', 'in progress'; None when the server no longer knows
+    (older than its commit log); 'future' for an xid the server has not assigned
+    yet, which no real marker can carry.
     """
     wanted = sorted({int(x) for x in xids})
     if not wanted:
         return {}
-    rows = conn.execute(sql_text("capture_xact_status.sql"), {"xids": wanted}).fetchall()
-    return {int(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
+    query = sql_text("capture_xact_status.sql")
+
+    def ask(batch: list[int]) -> dict[int, str | None]:
+        with conn.transaction():  # a savepoint when the caller is inside a transaction
+            rows = conn.execute(query, {"xids": batch}).fetchall()
+        return {int(r[0]): (str(r[1]) if r[1] is not None else None) for r in rows}
+
+    try:
+        return ask(wanted)
+    except psycopg.errors.InvalidParameterValue:
+        out: dict[int, str | None] = {}
+        for xid in wanted:
+            try:
+                out.update(ask([xid]))
+            except psycopg.errors.InvalidParameterValue:
+                out[xid] = "future"
+        return out
 
 
 __all__ = [

@@ -340,6 +340,25 @@ BEGIN
 END
 $auditor$;
 
+-- Functions of the schema that this run did not (re)create were left by an older
+-- version: drop them, so that exactly one current copy remains.  CREATE OR REPLACE
+-- writes a new pg_proc row, so the current ones carry this transaction's xid (which
+-- is why this runs before the REVOKE ... ON ALL FUNCTIONS below: it rewrites them all).
+DO $auditor$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
+              WHERE p.pronamespace = {schema_name}::regnamespace
+                AND p.xmin::text <> pg_catalog.mod(pg_catalog.pg_current_xact_id()::text::bigint,
+                                                   4294967296)::text
+    LOOP
+        RAISE NOTICE 'auditor: dropping %, left by an older version', f;
+        EXECUTE pg_catalog.format('DROP FUNCTION %s', f);
+    END LOOP;
+END
+$auditor$;
+
 DROP TRIGGER IF EXISTS events_append_only ON {schema}.events;
 CREATE TRIGGER events_append_only
     BEFORE UPDATE OR DELETE OR TRUNCATE ON {schema}.events
@@ -359,21 +378,3 @@ REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {schema} FROM PUBLIC;
-
--- Functions of the schema that this run did not (re)create were left by an older
--- version: drop them, so that exactly one current copy remains.  CREATE OR REPLACE
--- writes a new pg_proc row, so the current ones carry this transaction's xid.
-DO $auditor$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc AS p
-              WHERE p.pronamespace = {schema_name}::regnamespace
-                AND p.xmin::text <> pg_catalog.mod(pg_catalog.pg_current_xact_id()::text::bigint,
-                                                   4294967296)::text
-    LOOP
-        RAISE NOTICE 'auditor: dropping %, left by an older version', f;
-        EXECUTE pg_catalog.format('DROP FUNCTION %s', f);
-    END LOOP;
-END
-$auditor$;
