@@ -46,7 +46,7 @@ EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).
 PROTECTED_TABLES = ("events", "installs")
 #: Functions that run with the owner's rights and must keep a fixed search_path.
-DEFINER_FUNCTIONS = ("record_event", "after_event")
+DEFINER_FUNCTIONS = ("record_event",)
 FIXED_SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 #: Mail modes this version can install (the mail side adds ``plpython``).
 MAIL_MODES = ("outbox", "none")

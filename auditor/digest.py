@@ -10,10 +10,11 @@ in the database cannot hide an altered row.
 The canonical text is ``'auditor-row-v1'`` followed by ``enc(field)`` for the 20
 columns of the events table in table order, where ``enc(None) = '~'`` and
 ``enc(text) = '<number of characters>:<text>'``; integers are decimal,
-timestamps UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, addresses ``host()`` text, and the
-``objects`` jsonb goes through :func:`canon_json`.  The digest is the lower-case
-hex SHA-256 of its UTF-8 bytes.  Session settings (TimeZone, DateStyle,
-extra_float_digits) play no part.
+timestamps UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, addresses ``host()`` text, and
+``objects`` is the jsonb's own text output (``objects::text``: jsonb keeps one
+normal form of a value, keys ordered by length then bytes, and prints it the same
+way in every session).  The digest is the lower-case hex SHA-256 of its UTF-8
+bytes.  Session settings (TimeZone, DateStyle, extra_float_digits) play no part.
 """
 
 from __future__ import annotations
@@ -37,38 +38,6 @@ def enc(value: str | None) -> str:
     ('3:abc', '0:', '~', '1:é')
     """
     return "~" if value is None else f"{len(value)}:{value}"
-
-
-def _number_text(value: int | Decimal | float) -> str:
-    """The jsonb text of a number (jsonb never prints an exponent)."""
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return repr(value)
-
-
-def canon_json(value: Any) -> str:
-    """The canonical text of a parsed JSON value (parse numbers with ``Decimal``).
-
-    >>> canon_json([{"b": True, "a": "x", "n": None, "k": 7}])
-    '[(1:as1:x1:bj4:true1:kj1:71:n~)]'
-    >>> canon_json({"names": ["public", "t"]})
-    '(5:names[s6:publics1:t])'
-    """
-    if value is None:
-        return "~"
-    if isinstance(value, bool):
-        return "j" + enc("true" if value else "false")
-    if isinstance(value, str):
-        return "s" + enc(value)
-    if isinstance(value, (int, Decimal, float)):
-        return "j" + enc(_number_text(value))
-    if isinstance(value, list):
-        return "[" + "".join(canon_json(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "(" + "".join(enc(k) + canon_json(value[k]) for k in sorted(value)) + ")"
-    raise TypeError(f"not a JSON value: {value!r}")
 
 
 def parse_objects_json(text: str) -> Any:
@@ -101,20 +70,20 @@ def _field(value: str | int | datetime | None) -> str:
 
 
 def canonical_text(fields: Iterable[str | int | datetime | None], objects_json: str) -> str:
-    """The canonical text from the 20 column values, ``objects`` given as jsonb text.
+    """The canonical text from the 20 column values, ``objects`` given as its jsonb text.
 
     ``fields`` are the columns in table order with ``objects`` left out (it is
-    inserted at its place, fourth, from ``objects_json``).
+    inserted at its place, fourth, from ``objects_json`` as read with ``::text``).
 
     >>> canonical_text([1, "sql_drop", "DROP TABLE"] + [None] * 16, "[]")
-    'auditor-row-v11:18:sql_drop10:DROP TABLE[]~~~~~~~~~~~~~~~~'
+    'auditor-row-v11:18:sql_drop10:DROP TABLE2:[]~~~~~~~~~~~~~~~~'
     """
     values = list(fields)
     if len(values) != 19:
         raise ValueError(f"expected 19 column values besides objects, got {len(values)}")
     head = "".join(_field(v) for v in values[:3])
     tail = "".join(_field(v) for v in values[3:])
-    return ROW_DIGEST_PREFIX + head + canon_json(parse_objects_json(objects_json)) + tail
+    return ROW_DIGEST_PREFIX + head + enc(objects_json) + tail
 
 
 def event_fields(event: AuditEvent) -> list[str | int | datetime | None]:

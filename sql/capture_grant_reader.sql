@@ -4,5 +4,5 @@
 -- cannot fire or alter triggers.  Placeholders: {{schema}}, {{reader_role}} (identifiers).
 GRANT USAGE ON SCHEMA {schema} TO {reader_role};
 GRANT SELECT ON {schema}.events, {schema}.installs, {schema}.settings TO {reader_role};
-GRANT EXECUTE ON FUNCTION {schema}.row_digest({schema}.events), {schema}.canon_json(jsonb),
+GRANT EXECUTE ON FUNCTION {schema}.row_digest({schema}.events),
     {schema}.canon_text(text) TO {reader_role};

@@ -27,13 +27,11 @@
 --   timestamps : UTC, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' (always 6 fraction digits),
 --                then enc()  -- independent of TimeZone and DateStyle
 --   inet       : host(addr) (no prefix length), then enc()
---   objects    : canon_json(objects), where canon_json(v) is
---                  JSON null  -> '~'
---                  string     -> 's' || enc(string)
---                  number, boolean -> 'j' || enc(jsonb text of the value)
---                  array      -> '[' || canon_json(each element, in order) || ']'
---                  object     -> '(' || enc(key) || canon_json(value), keys sorted
---                                bytewise (COLLATE "C") || ')'
+--   objects    : the jsonb's own text output (objects::text), then enc().  jsonb
+--                stores a value in one normal form (keys de-duplicated and ordered
+--                by length, then bytewise; numbers as numeric) and prints it the
+--                same way in every session and version (', ' and ': ' separators,
+--                no exponent), so the text is a function of the value alone.
 -- The row's xmin is not part of the digest: the marker carries it as `xid=`.
 
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -65,7 +63,9 @@ CREATE TABLE IF NOT EXISTS {schema}.events (
 );
 COMMENT ON TABLE {schema}.events IS
     'auditor: one row per event-trigger firing; append-only (see the marker lines in the server log)';
-CREATE INDEX IF NOT EXISTS events_statement_time_idx ON {schema}.events (statement_time);
+-- BRIN: rows arrive in time order, and a BRIN index costs next to nothing per insert.
+CREATE INDEX IF NOT EXISTS events_statement_time_brin ON {schema}.events
+    USING brin (statement_time);
 
 -- Install history (append-only): which version, who, when, and the md5 of every
 -- function body as installed, so `auditor status` can tell a changed function.
@@ -98,85 +98,53 @@ AS $auditor$
                      OPERATOR(pg_catalog.||) v END
 $auditor$;
 
--- canon_json() of the digest (see the header).
-CREATE OR REPLACE FUNCTION {schema}.canon_json(v jsonb)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $auditor$
-DECLARE
-    kind text;
-    acc  text := '';
-    k    text;
-    x    jsonb;
-BEGIN
-    IF v IS NULL THEN
-        RETURN '~';
-    END IF;
-    kind := jsonb_typeof(v);
-    IF kind = 'null' THEN
-        RETURN '~';
-    ELSIF kind = 'string' THEN
-        RETURN 's' || {schema}.canon_text(jsonb_build_array(v) ->> 0);
-    ELSIF kind = 'array' THEN
-        FOR x IN SELECT a.e FROM jsonb_array_elements(v) WITH ORDINALITY AS a(e, n) ORDER BY a.n
-        LOOP
-            acc := acc || {schema}.canon_json(x);
-        END LOOP;
-        RETURN '[' || acc || ']';
-    ELSIF kind = 'object' THEN
-        FOR k, x IN SELECT o.key, o.value FROM jsonb_each(v) AS o ORDER BY o.key COLLATE "C"
-        LOOP
-            acc := acc || {schema}.canon_text(k) || {schema}.canon_json(x);
-        END LOOP;
-        RETURN '(' || acc || ')';
-    END IF;
-    RETURN 'j' || {schema}.canon_text(v::text);
-END
-$auditor$;
-
 -- The digest of one row, recomputable from the row alone (see the header).
+-- PL/pgSQL rather than SQL: it keeps the expression's plan for the session, where a
+-- SQL function would be planned again in every transaction.  No SET clause (it runs
+-- once per firing, and the trigger's search_path is already fixed): functions are
+-- schema-qualified instead.
 CREATE OR REPLACE FUNCTION {schema}.row_digest(e {schema}.events)
 RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $auditor$
-    SELECT encode(sha256(convert_to(
+BEGIN
+    RETURN pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
         'auditor-row-v1'
         || {schema}.canon_text(e.id::text)
         || {schema}.canon_text(e.event)
         || {schema}.canon_text(e.command_tag)
-        || {schema}.canon_json(e.objects)
+        || {schema}.canon_text(e.objects::text)
         || {schema}.canon_text(e.query)
-        || {schema}.canon_text(to_char(e.statement_time AT TIME ZONE 'UTC',
-                                       'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-        || {schema}.canon_text(to_char(e.clock_time AT TIME ZONE 'UTC',
-                                       'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        || {schema}.canon_text(pg_catalog.to_char(e.statement_time AT TIME ZONE 'UTC',
+                                                  'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        || {schema}.canon_text(pg_catalog.to_char(e.clock_time AT TIME ZONE 'UTC',
+                                                  'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
         || {schema}.canon_text(e.session_user_name)
         || {schema}.canon_text(e.current_user_name)
         || {schema}.canon_text(e.login_user_name)
         || {schema}.canon_text(e.database_name)
-        || {schema}.canon_text(host(e.client_addr))
+        || {schema}.canon_text(pg_catalog.host(e.client_addr))
         || {schema}.canon_text(e.client_port::text)
-        || {schema}.canon_text(host(e.server_addr))
+        || {schema}.canon_text(pg_catalog.host(e.server_addr))
         || {schema}.canon_text(e.server_port::text)
         || {schema}.canon_text(e.application_name)
         || {schema}.canon_text(e.backend_pid::text)
         || {schema}.canon_text(e.session_id)
         || {schema}.canon_text(e.vxid)
         || {schema}.canon_text(e.xid::text),
-        'UTF8')), 'hex')
+        'UTF8')), 'hex');
+END
 $auditor$;
 
 -- The extension point after each inserted row: queue the mail.  In outbox mode a
 -- NOTIFY on {{notify_channel}} whose payload is the row id (delivered at commit, so
 -- never for a rolled-back DDL); in 'none' mode nothing.  The mail side may replace
--- this function; the trigger only relies on its signature.
+-- this function; the trigger only relies on its signature.  It runs inside
+-- record_event() (owner's rights, fixed search_path), so it needs no SET clause
+-- of its own; nobody else may execute it.
 CREATE OR REPLACE FUNCTION {schema}.after_event(e {schema}.events)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $auditor$
 DECLARE
     s record;

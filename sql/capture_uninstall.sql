@@ -14,7 +14,6 @@ DROP EVENT TRIGGER IF EXISTS {table_rewrite_trigger};
 DROP FUNCTION IF EXISTS {schema}.record_event();
 DROP FUNCTION IF EXISTS {schema}.after_event({schema}.events);
 DROP FUNCTION IF EXISTS {schema}.row_digest({schema}.events);
-DROP FUNCTION IF EXISTS {schema}.canon_json(jsonb);
 DROP FUNCTION IF EXISTS {schema}.canon_text(text);
 DROP TABLE IF EXISTS {schema}.events, {schema}.installs, {schema}.settings;
 DROP FUNCTION IF EXISTS {schema}.refuse_change();

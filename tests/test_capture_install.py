@@ -126,7 +126,7 @@ def test_install_creates_what_the_spec_lists(db) -> None:
     assert all(e[2] == "A" and e[3] == "auditor.record_event()" for e in evts.values())
     funcs = {f[1]: f for f in state["functions"] if f[0] == "auditor"}
     assert set(funcs) == set(capture.expected_functions("auditor"))
-    for name in ("record_event", "after_event"):
+    for name in ("record_event",):
         assert funcs[name][4] is True  # SECURITY DEFINER
         assert "search_path=pg_catalog, pg_temp" in funcs[name][5]
     # PUBLIC (an empty grantee "=...") appears in no ACL of the schema
