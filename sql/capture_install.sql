@@ -98,17 +98,14 @@ AS $auditor$
                      OPERATOR(pg_catalog.||) v END
 $auditor$;
 
--- The digest of one row, recomputable from the row alone (see the header).
--- PL/pgSQL rather than SQL: it keeps the expression's plan for the session, where a
--- SQL function would be planned again in every transaction.  No SET clause (it runs
--- once per firing, and the trigger's search_path is already fixed): functions are
--- schema-qualified instead.
+-- The digest of one row, recomputable from the row alone (see the header).  A plain
+-- SQL expression without SET clause, so that the planner inlines it into the trigger
+-- function's cached plan (no call, no re-planning); names are schema-qualified.
 CREATE OR REPLACE FUNCTION {schema}.row_digest(e {schema}.events)
 RETURNS text
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $auditor$
-BEGIN
-    RETURN pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+    SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
         'auditor-row-v1'
         || {schema}.canon_text(e.id::text)
         || {schema}.canon_text(e.event)
@@ -132,8 +129,7 @@ BEGIN
         || {schema}.canon_text(e.session_id)
         || {schema}.canon_text(e.vxid)
         || {schema}.canon_text(e.xid::text),
-        'UTF8')), 'hex');
-END
+        'UTF8')), 'hex')
 $auditor$;
 
 -- The extension point after each inserted row: queue the mail.  In outbox mode a
@@ -232,13 +228,15 @@ BEGIN
         RAISE EXCEPTION 'auditor: record_event() fired for unexpected event %', tg_event;
     END IF;
 
-    SELECT a.backend_start, a.usesysid INTO v_act
+    -- One statement for the session's start (for %c), login user and vxid (%v).
+    SELECT a.backend_start, a.usesysid,
+           (SELECT l.virtualxid FROM pg_locks AS l
+             WHERE l.locktype = 'virtualxid' AND l.pid = pg_backend_pid()
+               AND l.mode = 'ExclusiveLock' AND l.granted
+             LIMIT 1) AS vxid
+      INTO v_act
       FROM pg_stat_get_activity(pg_backend_pid()) AS a;
-    SELECT l.virtualxid INTO r.vxid
-      FROM pg_locks AS l
-     WHERE l.locktype = 'virtualxid' AND l.pid = pg_backend_pid()
-       AND l.mode = 'ExclusiveLock' AND l.granted
-     LIMIT 1;
+    r.vxid := v_act.vxid;
 
     r.id := nextval('{schema}.events_id_seq'::regclass);
     r.event := tg_event;
