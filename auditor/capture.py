@@ -1187,6 +1187,7 @@ def _event(schema: str, r: Mapping[str, Any]) -> AuditEvent:
         row_xmin=int(r["row_xmin"]),
         digest="",
         objects_json=r["objects_json"],
+        caller_context=r["caller_context"],
     )
     return replace(base, digest=row_digest(base))
 

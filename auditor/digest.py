@@ -7,7 +7,7 @@ description) and this module must produce the same text for the same row.
 Reconcile uses this module, not the SQL function, so that replacing the function
 in the database cannot hide an altered row.
 
-The canonical text is ``'auditor-row-v1'`` followed by ``enc(field)`` for the 20
+The canonical text is ``'auditor-row-v1'`` followed by ``enc(field)`` for the 21
 columns of the events table in table order, where ``enc(None) = '~'`` and
 ``enc(text) = '<number of characters>:<text>'``; integers are decimal,
 timestamps UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, addresses ``host()`` text, and
@@ -70,17 +70,17 @@ def _field(value: str | int | datetime | None) -> str:
 
 
 def canonical_text(fields: Iterable[str | int | datetime | None], objects_json: str) -> str:
-    """The canonical text from the 20 column values, ``objects`` given as its jsonb text.
+    """The canonical text from the 21 column values, ``objects`` given as its jsonb text.
 
     ``fields`` are the columns in table order with ``objects`` left out (it is
     inserted at its place, fourth, from ``objects_json`` as read with ``::text``).
 
-    >>> canonical_text([1, "sql_drop", "DROP TABLE"] + [None] * 16, "[]")
-    'auditor-row-v11:18:sql_drop10:DROP TABLE2:[]~~~~~~~~~~~~~~~~'
+    >>> canonical_text([1, "sql_drop", "DROP TABLE"] + [None] * 17, "[]")
+    'auditor-row-v11:18:sql_drop10:DROP TABLE2:[]~~~~~~~~~~~~~~~~~'
     """
     values = list(fields)
-    if len(values) != 19:
-        raise ValueError(f"expected 19 column values besides objects, got {len(values)}")
+    if len(values) != 20:
+        raise ValueError(f"expected 20 column values besides objects, got {len(values)}")
     head = "".join(_field(v) for v in values[:3])
     tail = "".join(_field(v) for v in values[3:])
     return ROW_DIGEST_PREFIX + head + enc(objects_json) + tail
@@ -93,6 +93,7 @@ def event_fields(event: AuditEvent) -> list[str | int | datetime | None]:
         event.event,
         event.command_tag,
         event.query,
+        event.caller_context,
         event.statement_time,
         event.clock_time,
         event.session_user,

@@ -272,3 +272,7 @@ class AuditEvent:
     row_xmin: int
     digest: str
     objects_json: str = "[]"
+    #: None for a statement the client sent; else the call stack below the audit
+    #: trigger (``SQL statement "..."`` and the DO block, function or procedure that
+    #: ran it), which ``log_statement`` never logs.
+    caller_context: str | None = None

@@ -15,9 +15,9 @@
 --
 -- THE ROW DIGEST (marker `digest=`; must stay in sync with auditor/digest.py)
 --   digest    = lower-case hex SHA-256 of the UTF-8 bytes of the canonical text
---   canonical = 'auditor-row-v1' followed by enc(f) for the 20 columns of
+--   canonical = 'auditor-row-v1' followed by enc(f) for the 21 columns of
 --               {{schema}}.events in table order: id, event, command_tag, objects,
---               query, statement_time, clock_time, session_user_name,
+--               query, caller_context, statement_time, clock_time, session_user_name,
 --               current_user_name, login_user_name, database_name, client_addr,
 --               client_port, server_addr, server_port, application_name,
 --               backend_pid, session_id, vxid, xid
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS {schema}.events (
     command_tag       text        NOT NULL,   -- TG_TAG
     objects           jsonb       NOT NULL,   -- array, one object per collected/dropped object
     query             text,                   -- current_query(): the whole string the client sent
+    caller_context    text,                   -- NULL at top level; else who ran the DDL (see below)
     statement_time    timestamptz NOT NULL,   -- statement_timestamp()
     clock_time        timestamptz NOT NULL,   -- clock_timestamp() at the firing
     session_user_name text        NOT NULL,
@@ -112,6 +113,7 @@ AS $auditor$
         || {schema}.canon_text(e.command_tag)
         || {schema}.canon_text(e.objects::text)
         || {schema}.canon_text(e.query)
+        || {schema}.canon_text(e.caller_context)
         || {schema}.canon_text(pg_catalog.to_char(e.statement_time AT TIME ZONE 'UTC',
                                                   'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
         || {schema}.canon_text(pg_catalog.to_char(e.clock_time AT TIME ZONE 'UTC',
@@ -179,6 +181,7 @@ DECLARE
     r      {schema}.events;
     v_xmin xid;
     v_key  text;
+    v_ctx  text;
     v_act  record;
 BEGIN
     IF tg_event = 'ddl_command_end' THEN
@@ -242,6 +245,14 @@ BEGIN
     r.event := tg_event;
     r.command_tag := tg_tag;
     r.query := current_query();
+    -- The call stack: its first line is this function; any line below it means the
+    -- DDL did not come straight from the client but from a DO block, a function or
+    -- a procedure, and names it, with the inner statement ('SQL statement "..."').
+    -- log_statement never logs those; reconcile reports them as indirect DDL.
+    -- (Extension scripts leave no line here; their objects carry in_extension.)
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    r.caller_context := CASE WHEN strpos(v_ctx, E'\n') > 0
+                             THEN substr(v_ctx, strpos(v_ctx, E'\n') + 1) END;
     r.statement_time := statement_timestamp();
     r.clock_time := clock_timestamp();
     r.session_user_name := session_user;

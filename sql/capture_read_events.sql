@@ -5,7 +5,7 @@
 -- the jsonb text, so the digest can be recomputed in Python from exactly what is
 -- stored (auditor.digest).  Placeholder: {{schema}}.  Parameters: %(after_id)s,
 -- %(since)s, %(until)s (bounds on statement_time, NULL = open), %(batch)s.
-SELECT e.id, e.event, e.command_tag, e.objects::text AS objects_json, e.query,
+SELECT e.id, e.event, e.command_tag, e.objects::text AS objects_json, e.query, e.caller_context,
        e.statement_time, e.clock_time, e.session_user_name, e.current_user_name,
        e.login_user_name, e.database_name, pg_catalog.host(e.client_addr) AS client_addr,
        e.client_port, pg_catalog.host(e.server_addr) AS server_addr, e.server_port,

@@ -181,6 +181,11 @@ def matrix(cluster: TempCluster, module_logs: Any) -> Iterator[World]:
         "A08_do_block",
         "DO $$ BEGIN EXECUTE 'CREATE TABLE t_do(id int)'; CREATE TABLE t_do2(id int); END $$",
     )
+    # the same DO in a session that logs everything, to compare its prefix with the rows
+    with cluster.connect(dbname, application_name="A08_do_logged") as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET log_statement = 'all'")
+        cur.execute("DO $$ BEGIN CREATE TABLE t_do3(id int); END $$")
     run(
         "A09_function",
         "CREATE FUNCTION mk_tbl(n text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE format('CREATE TABLE %I(id int)', n); END $$",
@@ -283,6 +288,7 @@ EXPECTED: dict[str, tuple[dict[str, int], int | None]] = {
     "A06_rollback": ({}, None),  # rolled back: marker only
     "A07_aborted_xact": ({}, None),
     "A08_do_block": ({"ddl_command_end": 2}, 2),
+    "A08_do_logged": ({"ddl_command_end": 1}, 1),
     "A09_function": ({"ddl_command_end": 1}, 1),
     "A09_function_call": ({"ddl_command_end": 1}, 1),
     "A10_call_proc": ({"ddl_command_end": 1}, 1),
@@ -416,6 +422,22 @@ def test_indirect_ddl_is_recorded_with_the_outer_query(matrix: World) -> None:
         assert all(e.command_tag == "CREATE TABLE" for e in rows)
         assert matrix.statements(app) == []  # log_statement = ddl does not log DO/SELECT/CALL
         assert len(matrix.markers(app)) == len(rows)
+    # the call stack names the inner statement and what ran it
+    do = [e.caller_context for e in matrix.rows("A08_do_block")]
+    assert (
+        do[0]
+        == 'SQL statement "CREATE TABLE t_do(id int)"\nPL/pgSQL function inline_code_block line 1 at EXECUTE'
+    )
+    assert do[1].startswith(
+        'SQL statement "CREATE TABLE t_do2(id int)"\nPL/pgSQL function inline_code_block'
+    )
+    (fn,) = matrix.rows("A09_function_call")
+    assert fn.caller_context and "PL/pgSQL function mk_tbl(text)" in fn.caller_context
+    (proc,) = matrix.rows("A10_call_proc_call")
+    assert proc.caller_context and "PL/pgSQL function mk_proc()" in proc.caller_context
+    # statements the client sent have none, extension scripts neither (in_extension says it)
+    for app in ("A02_plain_create", "A04_multi_stmt", "A23_ext_param", "A18_extension", "A18_drop"):
+        assert all(e.caller_context is None for e in matrix.rows(app)), app
 
 
 def test_unlogged_ddl_still_has_row_and_marker(matrix: World) -> None:
@@ -498,6 +520,7 @@ def test_rollback_and_savepoint_markers(matrix: World) -> None:
         "A23_ext_prepared",
         "A23_ext_param",
         "A08_do_block",
+        "A08_do_logged",
         "A18_drop",
         "SP_savepoint",
     ],
