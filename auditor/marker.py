@@ -9,9 +9,27 @@ The audit trigger writes, for every row it inserts, one server-log message::
 * ``id`` is the audit row's id, ``xid`` the id of the (sub)transaction that
   inserted it (the row's ``xmin``, so a rolled-back savepoint is told apart
   from a deleted row), ``event`` the event trigger event,
-* ``digest`` the SHA-256 of the row's canonical text (see ``sql/audit_digest``
-  in the package SQL and :mod:`auditor.capture`), and
+* ``digest`` the SHA-256 of the row's canonical text, and
 * ``tag`` the command tag, last because it contains spaces.
+
+The digest (normative text: the header of ``sql/capture_install.sql``; Python:
+:mod:`auditor.digest`; SQL: ``<schema>.row_digest(row)``) is the lower-case hex
+SHA-256 of the UTF-8 bytes of ``'auditor-row-v1'`` followed by ``enc(v)`` for each
+of the 21 columns of the events table in table order (id, event, command_tag,
+objects, query, caller_context, statement_time, clock_time, session_user_name,
+current_user_name, login_user_name, database_name, client_addr, client_port,
+server_addr, server_port, application_name, backend_pid, session_id, vxid, xid),
+where ``enc(NULL) = '~'`` and ``enc(text) = '<characters>:<text>'``; integers
+are decimal, timestamps UTC ``YYYY-MM-DDTHH:MI:SS.ffffffZ``, addresses
+``host()`` text and ``objects`` its jsonb text (``objects::text``).  Nothing
+depends on session settings, so anyone can recompute it from the row alone.
+
+In the log the marker is a ``LOG`` message whose CONTEXT names
+``<schema>.record_event()`` (a marker forged with ``RAISE LOG`` elsewhere names
+another function; for DDL run by a DO block or function the CONTEXT also shows
+that caller).  The first marker of each statement also carries the STATEMENT
+(the query text), the others not, so one statement that fires a hundred times
+does not repeat its text a hundred times.
 
 The marker reaches the log even if the transaction later rolls back, because
 the log is written at once and is not transactional.  Reconcile compares

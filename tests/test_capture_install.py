@@ -623,3 +623,29 @@ def test_xact_status_of_marker_xids(db) -> None:
             xmin[0]: "aborted",
             xmin[0] + 100000: "future",
         }
+
+
+def test_install_warns_about_settings_that_weaken_the_log_channel() -> None:
+    with TempCluster(
+        log_statement="none",
+        log_destination="stderr",
+        log_line_prefix="%m [%p] ",
+        settings={"logging_collector": False},
+    ) as c:
+        proc = subprocess.run(
+            [sys.executable, "-m", "auditor", "install", "--dsn", c.dsn()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
+        assert len(warnings) == 3, proc.stderr
+        assert "log_statement = 'none'" in warnings[0]
+        assert "logging_collector = off" in warnings[1]
+        assert "lacks %c and %v" in warnings[2]
+        assert "postgres: installed auditor" in proc.stdout
+        # status says the same and exits 1, although the triggers are fine
+        report = capture.status(c.dsn(), databases=["postgres"])
+        assert report.exit_code == 1 and report.databases[0].triggers_ok
+        assert len([p for p in report.problems if p.weakens]) == 3
