@@ -233,6 +233,29 @@ def status(
     raise typer.Exit(report.exit_code)
 
 
+@app.command()
+def report(
+    findings_json: Annotated[
+        Path, typer.Argument(help="findings.json written by reconcile.", show_default=False)
+    ],
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="HTML report to write (default: report.html next to it)."),
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option("--csv", help="CSV to write (default: findings.csv next to it)."),
+    ] = None,
+) -> None:
+    """Render report.html and findings.csv again from a saved findings.json."""
+    from auditor.report import report_from_json, summary_text
+
+    doc, written = report_from_json(findings_json, html=html, csv_path=csv)
+    typer.echo(summary_text(doc))
+    for path in written.values():
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Console-script entry point (``auditor`` and ``python -m auditor``)."""
     app(prog_name="auditor")

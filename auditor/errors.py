@@ -45,3 +45,7 @@ class MailError(AuditorError):
 
 class StateError(AuditorError):
     """The incremental-run state file is unreadable or from another setup."""
+
+
+class ReportError(AuditorError):
+    """A findings.json could not be read, or a report file could not be written."""

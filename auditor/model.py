@@ -185,6 +185,9 @@ class Summary:
     matched: int
     by_class: dict[str, int]
     by_severity: dict[str, int]
+    #: Audit rows that paired with a logged statement (a statement may pair with
+    #: several rows, so this is not ``matched``); None when not counted.
+    matched_audit_rows: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

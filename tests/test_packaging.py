@@ -22,6 +22,9 @@ def test_wheel_ships_every_sql_file(tmp_path: Path) -> None:
     assert expected, "sql/ holds no .sql files"
     assert expected <= names, sorted(expected - names)
     assert "auditor/py.typed" in names
+    templates = {f"auditor/templates/{p.name}" for p in (ROOT / "auditor" / "templates").iterdir()}
+    assert {"auditor/templates/report.html.j2", "auditor/templates/report.css"} <= templates
+    assert templates <= names, sorted(templates - names)
 
 
 def test_sql_loads_through_importlib_resources() -> None:
