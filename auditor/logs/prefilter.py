@@ -172,7 +172,10 @@ class Finder:
     def __init__(self, fmt: str, first_bytes: bytes | None) -> None:
         self.fmt = fmt
         self.structure = structure_patterns(fmt, first_bytes)
-        self.literals = severity_literals(fmt) + MESSAGE_LITERALS
+        messages = MESSAGE_LITERALS
+        if fmt == "jsonlog":  # jsonlog escapes the quotes inside values
+            messages = tuple(m.replace(b'"', b'\\"') for m in messages)
+        self.literals = severity_literals(fmt) + messages
         self._hs_db: Any = None
         if _hs is not None:
             self._hs_db = self._compile_hyperscan()

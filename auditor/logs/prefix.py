@@ -54,8 +54,9 @@ _ESCAPES: dict[str, tuple[str, bytes, bytes | None]] = {
     "a": ("application", _ANY, None),
     "u": ("user", _ANY, None),
     "d": ("database", _ANY, None),
-    "r": ("client_hostport", rb"(?:\[local\]|[^\s()]+\(\d+\))", None),
-    "h": ("client_host", rb"(?:\[local\]|\S+?)", None),
+    # Empty for processes without a client connection (postmaster, checkpointer, ...).
+    "r": ("client_hostport", rb"(?:\[local\]|[^\s()]+\(\d+\)|[^\s()]+)?", None),
+    "h": ("client_host", rb"(?:\[local\]|\S*?)", None),
     "L": ("local_address", rb"\S*?", None),
     "b": ("backend_type", _ANY, None),
     "p": ("pid", rb"\d+", b"0123456789"),
