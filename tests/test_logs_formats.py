@@ -15,20 +15,19 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from logs_helpers import (  # noqa: E402
+from logs_helpers import (
     COMMON_FIELDS,
     FIXTURE_NAMES,
     PREFIX_FIELDS,
     files,
     meta,
-    printed,
     read,
     read_fixture,
 )
 
-from auditor.errors import PrefixMismatch  # noqa: E402
-from auditor.marker import parse_marker  # noqa: E402
-from auditor.model import LogRecord, MessageKind, Protocol  # noqa: E402
+from auditor.errors import PrefixMismatch
+from auditor.marker import parse_marker
+from auditor.model import LogRecord, MessageKind, Protocol
 
 
 def test_at_least_six_prefixes_were_captured() -> None:
