@@ -34,7 +34,7 @@ def meta(name: str) -> dict[str, Any]:
 
 
 def files(name: str, fmt: str) -> list[str]:
-    return sorted(str(p) for p in (FIXTURES / name).glob(f"*.{EXT[fmt]}"))
+    return sorted(str(p) for p in (FIXTURES / name).glob(f"postgresql*.{EXT[fmt]}"))
 
 
 def read(

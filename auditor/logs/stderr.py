@@ -149,8 +149,17 @@ class StderrReader:
         last_nl = buf.rfind(b"\n", lo, n)
         if last_nl < 0:
             return lo
-        # With ``final`` the unterminated last line decides first; else the last complete one.
-        ls = last_nl + 1 if final else _line_start(buf, last_nl, lo)
+        if final:
+            # An unterminated last line: if it starts a message, what is before it
+            # is complete; if it is cut inside its prefix it may be the STATEMENT
+            # line of the message before, which is then not complete either.
+            ls = last_nl + 1
+            sev = self.severity_at(buf, ls) if buf[ls] != TAB else None
+            if sev is not None and sev not in _SECONDARY:
+                return ls
+            ls = _line_start(buf, last_nl, lo)
+        else:
+            ls = _line_start(buf, last_nl, lo)  # the last complete line
         while True:
             if buf[ls] != TAB:
                 sev = self.severity_at(buf, ls)
