@@ -16,14 +16,14 @@ import pytest
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).parent))
-from logs_helpers import EXT, files, identity, meta, read, read_fixture  # noqa: E402
+from logs_helpers import EXT, files, identity, meta, read
 
-import auditor.logs.scan as scan_mod  # noqa: E402
-from auditor.errors import LogInputError  # noqa: E402
-from auditor.logs.prefix import compile_prefix  # noqa: E402
-from auditor.logs.reader import read_source  # noqa: E402
-from auditor.logs.sources import open_sources  # noqa: E402
-from auditor.model import LogRecord, MessageKind, ReadWarning  # noqa: E402
+import auditor.logs.scan as scan_mod
+from auditor.errors import LogInputError
+from auditor.logs.prefix import compile_prefix
+from auditor.logs.reader import read_source
+from auditor.logs.sources import open_sources
+from auditor.model import LogRecord, MessageKind, ReadWarning
 
 FORMATS = ("stderr", "csvlog", "jsonlog")
 PREFIX = meta("workload")["log_line_prefix"]
