@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from datetime import tzinfo
 
 from auditor.logs.message import build_record, decode, parse_time, split_host_port
@@ -143,17 +142,6 @@ class CsvlogReader:
         self.resyncs.append((lo, m.start()))
         self._reset(m.start())
         return self.cut(buf, m.start(), final)
-
-    def spans(self, buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int, bool]]:
-        pos = lo
-        while pos < hi:
-            span = self.span_at(buf, pos, pos, True)
-            if span is None:
-                return
-            s, e, ok = span
-            e = min(e, hi)
-            yield s, e, ok
-            pos = e
 
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation

@@ -8,7 +8,6 @@ quoted.  Newlines inside values are escaped, so a line is always a record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import tzinfo
 from typing import Any
 
@@ -49,14 +48,6 @@ class JsonlogReader:
             return n
         i = buf.rfind(b"\n", lo, n)
         return lo if i < 0 else i + 1
-
-    def spans(self, buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int, bool]]:
-        pos = lo
-        while pos < hi:
-            nl = buf.find(b"\n", pos, hi)
-            end = hi if nl < 0 else nl + 1
-            yield pos, end, True
-            pos = end
 
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation

@@ -50,7 +50,6 @@ class FormatReader(Protocol):
         self, buf: bytes, pos: int, lo: int, final: bool
     ) -> tuple[int, int, bool] | None: ...
     def cut(self, buf: bytes, lo: int, final: bool) -> int: ...
-    def spans(self, buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int, bool]]: ...
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation
     ) -> tuple[LogRecord | None, list[str]]: ...
@@ -162,8 +161,22 @@ def scan_window(
     odd_lines = 0  # lines that are not records (stderr garbage; csv quoted lines)
     conts = 0
     if all_records:
-        hi = reader.cut(buf, 0, final)
-        for rs, re_, ok in reader.spans(buf, 0, hi):
+        spans: list[tuple[int, int, bool]] = []
+        pos = 0
+        while pos < len(buf):
+            span = reader.span_at(buf, pos, pos, final)
+            if span is None:
+                break
+            spans.append(span)
+            pos = span[1]
+        if reader.fmt == "csvlog":
+            if final and spans and spans[-1][1] == len(buf) and buf[-1:] != b"\n":
+                spans.pop()  # an unterminated last record: not complete, not consumed
+        else:  # the stateless readers know which records a truncated last line spoils
+            limit = reader.cut(buf, 0, final)
+            spans = [sp for sp in spans if sp[1] <= limit]
+        hi = spans[-1][1] if spans else 0
+        for rs, re_, ok in spans:
             handle(rs, re_, ok)
             if reader.fmt == "stderr":
                 conts += buf.count(b"\n\t", rs, re_)  # continuation lines of the span
@@ -177,6 +190,13 @@ def scan_window(
         stop: int | None = None
         seen_odd: set[int] = set()
         odd_events: list[tuple[int, int]] = []  # (line start, 1 if not a record line)
+        # The line shapes are checked after a newline: check the very first line here.
+        head = reader.span_at(buf, 0, 0, final) if buf else None
+        if head is not None and not head[2]:
+            handle(head[0], head[1], False)
+            odd_events.append((0, 1))
+            seen_odd.add(0)
+            cursor = head[1]
         for ev in events:
             pos, kind = ev >> 2, ev & 3
             if kind == HIT:
@@ -383,8 +403,9 @@ class SourceRead:
                 final = eof and self.final
                 if reader is None:
                     reader = self.resolve(buf[:65536])
-                if eof and not self.final:
-                    # A split range ends here: the next range starts at a boundary.
+                if eof and not self.final and reader.fmt != "csvlog":
+                    # A piece of a split file ends here, at a message boundary (for
+                    # csvlog only presumed: the scan checks it and reads again if not).
                     final = True
                 win = scan_window(
                     reader,

@@ -16,7 +16,6 @@ the first line, and forward to the next first line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import tzinfo
 
 from auditor.logs.message import build_record, decode, parse_epoch, parse_time, split_host_port
@@ -169,19 +168,6 @@ class StderrReader:
                 return lo
             ls = _line_start(buf, ls - 1, lo)
 
-    def spans(self, buf: bytes, lo: int, hi: int) -> Iterator[tuple[int, int, bool]]:
-        """Every record (and foreign line) in ``buf[lo:hi]``, which is record-aligned."""
-        pos = lo
-        while pos < hi:
-            span = self.span_at(buf, pos, pos, True)
-            if span is None:  # cannot happen below a cut; stop rather than loop
-                return
-            s, e, ok = span
-            e = min(e, hi)
-            yield s, e, ok
-            pos = e
-
-    # -- parsing ---------------------------------------------------------------------
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation
     ) -> tuple[LogRecord | None, list[str]]:
