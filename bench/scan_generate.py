@@ -58,8 +58,8 @@ def _ddl_client(
                 try:
                     if protocol == "simple":
                         simple.execute(query)
-                    else:
-                        conn.execute(query)  # type: ignore[arg-type]  # extended protocol, unnamed
+                    else:  # binary results force the extended protocol
+                        conn.cursor(binary=True).execute(query)  # type: ignore[arg-type]  # extended protocol, unnamed
                 except psycopg.Error:
                     counts["errors"] += 1
                 counts["statements"] += 1
@@ -68,7 +68,7 @@ def _ddl_client(
     counts["rounds"] = n
 
 
-def generate(out: Path, size_mb: int, *, prefix: str) -> dict[str, Any]:
+def generate(out: Path, size_mb: int, *, prefix: str, pause: float = 0.05) -> dict[str, Any]:
     """Write postgresql.{log,csv,json} of at least ``size_mb`` MB (stderr) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     settings = {"log_rotation_size": 0, "log_rotation_age": 0, "max_connections": 20}
@@ -85,7 +85,7 @@ def generate(out: Path, size_mb: int, *, prefix: str) -> dict[str, Any]:
         counts = {"statements": 0, "ddl": 0, "errors": 0, "rounds": 0}
         stop = threading.Event()
         ddl = threading.Thread(
-            target=_ddl_client, args=(cluster.dsn(), stop, counts, 0.01), daemon=True
+            target=_ddl_client, args=(cluster.dsn(), stop, counts, pause), daemon=True
         )
         ddl.start()
         modes = ["simple", "simple", "extended", "prepared"]
