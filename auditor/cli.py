@@ -266,8 +266,10 @@ def _table_line(row: dict[str, Any] | None) -> str:
         text = "" if value is None else str(value)
         if name == "time" and text:
             text = text.replace("T", " ")[:23]
-        if name == "error" and not text:
-            text = "-" if row["kind"] in ("statement", "execute") else row["kind"]
+        if name == "error":
+            text = text.split(":", 1)[0]  # "ERROR 42P07"; the message is in csv/json
+            if not text:
+                text = "-" if row["kind"] in ("statement", "execute") else row["kind"]
         cells.append(text[:width].ljust(width))
     body = row["statement"] if row["statement"] is not None else row["message"]
     body = " ".join(str(body).split())

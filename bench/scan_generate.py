@@ -28,7 +28,11 @@ from auditor.cluster import TempCluster
 # Each entry: (query template, is_ddl, protocol).  {n} is a sequence number.
 DDL_MIX: tuple[tuple[str, bool, str], ...] = (
     ("CREATE TABLE gen_t_{n} (id int, v text)", True, "simple"),
-    ("ALTER TABLE gen_t_{n}\n  ADD COLUMN created timestamptz\n    DEFAULT now(),\n  ADD COLUMN note text", True, "simple"),
+    (
+        "ALTER TABLE gen_t_{n}\n  ADD COLUMN created timestamptz\n    DEFAULT now(),\n  ADD COLUMN note text",
+        True,
+        "simple",
+    ),
     ("create index gen_i_{n} on gen_t_{n} (id)", True, "simple"),
     ("BEGIN; CREATE TABLE gen_m_{n} (id int); COMMIT", True, "simple"),
     ("SELECT * INTO gen_si_{n} FROM pgbench_branches", True, "simple"),
@@ -40,13 +44,15 @@ DDL_MIX: tuple[tuple[str, bool, str], ...] = (
     ("DROP TABLE gen_m_{n}, gen_t_{n}", True, "simple"),
     ("CREAT TABLE gen_typo_{n} (id int)", False, "simple"),  # syntax error: no statement line
     ("SELECT 1/0", False, "simple"),  # error, not DDL
-    ("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now())", False, "simple"),
+    (
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now())",
+        False,
+        "simple",
+    ),
 )
 
 
-def _ddl_client(
-    dsn: str, stop: threading.Event, counts: dict[str, int], pause: float
-) -> None:
+def _ddl_client(dsn: str, stop: threading.Event, counts: dict[str, int], pause: float) -> None:
     """Send DDL_MIX rounds until told to stop; count what was sent."""
     n = 0
     with psycopg.connect(dsn, autocommit=True, application_name="gen-ddl") as conn:
@@ -108,7 +114,11 @@ def generate(out: Path, size_mb: int, *, prefix: str, pause: float = 0.05) -> di
         ddl.join()
         cluster.flush_logs()
         for dest, path in cluster.current_logfiles().items():
-            name = {"stderr": "postgresql.log", "csvlog": "postgresql.csv", "jsonlog": "postgresql.json"}[dest]
+            name = {
+                "stderr": "postgresql.log",
+                "csvlog": "postgresql.csv",
+                "jsonlog": "postgresql.json",
+            }[dest]
             shutil.copyfile(path, out / name)
     truth = {"prefix": prefix, "ddl_sent": counts["ddl"], **counts}
     (out / "ground-truth.json").write_text(json.dumps(truth, indent=2) + "\n")

@@ -8,6 +8,7 @@ formats, and check that the fast classifier agrees with the full one.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from logs_helpers import FIXTURE_NAMES, files, identity, meta, read  # noqa: E402
+from logs_helpers import FIXTURE_NAMES, files, identity, meta, read
 
-import auditor.logs.prefilter as prefilter  # noqa: E402
-from auditor.classify import classify  # noqa: E402
-from auditor.logs.reader import read_source  # noqa: E402
-from auditor.logs.sources import open_sources  # noqa: E402
-from auditor.model import LogRecord, MessageKind  # noqa: E402
+import auditor.logs.prefilter as prefilter
+from auditor.classify import classify
+from auditor.logs.reader import read_source
+from auditor.logs.sources import open_sources
+from auditor.model import LogRecord, MessageKind
 
 #: Statements that hold DDL or change a watched setting, written the awkward ways.
 RELEVANT = (
@@ -63,7 +64,7 @@ RELEVANT = (
     "INSERT INTO pf_c5 (a) SELECT 1; CREATE TABLE pf_c14 ()",
     "select insert into pf_c15 from (select 1 as insert) s",
     "select 1 as a\ninto pf_c16",
-    "CREATE TABLE \"pf_ünïcode\" (\"ä\" int)",
+    'CREATE TABLE "pf_ünïcode" ("ä" int)',
 )
 
 #: Statements that hold neither, some of them with DDL-looking words in them.
@@ -124,10 +125,8 @@ def test_on_real_log_bytes_nothing_relevant_is_skipped(db, logs) -> None:  # typ
         conn.execute("SET log_statement = 'all'")
         cur = psycopg.ClientCursor(conn)
         for query in IRRELEVANT[:16] + RELEVANT + IRRELEVANT[16:]:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 cur.execute(query)
-            except psycopg.Error:
-                pass
         cur.execute("EXECUTE pf_into")  # simple protocol: DETAIL prepare holds the INTO
         for query in ("CREATE TABLE pf_ext (id int)", "select 1 as a into pf_ext2"):
             conn.cursor(binary=True).execute(query)  # extended protocol
@@ -138,7 +137,9 @@ def test_on_real_log_bytes_nothing_relevant_is_skipped(db, logs) -> None:  # typ
         (source,) = open_sources([str(path)])
         start = marks.get(path, 0)
         kw: dict[str, Any] = {"start_offset": start, "prefix": db.cluster.log_line_prefix}
-        everything = [r for r in read_source(source, all_records=True, **kw) if isinstance(r, LogRecord)]
+        everything = [
+            r for r in read_source(source, all_records=True, **kw) if isinstance(r, LogRecord)
+        ]
         default = [r for r in read_source(source, **kw) if isinstance(r, LogRecord)]
         mine = [r for r in everything if r.application == "prefilter"]
         if not mine:
