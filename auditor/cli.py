@@ -193,7 +193,8 @@ def _progress_bar() -> tuple[Any, Any]:
 def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any) -> None:
     """Print scan results: records on stdout, warnings and summaries on stderr."""
     import csv as csv_mod
-    import json
+
+    import orjson
 
     from auditor.logs.render import COLUMNS, error_index, record_row, source_summary
     from auditor.model import LogRecord, ReadWarning
@@ -217,7 +218,7 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
             assert writer is not None
             writer.writerow(row)
         elif output == "json":
-            sys.stdout.write(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False))
+            sys.stdout.write(("\n" if first else ",\n") + orjson.dumps(row).decode())
         else:
             sys.stdout.write(_table_line(row) + "\n")
         first = False

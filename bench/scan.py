@@ -138,10 +138,16 @@ def main() -> None:
             cmd = [*auditor, "scan", "--log", path, "--format", "json", "--jobs", str(jobs)]
             if fmt == "stderr":
                 cmd += ["--log-line-prefix", prefix]
+            load = os.getloadavg()[0]
             t, mem, out = best(cmd, args.repeat)
             summary = out.strip().splitlines()[-1]
             ddl = int(summary.split(" DDL statements")[0].rsplit(" ", 1)[1])
-            note = f"DDL {ddl} (sent {truth['ddl_sent']})"
+            note = (
+                f"DDL found {ddl} = sent {truth['ddl_sent']}"
+                if ddl == truth["ddl_sent"]
+                else (f"DDL found {ddl} != sent {truth['ddl_sent']}")
+            )
+            note += f"; load before {load:.1f}"
             rows.append((fmt, f"auditor scan --jobs {jobs}", t, mb / t, mem, note))
             print(
                 f"  {fmt} auditor -j{jobs}: {t:.2f} s, {mb / t:.0f} MB/s, {mem / 1024:.0f} MB, {note}",
@@ -157,8 +163,9 @@ def main() -> None:
                 ]  # fmt: skip
                 if fmt == "stderr":
                     cmd[1:1] = ["--prefix", prefix]
+                load = os.getloadavg()[0]
                 t, mem, _ = run(cmd)
-            rows.append((fmt, f"pgbadger -j {jobs}", t, mb / t, mem, ""))
+            rows.append((fmt, f"pgbadger -j {jobs}", t, mb / t, mem, f"load before {load:.1f}"))
             print(f"  {fmt} pgbadger -j{jobs}: {t:.1f} s, {mb / t:.1f} MB/s", flush=True)
 
     print()

@@ -298,6 +298,13 @@ class Verdict:
 
 
 _NOT_RELEVANT = Verdict(False, False)
+_DDL = Verdict(True, True)
+#: A DDL keyword as the very first word (no comment before it: comments nest in
+#: PostgreSQL, so they are left to the parser).
+_DDL_LEAD = re.compile(
+    r"\s*(?:create|alter|drop|grant|revoke|comment|security|reassign|refresh|import|cluster)\b",
+    re.IGNORECASE,
+)
 
 
 @lru_cache(maxsize=16384)
@@ -316,6 +323,10 @@ def quick_classify(query: str) -> Verdict:
     >>> quick_classify("SET log_statement = 'none'")
     Verdict(is_ddl=False, is_relevant=True)
     """
+    if _DDL_LEAD.match(query) and ";" not in query.rstrip().rstrip(";"):
+        # One statement that starts with a DDL keyword: every statement node those
+        # keywords start is logged at the DDL level (see classify._FIXED).
+        return _DDL
     try:
         tree = orjson.loads(pg_parser.parse_sql_json(query))
     except Exception:  # parse errors: the full classifier has a keyword fallback

@@ -93,6 +93,8 @@ class CompiledPrefix:
     first_bytes: bytes | None
     has_q: bool = False
     _escapes: tuple[str, ...] = field(default=(), repr=False)
+    #: The same regex for decoded text (fields come out as str, no per-field decoding).
+    text_regex: re.Pattern[str] = field(default=re.compile(""), repr=False)
 
     def match(self, line: bytes, pos: int = 0) -> re.Match[bytes] | None:
         """The prefix and severity at ``pos`` of ``line`` (a buffer may hold many lines)."""
@@ -176,7 +178,8 @@ def compile_prefix(prefix: str) -> CompiledPrefix:
     q_index: int | None = None
     for kind, value, padding in items:
         if kind == "lit":
-            parts.append(re.escape(value.encode()))
+            # Escaped as text, then encoded: the same pattern serves str and bytes.
+            parts.append(re.escape(value).encode())
             continue
         if value == "q":
             if q_index is None:
@@ -206,6 +209,7 @@ def compile_prefix(prefix: str) -> CompiledPrefix:
     return CompiledPrefix(
         text=prefix,
         regex=regex,
+        text_regex=re.compile((body + _SEVERITY_RE).decode(), re.ASCII),
         fields=frozenset(seen),
         first_bytes=_first_bytes(items),
         has_q=q_index is not None,

@@ -140,7 +140,10 @@ def scan_window(
     state = [0, base_line]  # position and line number of the last located point
 
     def locate(pos: int) -> SourceLocation:
-        state[1] += buf.count(b"\n", state[0], pos)
+        if pos >= state[0]:
+            state[1] += buf.count(b"\n", state[0], pos)
+        else:
+            state[1] -= buf.count(b"\n", pos, state[0])
         state[0] = pos
         return SourceLocation(name, base_offset + pos, state[1])
 
@@ -255,7 +258,8 @@ def scan_window(
                     conts += 1
     out.items = [item for pos, item in items if pos < hi]
     out.consumed = hi
-    out.lines = buf.count(b"\n", 0, hi)
+    locate(hi)  # the newlines up to each record are counted once, and on to the cut
+    out.lines = state[1] - base_line
     if final and hi == len(buf) and hi and buf[hi - 1] != 10:
         out.lines += 1
     out.records = max(0, out.lines - conts - odd_lines)

@@ -173,72 +173,67 @@ class StderrReader:
     ) -> tuple[LogRecord | None, list[str]]:
         """The record in ``buf[rs:re_]`` and warnings about it (messages, located at ``loc``)."""
         warnings: list[str] = []
-        raw = buf[rs:re_]
-        if raw.endswith(b"\n"):
-            raw = raw[:-1]
-        entries: list[tuple[bytes, dict[str, bytes | None], list[bytes]]] = []
-        match = self.prefix.regex.match
-        for line in raw.split(b"\n"):
-            if line.startswith(b"\t") and entries:
-                entries[-1][2].append(line[1:])
-                continue
-            m = match(line)
-            if m is None:
-                warnings.append("line does not start with the log_line_prefix")
-                return None, warnings
-            entries.append((m["severity"], m.groupdict(), [line[m.end() :]]))
-        bad_bytes = False
-        texts: dict[bytes, str] = {}
-        for sev, _, parts in entries[1:]:
-            text, bad = decode(b"\n".join(parts))
-            bad_bytes = bad_bytes or bad
-            if sev in texts:
-                texts[sev] += "\n" + text
-            else:
-                texts[sev] = text
-        severity, gd, parts = entries[0]
-        message, bad = decode(b"\n".join(parts))
-        bad_bytes = bad_bytes or bad
-        try:
-            fields = {k: v.decode().strip() for k, v in gd.items() if v is not None}
-        except UnicodeDecodeError:
-            bad_bytes = True
-            fields = {
-                k: v.decode("utf-8", "replace").strip() for k, v in gd.items() if v is not None
-            }
+        text, bad_bytes = decode(buf[rs:re_])
         if bad_bytes:
             warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
-        time = None
-        if "time" in fields:
-            time = parse_time(fields["time"], self.default_tz)
-        elif "epoch" in fields:
-            time = parse_epoch(fields["epoch"])
-        if "client_hostport" in fields:
-            client, port = split_host_port(fields["client_hostport"])
+        if text.endswith("\n"):
+            text = text[:-1]
+        match = self.prefix.text_regex.match
+        first = match(text)
+        if first is None:
+            warnings.append("line does not start with the log_line_prefix")
+            return None, warnings
+        texts: dict[str, str] = {}
+        if "\n" not in text:  # the common case: one line
+            message = text[first.end() :]
         else:
-            client, port = fields.get("client_host"), None
+            entries: list[tuple[str, list[str]]] = []
+            for line in text.split("\n"):
+                if line.startswith("\t") and entries:
+                    entries[-1][1].append(line[1:])
+                    continue
+                m = match(line)
+                if m is None:
+                    warnings.append("line does not start with the log_line_prefix")
+                    return None, warnings
+                entries.append((m["severity"], [line[m.end() :]]))
+            message = "\n".join(entries[0][1])
+            for sev, parts in entries[1:]:
+                part = "\n".join(parts)
+                texts[sev] = texts[sev] + "\n" + part if sev in texts else part
+        gd = first.groupdict()
+        time = None
+        if gd.get("time"):
+            time = parse_time(gd["time"], self.default_tz)
+        elif gd.get("epoch"):
+            time = parse_epoch(gd["epoch"])
+        hostport = gd.get("client_hostport")
+        if hostport:
+            client, port = split_host_port(hostport.strip())
+        else:
+            client, port = _strip(gd.get("client_host")), None
         record = build_record(
             source=loc,
-            severity=severity.decode(),
+            severity=first["severity"],
             message=message,
             time=time,
-            detail=texts.get(b"DETAIL"),
-            hint=texts.get(b"HINT"),
-            context=texts.get(b"CONTEXT"),
-            statement=texts.get(b"STATEMENT"),
-            session_id=fields.get("session_id"),
-            line_num=_int(fields.get("line_num")),
-            vxid=fields.get("vxid"),
-            xid=_int(fields.get("xid")),
-            pid=_int(fields.get("pid")),
-            user=fields.get("user"),
-            database=fields.get("database"),
-            application=fields.get("application"),
+            detail=texts.get("DETAIL"),
+            hint=texts.get("HINT"),
+            context=texts.get("CONTEXT"),
+            statement=texts.get("STATEMENT"),
+            session_id=_strip(gd.get("session_id")),
+            line_num=_int(gd.get("line_num")),
+            vxid=_strip(gd.get("vxid")),
+            xid=_int(gd.get("xid")),
+            pid=_int(gd.get("pid")),
+            user=_strip(gd.get("user")),
+            database=_strip(gd.get("database")),
+            application=_strip(gd.get("application")),
             client=client,
             client_port=port,
-            sqlstate=fields.get("vsqlstate") or fields.get("sqlstate"),
-            backend_type=fields.get("backend_type"),
-            command_tag=fields.get("command_tag"),
+            sqlstate=gd.get("vsqlstate") or _strip(gd.get("sqlstate")),
+            backend_type=_strip(gd.get("backend_type")),
+            command_tag=_strip(gd.get("command_tag")),
         )
         return record, warnings
 
@@ -262,3 +257,10 @@ def _int(text: str | None) -> int | None:
         return int(text)
     except ValueError:
         return None
+
+
+def _strip(text: str | None) -> str | None:
+    """Padded fields (``%-10u``) come with spaces; empty values are None."""
+    if text is None:
+        return None
+    return text.strip() or None
