@@ -216,3 +216,27 @@ def test_scan_over_sql_reads_the_prefix_from_the_server(db, logs) -> None:  # ty
     assert all(s.prefix == db.cluster.log_line_prefix for s in stream.sources)
     (probe,) = [r for r in records if r.application == "sql-prefix"]
     assert probe.kind == MessageKind.STATEMENT and probe.session_id and probe.vxid
+
+
+def test_scan_resumes_each_source_where_the_last_run_stopped(tmp_path: Path) -> None:
+    data = _concat("jsonlog", tmp_path / "src").read_bytes()
+    path = tmp_path / "growing.json"
+    path.write_bytes(data[: len(data) // 2 + 7])
+    first = scan_mod.scan([str(path)], all_records=True, jobs=1)
+    part1 = [r for r in first if isinstance(r, LogRecord)]
+    (stats,) = first.sources
+    path.write_bytes(data)
+    second = scan_mod.scan(
+        [str(path)],
+        all_records=True,
+        jobs=2,
+        starts={stats.source: (stats.end_offset, stats.end_line)},
+    )
+    part2 = [r for r in second if isinstance(r, LogRecord)]
+    whole, _, _ = read([str(tmp_path / "src")], fmt="jsonlog", all_records=True)
+    assert [(identity(r)[:-1], r.source.line) for r in part1 + part2] == [
+        (identity(r)[:-1], r.source.line) for r in whole
+    ]
+    assert second.sources[0].start_offset == stats.end_offset
+    assert second.sources[0].end_offset == len(data)
+    assert second.sources[0].end_line == whole[-1].source.line + 1

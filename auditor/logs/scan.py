@@ -18,7 +18,7 @@ import dataclasses
 import multiprocessing
 import operator
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -87,6 +87,7 @@ class _Task:
     end: int | None  # None: to the end of the source
     last: bool
     tz_name: str | None
+    start_line: int = 1
 
 
 @dataclass
@@ -102,6 +103,7 @@ def _run_task(task: _Task) -> _TaskResult:
         prefix=task.prefix,
         all_records=task.all_records,
         start_offset=task.start,
+        start_line=task.start_line,
         end_offset=task.end,
         tz=_zone(task.tz_name),
         final=task.last,
@@ -177,12 +179,12 @@ def _reduce_record(rec: LogRecord) -> tuple[type[LogRecord], tuple[Any, ...]]:
 copyreg.pickle(LogRecord, _reduce_record)
 
 
-def _merge_stats(parts: list[SourceStats], start_offset: int) -> SourceStats:
+def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -> SourceStats:
     first, last = parts[0], parts[-1]
     return dataclasses.replace(
         last,
         start_offset=start_offset,
-        end_line=1 + sum(p.lines for p in parts),
+        end_line=start_line + sum(p.lines for p in parts),
         lines=sum(p.lines for p in parts),
         records=sum(p.records for p in parts),
         ddl_statements=sum(p.ddl_statements for p in parts),
@@ -227,6 +229,7 @@ class _Scan:
     tz_name: str | None
     progress: Progress | None
     server: ServerLogSettings | None = None
+    starts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     stats: list[SourceStats] = field(default_factory=list)
 
     def resolve(self, source: LogSource) -> tuple[str, CompiledPrefix | None]:
@@ -257,6 +260,13 @@ class _Scan:
                 continue
             fmt, prefix = self.resolve(source)
             ptext = prefix.text if prefix is not None else None
+            offset, line = self.starts.get(source.name, (0, 1))
+            if offset:  # an incremental run resumes here, in one piece
+                task = _Task(
+                    source, fmt, ptext, self.all_records, offset, None, True, self.tz_name, line
+                )
+                out.append([task])
+                continue
             points = [0]
             if source.seekable and self.jobs > 1:
                 points = _split_points(source, fmt, prefix, piece)
@@ -354,7 +364,7 @@ class _Scan:
                         if out is not None:
                             yield out
                     parts.append(result.stats)
-                self.stats.append(_merge_stats(parts, group[0].start))
+                self.stats.append(_merge_stats(parts, group[0].start, group[0].start_line))
                 if group[0].source.compression is not None or group[0].source.kind != "file":
                     done += group[0].source.size or 0
                     if self.progress is not None:
@@ -374,13 +384,17 @@ def scan(
     jobs: int | None = None,
     progress: Progress | None = None,
     stdin: Any = None,
+    starts: Mapping[str, tuple[int, int]] | None = None,
 ) -> ScanStream:
     """Read every log source: the audit-relevant records (all with ``all_records``).
 
     ``dsn`` (optional) reads ``log_line_prefix``, ``log_timezone`` and the log
     directory (for ``sql:`` sources) from the server; an explicit ``prefix``
     wins.  ``jobs`` worker processes (default: the number of cores, at most 2
-    tasks per core in flight) share the pieces.
+    tasks per core in flight) share the pieces.  ``starts`` maps a source's
+    name to the ``(end_offset, end_line)`` of a previous run's
+    :class:`~auditor.logs.reader.SourceStats`: reading resumes there (check
+    ``inode`` and ``head_hash`` first: a rotated file starts again at 0).
     """
     if fmt not in ("auto", *FORMATS):
         raise LogInputError(f"unknown log format {fmt!r} (use auto, stderr, csvlog or jsonlog)")
@@ -398,5 +412,6 @@ def scan(
         tz_name=server.log_timezone if server else None,
         progress=progress,
         server=server,
+        starts=dict(starts or {}),
     )
     return ScanStream(state.run(), state)
