@@ -244,6 +244,15 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
     progress_done()
     for stats in stream.sources:
         typer.echo(source_summary(stats), err=True)
+    server = stream.server
+    if server is not None and server.lc_messages and not server.lc_messages.startswith(
+        ("C", "POSIX", "en")
+    ):
+        typer.echo(
+            f"auditor: warning: lc_messages is {server.lc_messages!r}: translated severity "
+            "words and messages are not recognised; set lc_messages = 'C'",
+            err=True,
+        )
     usable = sum(s.records for s in stream.sources)
     warnings = sum(s.warnings for s in stream.sources)
     if usable == 0 and warnings:
