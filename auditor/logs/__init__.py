@@ -6,8 +6,9 @@ Entry points:
   ``sql:``) into :class:`LogSource` objects, rotated files in time order;
 * :func:`read_source` reads one source (an iterator of records and warnings,
   with :class:`SourceStats` once exhausted: what ``reconcile --state`` keeps);
-* :func:`scan` reads many sources on every core and links each ERROR to the
-  statement it belongs to; ``auditor scan`` prints its result.
+* :func:`auditor.logs.scan.scan` reads many sources on every core and links
+  each ERROR to the statement it belongs to; ``auditor scan`` prints its result
+  (not re-exported here: the name would hide the module).
 
 Modules: :mod:`.sources` (where bytes come from), :mod:`.detect` (format and
 prefix), :mod:`.prefix` (``log_line_prefix`` to regex), :mod:`.stderr`,
@@ -22,7 +23,7 @@ from __future__ import annotations
 from auditor.logs.link import Linker
 from auditor.logs.prefix import CompiledPrefix, compile_prefix
 from auditor.logs.reader import SourceRead, SourceStats, read_source
-from auditor.logs.scan import ScanStream, ServerLogSettings, scan, server_log_settings
+from auditor.logs.scan import ScanStream, ServerLogSettings, server_log_settings
 from auditor.logs.sources import LogSource, open_sources
 
 __all__ = [
@@ -36,6 +37,5 @@ __all__ = [
     "compile_prefix",
     "open_sources",
     "read_source",
-    "scan",
     "server_log_settings",
 ]
