@@ -245,8 +245,10 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
     for stats in stream.sources:
         typer.echo(source_summary(stats), err=True)
     server = stream.server
-    if server is not None and server.lc_messages and not server.lc_messages.startswith(
-        ("C", "POSIX", "en")
+    if (
+        server is not None
+        and server.lc_messages
+        and not server.lc_messages.startswith(("C", "POSIX", "en"))
     ):
         typer.echo(
             f"auditor: warning: lc_messages is {server.lc_messages!r}: translated severity "

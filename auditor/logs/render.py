@@ -24,6 +24,7 @@ def mask(text: str) -> str:
         return _mask_all(text)
     return text
 
+
 COLUMNS = (
     "time", "kind", "severity", "session_id", "vxid", "xid", "pid", "user", "database",
     "application", "client", "protocol", "prepared_name", "is_ddl", "error", "sqlstate",
