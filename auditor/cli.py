@@ -9,6 +9,7 @@ in this one place.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -196,13 +197,12 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
 
     import orjson
 
-    from auditor.logs.render import COLUMNS, error_index, record_row, source_summary
+    from auditor.logs.render import COLUMNS, record_row, source_summary
     from auditor.model import LogRecord, ReadWarning
 
     def warn(item: ReadWarning) -> None:
         typer.echo(f"auditor: warning: {mask(str(item))}", err=True)
 
-    records: list[LogRecord] = []
     streaming = all_records  # --all can be huge: print as records come
     writer = None
     first = True
@@ -225,19 +225,32 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
 
     if output == "table":
         sys.stdout.write(_table_line(None) + "\n")
+    # Without --all a statement's row shows the error that failed it.  The error
+    # comes later in the log (usually right after), so rows wait in a bounded
+    # window; an error whose statement has left the window gets its own row.
+    pending: deque[LogRecord] = deque()
+    waiting: set[Any] = set()
+    errors: dict[Any, LogRecord] = {}
+
+    def flush_one() -> None:
+        rec = pending.popleft()
+        waiting.discard(rec.source)
+        emit(record_row(rec, errors.pop(rec.source, None)))
+
     for item in stream:
         if isinstance(item, ReadWarning):
             warn(item)
         elif streaming:
             emit(record_row(item))
+        elif item.failed_statement is not None and item.failed_statement in waiting:
+            errors[item.failed_statement] = item
         else:
-            records.append(item)
-    if not streaming:
-        errors = error_index(records)
-        for rec in records:
-            if rec.kind.value == "error" and rec.failed_statement is not None:
-                continue  # shown on its statement's row
-            emit(record_row(rec, errors.get(rec.source)))
+            pending.append(item)
+            waiting.add(item.source)
+            if len(pending) > _ERROR_WINDOW:
+                flush_one()
+    while pending:
+        flush_one()
     if output == "json":
         sys.stdout.write("\n]\n" if not first else "]\n")
     sys.stdout.flush()
@@ -260,6 +273,9 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
     if usable == 0 and warnings:
         raise LogInputError("no log record could be read (see the warnings above)")
 
+
+#: Records that wait for the error that may fail them (scan output without --all).
+_ERROR_WINDOW = 2000
 
 _TABLE = (
     ("time", 23), ("session_id", 14), ("vxid", 8), ("user", 10), ("database", 10),
