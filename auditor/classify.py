@@ -148,7 +148,7 @@ _OBJECT_WORDS: dict[ObjectType, str] = {
 
 #: Node class -> (command tag, log level) for the statements whose tag and level
 #: do not depend on their fields.
-_FIXED: dict[str, tuple[str, LogLevel]] = {
+NODE_TAGS: dict[str, tuple[str, LogLevel]] = {
     "InsertStmt": ("INSERT", LogLevel.MOD),
     "DeleteStmt": ("DELETE", LogLevel.MOD),
     "UpdateStmt": ("UPDATE", LogLevel.MOD),
@@ -523,7 +523,7 @@ def _explain_analyze(stmt: Any) -> bool:
 def _tag_and_level(stmt: Any, version: int) -> tuple[str, LogLevel]:
     """``CreateCommandTag()`` and ``GetCommandLogLevel()`` for one raw statement."""
     name = type(stmt).__name__
-    tag, level = _FIXED.get(name, ("???", LogLevel.ALL))
+    tag, level = NODE_TAGS.get(name, ("???", LogLevel.ALL))
     if tag:
         looks_through = name == "PrepareStmt" or (name == "ExplainStmt" and _explain_analyze(stmt))
         if looks_through and stmt.query is not None:

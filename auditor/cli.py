@@ -9,6 +9,7 @@ in this one place.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ import typer.core
 
 from auditor import __version__
 from auditor.config import Config, load_config
-from auditor.errors import AuditorError, ConfigError
+from auditor.errors import AuditorError, ConfigError, LogInputError
 from auditor.redact import mask
 
 
@@ -254,6 +255,217 @@ def report(
     typer.echo(summary_text(doc))
     for path in written.values():
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def scan(
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]' (needs --dsn); "
+            "repeatable.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="auto (default), stderr, csvlog or jsonlog."),
+    ] = None,
+    log_line_prefix: Annotated[
+        str | None,
+        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
+    ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option("--dsn", help="Read log_line_prefix, time zone and 'sql:' logs from here."),
+    ] = None,
+    all_records: Annotated[
+        bool, typer.Option("--all", help="Print every record, not only DDL and audit events.")
+    ] = False,
+    output: Annotated[
+        str, typer.Option("--format", help="table (default), csv or json.")
+    ] = "table",
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", help="Worker processes (default: one per core).")
+    ] = None,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Read server logs and print the DDL statements found (every record with --all).
+
+    The detected format and log_line_prefix, per-file counts and every warning
+    (file:line) go to standard error; the records go to standard output.
+    """
+    from auditor.logs.scan import scan as run_scan
+
+    if output not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json, not {output!r}")
+    cfg = _config(
+        config_file,
+        logs=log,
+        log_format=log_format,
+        log_line_prefix=log_line_prefix,
+        dsn=dsn,
+        jobs=jobs,
+    )
+    progress, finish = _progress_bar()
+    try:
+        stream = run_scan(
+            cfg["logs"],
+            dsn=cfg["dsn"],
+            fmt=cfg["log_format"],
+            prefix=cfg["log_line_prefix"],
+            all_records=all_records,
+            jobs=cfg["jobs"],
+            progress=progress,
+        )
+        _render_scan(stream, output, all_records, progress_done=finish)
+    finally:
+        finish()
+
+
+def _progress_bar() -> tuple[Any, Any]:
+    """A byte progress bar on standard error when it is a terminal (else no-ops)."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("reading logs", total=None)
+    started = [False]
+
+    def update(done: int, total: int) -> None:
+        if not started[0]:
+            bar.start()
+            started[0] = True
+        bar.update(task, completed=done, total=total or None)
+
+    def finish() -> None:
+        if started[0]:
+            bar.stop()
+            started[0] = False
+
+    return update, finish
+
+
+def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any) -> None:
+    """Print scan results: records on stdout, warnings and summaries on stderr."""
+    import csv as csv_mod
+
+    import orjson
+
+    from auditor.logs.render import COLUMNS, record_row, source_summary
+    from auditor.model import LogRecord, ReadWarning
+
+    def warn(item: ReadWarning) -> None:
+        typer.echo(f"auditor: warning: {mask(str(item))}", err=True)
+
+    streaming = all_records  # --all can be huge: print as records come
+    writer = None
+    first = True
+    if output == "csv":
+        writer = csv_mod.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+    elif output == "json":
+        sys.stdout.write("[")
+
+    def emit(row: dict[str, Any]) -> None:
+        nonlocal first
+        if output == "csv":
+            assert writer is not None
+            writer.writerow(row)
+        elif output == "json":
+            sys.stdout.write(("\n" if first else ",\n") + orjson.dumps(row).decode())
+        else:
+            sys.stdout.write(_table_line(row) + "\n")
+        first = False
+
+    if output == "table":
+        sys.stdout.write(_table_line(None) + "\n")
+    # Without --all a statement's row shows the error that failed it.  The error
+    # comes later in the log (usually right after), so rows wait in a bounded
+    # window; an error whose statement has left the window gets its own row.
+    pending: deque[LogRecord] = deque()
+    waiting: set[Any] = set()
+    errors: dict[Any, LogRecord] = {}
+
+    def flush_one() -> None:
+        rec = pending.popleft()
+        waiting.discard(rec.source)
+        emit(record_row(rec, errors.pop(rec.source, None)))
+
+    for item in stream:
+        if isinstance(item, ReadWarning):
+            warn(item)
+        elif streaming:
+            emit(record_row(item))
+        elif item.failed_statement is not None and item.failed_statement in waiting:
+            errors[item.failed_statement] = item
+        else:
+            pending.append(item)
+            waiting.add(item.source)
+            if len(pending) > _ERROR_WINDOW:
+                flush_one()
+    while pending:
+        flush_one()
+    if output == "json":
+        sys.stdout.write("\n]\n" if not first else "]\n")
+    sys.stdout.flush()
+    progress_done()
+    for stats in stream.sources:
+        typer.echo(source_summary(stats), err=True)
+    server = stream.server
+    if (
+        server is not None
+        and server.lc_messages
+        and not server.lc_messages.startswith(("C", "POSIX", "en"))
+    ):
+        typer.echo(
+            f"auditor: warning: lc_messages is {server.lc_messages!r}: translated severity "
+            "words and messages are not recognised; set lc_messages = 'C'",
+            err=True,
+        )
+    usable = sum(s.records for s in stream.sources)
+    warnings = sum(s.warnings for s in stream.sources)
+    if usable == 0 and warnings:
+        raise LogInputError("no log record could be read (see the warnings above)")
+
+
+#: Records that wait for the error that may fail them (scan output without --all).
+_ERROR_WINDOW = 2000
+
+_TABLE = (
+    ("time", 23), ("session_id", 14), ("vxid", 8), ("user", 10), ("database", 10),
+    ("application", 12), ("error", 14),
+)  # fmt: skip
+
+
+def _table_line(row: dict[str, Any] | None) -> str:
+    """One fixed-width line (the header when ``row`` is None); text comes last, on one line."""
+    if row is None:
+        head = [name.upper()[:width].ljust(width) for name, width in _TABLE]
+        return "  ".join([*head, "STATEMENT / MESSAGE"])
+    cells = []
+    for name, width in _TABLE:
+        value = row.get(name)
+        text = "" if value is None else str(value)
+        if name == "time" and text:
+            text = text.replace("T", " ")[:23]
+        if name == "error":
+            text = text.split(":", 1)[0]  # "ERROR 42P07"; the message is in csv/json
+            if not text:
+                text = "-" if row["kind"] in ("statement", "execute") else row["kind"]
+        cells.append(text[:width].ljust(width))
+    body = row["statement"] if row["statement"] is not None else row["message"]
+    body = " ".join(str(body).split())
+    return "  ".join([*cells, body])
 
 
 def main() -> None:

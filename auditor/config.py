@@ -52,6 +52,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("logs", list, [], "log files, globs, directories, '-' or 'sql:' sources"),
     Option("log_format", str, "auto", "auto, stderr, csvlog or jsonlog"),
     Option("log_line_prefix", str, None, "the server's log_line_prefix (stderr logs)"),
+    Option("jobs", int, None, "worker processes for reading logs (default: one per core)"),
     Option("since", str, None, "start of the window (ISO-8601)"),
     Option("until", str, None, "end of the window (ISO-8601)"),
     Option("state", str, None, "state file for incremental runs"),

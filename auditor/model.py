@@ -116,6 +116,17 @@ class LogRecord:
     duration_ms: float | None = None
     backend_type: str | None = None
     command_tag: str | None = None  # %i / csv command_tag / json ps
+    client_port: int | None = None  # %r / csv connection_from / json remote_port
+    #: ERROR/FATAL records: where the statement record that failed starts (same
+    #: session, same text, same vxid when known); None when it was not logged.
+    failed_statement: SourceLocation | None = None
+    #: Simple-protocol ``EXECUTE name``: the ``DETAIL:  prepare: ...`` text.
+    prepare_text: str | None = None
+    #: STATEMENT/EXECUTE records: whether the text (or ``prepare_text``) holds a
+    #: statement logged under ``log_statement = 'ddl'``; None when not decided.
+    is_ddl: bool | None = None
+    #: Whether the text is DDL or changes a watched setting (``classify().is_relevant``).
+    is_relevant: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,102 @@
+"""Pair ERROR records with the statement that failed, and decide what to keep.
+
+The readers yield records in file order.  An ERROR comes after the
+``statement:``/``execute`` record it belongs to, so it is linked backwards:
+the error's ``failed_statement`` is the :class:`~auditor.model.SourceLocation`
+of the most recent statement record of the same session (``%c``, or the pid
+when the log has no session id) whose text equals the error's ``STATEMENT:``
+text (when logged) and whose vxid equals the error's (when both are known).
+Records stay frozen: the linker builds the ERROR record anew with the link.
+
+It also decides, when only the audit-relevant records are wanted, which
+ones to keep: statements that hold DDL or change a watched setting, errors
+of those statements (or whose own text holds DDL), markers, and the server
+messages reconcile uses (``parameter ... changed``, SIGHUP, start, shutdown).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from auditor.logs.message import is_notable
+from auditor.logs.prefilter import classify_texts
+from auditor.model import LogRecord, MessageKind, ReadWarning
+
+_MAX_SESSIONS = 200_000
+
+
+def with_verdict(rec: LogRecord) -> LogRecord:
+    """The record with ``is_ddl``/``is_relevant`` of its statement (and prepared) text."""
+    verdict = classify_texts((rec.statement, rec.prepare_text))
+    return dataclasses.replace(rec, is_ddl=verdict.is_ddl, is_relevant=verdict.is_relevant)
+
+
+def _key(rec: LogRecord) -> tuple[str, object] | None:
+    if rec.session_id:
+        return ("c", rec.session_id)
+    if rec.pid is not None:
+        return ("p", rec.pid)
+    return None
+
+
+class Linker:
+    """Streams records through, linking errors and filtering (see module doc).
+
+    ``kept_statement`` remembers, per session, the last statement record and
+    whether it was kept, so an error is kept exactly when its statement is.
+    """
+
+    def __init__(self, *, all_records: bool) -> None:
+        self.all_records = all_records
+        self._last: OrderedDict[tuple[str, object], tuple[LogRecord, bool]] = OrderedDict()
+
+    def feed(self, item: LogRecord | ReadWarning) -> LogRecord | ReadWarning | None:
+        """The item to yield (possibly rebuilt with its link), or None to drop it."""
+        if isinstance(item, ReadWarning):
+            return item
+        rec = item
+        kind = rec.kind
+        if kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
+            if rec.is_ddl is None or rec.is_relevant is None:
+                rec = with_verdict(rec)
+            relevant = bool(rec.is_relevant)
+            key = _key(rec)
+            if key is not None:
+                self._last[key] = (rec, relevant)
+                self._last.move_to_end(key)
+                if len(self._last) > _MAX_SESSIONS:
+                    self._last.popitem(last=False)
+            return rec if (relevant or self.all_records) else None
+        if kind == MessageKind.ERROR:
+            key = _key(rec)
+            linked: tuple[LogRecord, bool] | None = None
+            if key is not None and key in self._last:
+                stmt, kept = self._last[key]
+                same_text = rec.statement is None or rec.statement == stmt.statement
+                same_xact = rec.vxid is None or stmt.vxid is None or rec.vxid == stmt.vxid
+                if same_text and same_xact:
+                    linked = (stmt, kept)
+            if rec.statement and rec.is_relevant is None:
+                rec = with_verdict(rec)
+            own_ddl = bool(rec.is_ddl)
+            own_relevant = bool(rec.is_relevant)
+            if linked is not None:
+                rec = dataclasses.replace(
+                    rec,
+                    failed_statement=linked[0].source,
+                    is_ddl=own_ddl or bool(linked[0].is_ddl),
+                    is_relevant=own_relevant or linked[1],
+                )
+            keep = self.all_records or bool(linked and linked[1]) or own_relevant
+            return rec if keep else None
+        if kind == MessageKind.MARKER:
+            return rec
+        return rec if (self.all_records or is_notable(rec.message)) else None
+
+    def run(self, items: Iterable[LogRecord | ReadWarning]) -> Iterator[LogRecord | ReadWarning]:
+        for item in items:
+            out = self.feed(item)
+            if out is not None:
+                yield out

@@ -1,0 +1,293 @@
+"""What a server message says: one interpretation for stderr, csvlog and jsonlog.
+
+Each reader extracts the same raw fields (severity, message text, DETAIL,
+STATEMENT/query, prefix or column fields); :func:`build_record` turns them
+into a :class:`~auditor.model.LogRecord`, deciding the message kind
+(statement, execute, error, marker, other), the protocol, the prepared
+statement and portal names, bind parameters and the ``duration:`` lead.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+
+from auditor.logs.prefilter import classify_texts
+from auditor.marker import MARKER_LEAD
+from auditor.model import LogRecord, MessageKind, Protocol, SourceLocation
+
+ERROR_SEVERITIES = frozenset({"ERROR", "FATAL", "PANIC"})
+_CLASSIFIED = frozenset({MessageKind.STATEMENT, MessageKind.EXECUTE, MessageKind.ERROR})
+
+_DURATION = re.compile(r"duration: (?P<ms>\d+(?:\.\d+)?) ms  ")
+_EXECUTE = re.compile(r"execute (?P<fetch>fetch from )?(?P<name>.+?): ")
+_PARAM = re.compile(r"\$(?P<n>\d+) = (?:(?P<null>NULL)|'(?P<val>(?:[^']|'')*)')(?:, |$)")
+_NUMERIC_TZ = re.compile(r"^([+-])(\d\d)(?::?(\d\d))?$")
+
+#: Server messages that reconcile needs (CONFIG_DRIFT, LOG_GAP), by their start.
+NOTABLE_MESSAGES = (
+    'parameter "',
+    "received SIGHUP, reloading configuration files",
+    "database system is ready to accept",
+    "database system is shut down",
+    "database system was ",
+    "received fast shutdown request",
+    "received smart shutdown request",
+    "received immediate shutdown request",
+    "starting PostgreSQL",
+    "terminating any other active server processes",
+    "configuration file",
+)
+
+
+def is_notable(message: str) -> bool:
+    """Whether an OTHER message is one reconcile uses.
+
+    >>> is_notable('parameter "log_statement" changed to "none"'), is_notable("checkpoint starting")
+    (True, False)
+    """
+    return message.startswith(NOTABLE_MESSAGES)
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str, default: tzinfo | None) -> tzinfo | None:
+    if name in ("UTC", "GMT", "Z", "UCT"):
+        return UTC
+    m = _NUMERIC_TZ.match(name)
+    if m:
+        sign = -1 if m.group(1) == "-" else 1
+        minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+        return timezone(sign * timedelta(minutes=minutes))
+    return default
+
+
+def parse_time(text: str, default_tz: tzinfo | None = None) -> datetime | None:
+    """A server timestamp; see :func:`_parse_time` (cached by second)."""
+    head, dot, rest = text.partition(".")
+    if not dot:
+        return _parse_time(text, default_tz)
+    frac, _, tz = rest.partition(" ")
+    base = _parse_time(head + " " + tz if tz else head, default_tz)
+    if base is None or not frac.isdigit():
+        return _parse_time(text, default_tz)
+    return base.replace(microsecond=int((frac + "000000")[:6]))
+
+
+@lru_cache(maxsize=4096)
+def _parse_time(text: str, default_tz: tzinfo | None = None) -> datetime | None:
+    """A server timestamp (``%m``, ``%t``, csv ``log_time``, json ``timestamp``).
+
+    Time zone abbreviations other than UTC/GMT and numeric offsets are
+    ambiguous; they get ``default_tz`` (the server's ``log_timezone`` when
+    known) or stay naive.
+
+    >>> parse_time("2026-11-26 03:15:21.505 UTC")
+    datetime.datetime(2026, 11, 26, 3, 15, 21, 505000, tzinfo=datetime.timezone.utc)
+    >>> parse_time("2026-11-26 04:15:21 +01").utcoffset()
+    datetime.timedelta(seconds=3600)
+    >>> parse_time("garbage") is None
+    True
+    """
+    text = text.strip()
+    if len(text) < 19:
+        return None
+    try:
+        dt = datetime(
+            int(text[0:4]),
+            int(text[5:7]),
+            int(text[8:10]),
+            int(text[11:13]),
+            int(text[14:16]),
+            int(text[17:19]),
+        )
+        rest = text[19:]
+        if rest.startswith("."):
+            frac, _, rest = rest[1:].partition(" ")
+            dt = dt.replace(microsecond=int((frac + "000000")[:6]))
+        else:
+            rest = rest.strip()
+    except ValueError:
+        return None
+    tz = _zone(rest.strip(), default_tz) if rest.strip() else default_tz
+    return dt.replace(tzinfo=tz) if tz is not None else dt
+
+
+def parse_epoch(text: str) -> datetime | None:
+    """``%n``: seconds since the epoch with milliseconds.
+
+    >>> parse_epoch("1795756521.505").isoformat()
+    '2026-11-27T05:15:21.505000+00:00'
+    """
+    secs, _, frac = text.strip().partition(".")
+    try:
+        dt = datetime.fromtimestamp(int(secs), tz=UTC)
+        return dt.replace(microsecond=int((frac + "000000")[:6])) if frac else dt
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def parse_parameters(detail: str) -> tuple[tuple[str, str | None], ...]:
+    """Bind values from ``parameters: $1 = '42', $2 = NULL``.
+
+    >>> parse_parameters("parameters: $1 = '42', $2 = NULL, $3 = 'it''s'")
+    (('$1', '42'), ('$2', None), ('$3', "it's"))
+    """
+    if not detail.startswith("parameters: "):
+        return ()
+    out: list[tuple[str, str | None]] = []
+    pos = len("parameters: ")
+    while pos < len(detail):
+        m = _PARAM.match(detail, pos)
+        if m is None:
+            break
+        value = None if m["null"] else m["val"].replace("''", "'")
+        out.append(("$" + m["n"], value))
+        pos = m.end()
+    return tuple(out)
+
+
+def _int(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _none(text: str | None) -> str | None:
+    """Empty and ``[unknown]`` (what %u/%d/%a print for nothing) are None."""
+    if text is None or text == "" or text == "[unknown]":
+        return None
+    return text
+
+
+def split_host_port(text: str | None) -> tuple[str | None, int | None]:
+    """``host(port)`` (``%r``) or ``host:port`` (csv ``connection_from``).
+
+    >>> split_host_port("127.0.0.1(5432)"), split_host_port("::1:5432"), split_host_port("[local]")
+    (('127.0.0.1', 5432), ('::1', 5432), ('[local]', None))
+    """
+    if not text:
+        return None, None
+    if text.endswith(")") and "(" in text:
+        host, _, port = text[:-1].rpartition("(")
+        return host, _int(port)
+    if text != "[local]" and ":" in text:
+        host, _, port = text.rpartition(":")
+        if port.isdigit():
+            return host, int(port)
+    return text, None
+
+
+def build_record(
+    *,
+    source: SourceLocation,
+    severity: str,
+    message: str,
+    time: datetime | None = None,
+    detail: str | None = None,
+    hint: str | None = None,
+    context: str | None = None,
+    statement: str | None = None,
+    session_id: str | None = None,
+    line_num: int | None = None,
+    vxid: str | None = None,
+    xid: int | None = None,
+    pid: int | None = None,
+    user: str | None = None,
+    database: str | None = None,
+    application: str | None = None,
+    client: str | None = None,
+    client_port: int | None = None,
+    sqlstate: str | None = None,
+    backend_type: str | None = None,
+    command_tag: str | None = None,
+    classify: bool = True,
+) -> LogRecord:
+    """Interpret the message and build the record (same rules for every format).
+
+    With ``classify`` the statement text of STATEMENT, EXECUTE and ERROR
+    records is classified (``is_ddl``, ``is_relevant``).
+    """
+    kind = MessageKind.OTHER
+    protocol: Protocol | None = None
+    prepared_name: str | None = None
+    portal: str | None = None
+    duration: float | None = None
+    parameters: tuple[tuple[str, str | None], ...] = ()
+    prepare_text: str | None = None
+    text = message
+    m = _DURATION.match(text)
+    if m:
+        duration = float(m["ms"])
+        text = text[m.end() :]
+    if severity in ERROR_SEVERITIES:
+        kind = MessageKind.ERROR
+    elif text.startswith(MARKER_LEAD):
+        kind = MessageKind.MARKER
+    elif severity == "LOG" and text.startswith("statement: "):
+        kind = MessageKind.STATEMENT
+        protocol = Protocol.SIMPLE
+        statement = text[len("statement: ") :]
+        if detail and detail.startswith("prepare: "):
+            prepare_text = detail[len("prepare: ") :]
+    elif severity == "LOG" and text.startswith("execute "):
+        e = _EXECUTE.match(text)
+        if e:
+            kind = MessageKind.EXECUTE
+            protocol = Protocol.EXTENDED
+            name, _, port = e["name"].partition("/")
+            prepared_name = None if name == "<unnamed>" else name
+            portal = port or None
+            statement = text[e.end() :]
+            if detail:
+                parameters = parse_parameters(detail)
+    if sqlstate == "00000":
+        sqlstate = None
+    is_ddl: bool | None = None
+    is_relevant: bool | None = None
+    if classify and (statement or prepare_text) and kind in _CLASSIFIED:
+        verdict = classify_texts((statement, prepare_text))
+        is_ddl, is_relevant = verdict.is_ddl, verdict.is_relevant
+    return LogRecord(
+        source=source,
+        severity=severity,
+        kind=kind,
+        message=message,
+        time=time,
+        statement=statement,
+        session_id=_none(session_id),
+        line_num=line_num,
+        vxid=_none(vxid),
+        xid=xid,
+        pid=pid,
+        user=_none(user),
+        database=_none(database),
+        application=_none(application),
+        client=_none(client),
+        sqlstate=_none(sqlstate),
+        detail=detail or None,
+        hint=hint or None,
+        context=context or None,
+        protocol=protocol,
+        prepared_name=prepared_name,
+        portal=portal,
+        parameters=parameters,
+        duration_ms=duration,
+        backend_type=_none(backend_type),
+        command_tag=_none(command_tag),
+        client_port=client_port,
+        prepare_text=prepare_text,
+        is_ddl=is_ddl,
+        is_relevant=is_relevant,
+    )
+
+
+def decode(raw: bytes) -> tuple[str, bool]:
+    """UTF-8 text of raw log bytes, and whether invalid bytes had to be replaced."""
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), True

@@ -1,0 +1,268 @@
+"""Compile a ``log_line_prefix`` into the regex that reads it back.
+
+PostgreSQL writes every physical line of a stderr message (the ``LOG:`` line
+and each ``DETAIL:``/``STATEMENT:`` line after it) as ``<prefix><SEVERITY>:
+<text>``.  The prefix is the server's ``log_line_prefix`` expanded by
+``log_status_format()`` in ``src/backend/utils/error/elog.c``; this module
+turns the format string into a bytes regex with one named group per field,
+following that function escape by escape:
+
+* every escape (``%a %u %d %r %h %b %p %P %t %m %n %i %e %c %l %s %v %x %Q %L``
+  and ``%%``); unknown escapes print nothing, as in the server,
+* padding (``%-10u``, ``%5p``): the value is space-padded left or right,
+* ``%q``: processes without a session (postmaster, checkpointer, ...) stop
+  the prefix there, so everything after it is optional.
+
+The regex ends with the severity word and the two spaces after it, so the
+non-greedy text fields (``%u``, ``%d``, ``%a``: any characters, even spaces)
+are anchored on what follows them.
+
+>>> p = compile_prefix("%m [%p] ")
+>>> m = p.match(b"2026-11-26 03:15:21.505 UTC [10088] LOG:  statement: SELECT 1")
+>>> m["time"], m["pid"], m["severity"], m.end()
+(b'2026-11-26 03:15:21.505 UTC', b'10088', b'LOG', 42)
+>>> p.match(b"\\tcontinued text") is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: Words ``error_severity()`` prints for a message's first line.
+PRIMARY_SEVERITIES = ("DEBUG", "LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FATAL", "PANIC")
+#: Words of the extra lines of the same message (``send_message_to_server_log()``).
+SECONDARY_SEVERITIES = ("DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "BACKTRACE", "STATEMENT")
+
+_SEVERITY_RE = (
+    rb"(?P<severity>"
+    + b"|".join(s.encode() for s in PRIMARY_SEVERITIES + SECONDARY_SEVERITIES)
+    + rb"):  "
+    # log_error_verbosity = verbose adds the SQLSTATE after the severity of the
+    # first line; every SQLSTATE holds a digit, which keeps "NOTICE:  HELLO: x" text.
+    + rb"(?:(?P<vsqlstate>(?=[0-9A-Z]{0,4}[0-9])[0-9A-Z]{5}): )?"
+)
+
+_TZ = rb"[A-Za-z0-9+-]+"
+_DATE_TIME = rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+_ANY = rb".*?"
+
+# escape -> (group name, regex of the value, bytes a non-empty value can start with;
+# None = anything, b"" = the value may be empty so look at what follows).
+_ESCAPES: dict[str, tuple[str, bytes, bytes | None]] = {
+    "a": ("application", _ANY, None),
+    "u": ("user", _ANY, None),
+    "d": ("database", _ANY, None),
+    # Empty for processes without a client connection (postmaster, checkpointer, ...).
+    "r": ("client_hostport", rb"(?:\[local\]|[^\s()]+\(\d+\)|[^\s()]+)?", None),
+    "h": ("client_host", rb"(?:\[local\]|\S*?)", None),
+    "L": ("local_address", rb"\S*?", None),
+    "b": ("backend_type", _ANY, None),
+    "p": ("pid", rb"\d+", b"0123456789"),
+    "P": ("leader_pid", rb"\d*", b""),
+    "t": ("time", _DATE_TIME + rb" " + _TZ, b"0123456789"),
+    "m": ("time", _DATE_TIME + rb"\.\d{3} " + _TZ, b"0123456789"),
+    "n": ("epoch", rb"\d+\.\d{3}", b"0123456789"),
+    "i": ("command_tag", _ANY, None),
+    "e": ("sqlstate", rb"[0-9A-Z]{5}", b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+    "c": ("session_id", rb"[0-9a-f]+\.[0-9a-f]+", b"0123456789abcdef"),
+    "l": ("line_num", rb"\d+", b"0123456789"),
+    "s": ("session_start", _DATE_TIME + rb" " + _TZ, b"0123456789"),
+    "v": ("vxid", rb"(?:\d+/\d+)?", b""),
+    "x": ("xid", rb"\d+", b"0123456789"),
+    "Q": ("query_id", rb"-?\d+", b"-0123456789"),
+}
+
+_SEVERITY_FIRST = b"".join(sorted({s[:1].encode() for s in PRIMARY_SEVERITIES}))
+
+
+@dataclass(frozen=True)
+class CompiledPrefix:
+    """A ``log_line_prefix`` compiled for reading.
+
+    ``regex`` matches ``<prefix><SEVERITY>:  [SQLSTATE: ]`` at the start of a
+    physical line; ``fields`` names the groups it fills; ``first_bytes`` is the
+    set of bytes a prefixed line can start with (``None`` when any byte can),
+    used to spot garbage lines without matching every line.
+    """
+
+    text: str
+    regex: re.Pattern[bytes]
+    fields: frozenset[str]
+    first_bytes: bytes | None
+    has_q: bool = False
+    _escapes: tuple[str, ...] = field(default=(), repr=False)
+    #: The same regex for decoded text (fields come out as str, no per-field decoding).
+    text_regex: re.Pattern[str] = field(default=re.compile(""), repr=False)
+
+    def match(self, line: bytes, pos: int = 0) -> re.Match[bytes] | None:
+        """The prefix and severity at ``pos`` of ``line`` (a buffer may hold many lines)."""
+        return self.regex.match(line, pos)
+
+    @property
+    def has_session_id(self) -> bool:
+        return "session_id" in self.fields
+
+    @property
+    def has_vxid(self) -> bool:
+        return "vxid" in self.fields
+
+    @property
+    def has_time(self) -> bool:
+        return "time" in self.fields or "epoch" in self.fields
+
+
+def _parse(prefix: str) -> list[tuple[str, str, int]]:
+    """Split a prefix into ("lit", text, 0) and ("esc", letter, padding) items.
+
+    >>> _parse("%m [%-5p] %%%q")
+    [('esc', 'm', 0), ('lit', ' [', 0), ('esc', 'p', -5), ('lit', '] %', 0), ('esc', 'q', 0)]
+    """
+    items: list[tuple[str, str, int]] = []
+    lit: list[str] = []
+    i, n = 0, len(prefix)
+    while i < n:
+        ch = prefix[i]
+        if ch != "%":
+            lit.append(ch)
+            i += 1
+            continue
+        i += 1
+        if i >= n:
+            break  # a trailing "%" prints nothing
+        if prefix[i] == "%":
+            lit.append("%")
+            i += 1
+            continue
+        padding = 0
+        if prefix[i] <= "9":  # the server's quick check for "-" and digits
+            sign = 1
+            if prefix[i] == "-":
+                sign = -1
+                i += 1
+            digits = ""
+            while i < n and prefix[i].isdigit():
+                digits += prefix[i]
+                i += 1
+            if i >= n:
+                break  # "%-" or "%10" at the end: the server stops there
+            padding = sign * int(digits or "0")
+        if lit:
+            items.append(("lit", "".join(lit), 0))
+            lit = []
+        items.append(("esc", prefix[i], padding))
+        i += 1
+    if lit:
+        items.append(("lit", "".join(lit), 0))
+    return items
+
+
+def compile_prefix(prefix: str) -> CompiledPrefix:
+    """Compile ``log_line_prefix`` (as ``SHOW log_line_prefix`` prints it).
+
+    >>> p = compile_prefix("%t:%r:%u@%d:[%p]: ")
+    >>> m = p.match(b"2026-11-26 03:15:21 UTC:127.0.0.1(5432):bob@app:[42]: ERROR:  boom")
+    >>> m["client_hostport"], m["user"], m["database"], m["pid"], m["severity"]
+    (b'127.0.0.1(5432)', b'bob', b'app', b'42', b'ERROR')
+    >>> q = compile_prefix("%m %q%-10u|")
+    >>> q.match(b"2026-11-26 03:15:21.505 UTC bob       |LOG:  x")["user"]
+    b'bob'
+    >>> q.match(b"2026-11-26 03:15:21.505 UTC LOG:  checkpoint starting")["severity"]
+    b'LOG'
+    """
+    items = _parse(prefix)
+    parts: list[bytes] = []
+    seen: set[str] = set()
+    escapes: list[str] = []
+    q_index: int | None = None
+    for kind, value, padding in items:
+        if kind == "lit":
+            # Escaped as text, then encoded: the same pattern serves str and bytes.
+            parts.append(re.escape(value).encode())
+            continue
+        if value == "q":
+            if q_index is None:
+                q_index = len(parts)
+            continue
+        spec = _ESCAPES.get(value)
+        if spec is None:
+            continue  # unknown escape: the server prints nothing
+        escapes.append(value)
+        name, rx, _first = spec
+        if name in seen:
+            group = b"(?:" + rx + b")"
+        else:
+            group = b"(?P<" + name.encode() + b">" + rx + b")"
+            seen.add(name)
+        if padding > 0:
+            group = b" *" + group
+        elif padding < 0:
+            group = group + b" *"
+        parts.append(group)
+    if q_index is not None:
+        head, tail = parts[:q_index], parts[q_index:]
+        body = b"".join(head) + (b"(?:" + b"".join(tail) + b")?" if tail else b"")
+    else:
+        body = b"".join(parts)
+    regex = re.compile(body + _SEVERITY_RE)
+    return CompiledPrefix(
+        text=prefix,
+        regex=regex,
+        text_regex=re.compile((body + _SEVERITY_RE).decode(), re.ASCII),
+        fields=frozenset(seen),
+        first_bytes=_first_bytes(items),
+        has_q=q_index is not None,
+        _escapes=tuple(escapes),
+    )
+
+
+def _first_bytes(items: list[tuple[str, str, int]]) -> bytes | None:
+    """Bytes a prefixed line can start with, or None when any byte can.
+
+    >>> _first_bytes(_parse("%m [%p] "))
+    b'0123456789'
+    >>> _first_bytes(_parse("[%p] ")), _first_bytes(_parse("%u@%d ")) is None
+    (b'[', True)
+    >>> sorted(set(_first_bytes(_parse("%q%v %c ")).decode()))[:5]
+    [' ', '0', '1', '2', '3']
+    """
+    acc = b""
+    for kind, value, padding in items:
+        if kind == "lit":
+            return acc + value.encode()[:1]
+        if value == "q":
+            # Session-less processes stop here: the severity may come next.
+            acc += _SEVERITY_FIRST
+            continue
+        spec = _ESCAPES.get(value)
+        if spec is None:
+            continue
+        first = spec[2]
+        if padding:
+            acc += b" "  # a short or empty value is padded with spaces
+        if first is None:
+            return None
+        if first == b"":
+            acc += b"0123456789"
+            continue  # the value may be empty: the next item may come first
+        return acc + first
+    return acc + _SEVERITY_FIRST
+
+
+#: Prefixes tried, in order, when none is given and no server is asked.
+COMMON_PREFIXES = (
+    "%m [%p] ",  # PostgreSQL 10+ default
+    "%m [%p] %q%c %l %v %x %u@%d app=%a client=%h ",  # what auditor recommends
+    "%m [%p] %q%u@%d ",  # Debian/Ubuntu default
+    "%t [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",  # pgBadger's recommendation
+    "%t [%p]: [%l-1] ",
+    "%t [%p]: user=%u,db=%d,app=%a,client=%h ",
+    "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "%t:%r:%u@%d:[%p]: ",
+    "%m %u@%d %p %r ",
+    "< %m > ",
+    "%t ",
+    "%m ",
+    "",  # PostgreSQL 9.x default
+)

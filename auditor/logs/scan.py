@@ -1,0 +1,417 @@
+"""Scan log sources on every core: what ``auditor scan`` (and reconcile) call.
+
+Work is split into tasks: one per compressed or rotated file, and
+record-aligned pieces of big plain files.  A stderr piece starts at a line
+that begins a message; a jsonlog piece at a line start; a csvlog piece at a
+line that starts like a row, and the piece before it checks, by quote
+parity, that this was a real row boundary (if it was not, the rest of the
+file is read again in one go: the result is exact, unlike pgBadger's ``-j``).
+Pieces run in worker processes and return only the records they parsed;
+the parent puts them back in file order and links each ERROR to its
+statement across pieces and rotated files (:class:`~auditor.logs.link.Linker`).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import dataclasses
+import multiprocessing
+import operator
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+
+from auditor.errors import LogInputError
+from auditor.logs.csvlog import ROW_START
+from auditor.logs.link import Linker
+from auditor.logs.prefix import CompiledPrefix
+from auditor.logs.reader import FORMATS, SourceRead, SourceStats
+from auditor.logs.sources import LogSource, open_sources, peek
+from auditor.logs.stderr import StderrReader
+from auditor.model import LogRecord, ReadWarning, SourceLocation
+
+#: Size of a piece of a big plain file (bytes): small enough to balance two
+#: workers and bound their memory, big enough that per-task costs vanish.
+PIECE = 64 * 1024 * 1024
+#: Pieces are smaller with ``all_records``: every record is returned to the parent.
+PIECE_ALL = 8 * 1024 * 1024
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ServerLogSettings:
+    """What the server says about its logs (read with ``--dsn``)."""
+
+    log_line_prefix: str | None = None
+    log_destination: str | None = None
+    log_timezone: str | None = None
+    lc_messages: str | None = None
+
+
+def server_log_settings(dsn: str) -> ServerLogSettings:
+    """``log_line_prefix`` and friends from a live server (one ConnectionFailed if unreachable)."""
+    from auditor.db import connect, server_settings
+
+    with connect(dsn, application_name="auditor-scan") as conn:
+        s = server_settings(conn)
+    return ServerLogSettings(
+        log_line_prefix=s.get("log_line_prefix"),
+        log_destination=s.get("log_destination"),
+        log_timezone=s.get("log_timezone"),
+        lc_messages=s.get("lc_messages"),
+    )
+
+
+def _zone(name: str | None) -> tzinfo | None:
+    if not name:
+        return None
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except Exception:
+        return None
+
+
+@dataclass(frozen=True)
+class _Task:
+    source: LogSource
+    fmt: str
+    prefix: str | None
+    all_records: bool
+    start: int
+    end: int | None  # None: to the end of the source
+    last: bool
+    tz_name: str | None
+    start_line: int = 1
+
+
+@dataclass
+class _TaskResult:
+    items: list[LogRecord | ReadWarning]
+    stats: SourceStats
+
+
+def _run_task(task: _Task) -> _TaskResult:
+    read = SourceRead(
+        task.source,
+        fmt=task.fmt,
+        prefix=task.prefix,
+        all_records=task.all_records,
+        start_offset=task.start,
+        start_line=task.start_line,
+        end_offset=task.end,
+        tz=_zone(task.tz_name),
+        final=task.last,
+        link=False,
+    )
+    items = list(read)
+    assert read.stats is not None
+    return _TaskResult(items, read.stats)
+
+
+def _split_points(
+    source: LogSource, fmt: str, prefix: CompiledPrefix | None, piece: int
+) -> list[int]:
+    """Record-aligned offsets that cut a plain file into pieces of about ``piece`` bytes."""
+    size = source.size or 0
+    points = [0]
+    if size < 2 * piece:
+        return points
+    assert source.path is not None
+    reader = StderrReader(prefix) if (fmt == "stderr" and prefix is not None) else None
+    with open(source.path, "rb") as fh:
+        target = piece
+        while target < size - piece // 2:
+            fh.seek(target)
+            block = fh.read(1024 * 1024)
+            found = _first_boundary(block, fmt, reader)
+            if found is None:
+                target += piece
+                continue
+            point = target + found
+            if point > points[-1]:
+                points.append(point)
+            target = point + piece
+    return points
+
+
+def _first_boundary(block: bytes, fmt: str, reader: StderrReader | None) -> int | None:
+    nl = block.find(b"\n")
+    while 0 <= nl < len(block) - 1:
+        ls = nl + 1
+        if fmt == "jsonlog":
+            return ls
+        if fmt == "csvlog" and ROW_START.match(block, ls):
+            return ls
+        if reader is not None and reader.is_first_line(block, ls):
+            return ls
+        nl = block.find(b"\n", ls)
+    return None
+
+
+def _shift(item: LogRecord | ReadWarning, lines: int) -> LogRecord | ReadWarning:
+    """Move an item's line number by ``lines`` (pieces count lines from 1).
+
+    The item was just unpickled from a worker and nobody else holds it yet, so
+    its frozen ``source`` is set in place: ``dataclasses.replace`` on every
+    record of every piece would cost more than reading them.
+    """
+    if lines:
+        loc = item.source
+        object.__setattr__(item, "source", SourceLocation(loc.file, loc.offset, loc.line + lines))
+    return item
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(LogRecord))
+_GET_FIELDS = operator.attrgetter(*_FIELDS)
+
+
+def _reduce_record(rec: LogRecord) -> tuple[type[LogRecord], tuple[Any, ...]]:
+    """Pickle a record as its constructor arguments (faster than the slots default)."""
+    return LogRecord, _GET_FIELDS(rec)
+
+
+copyreg.pickle(LogRecord, _reduce_record)
+
+
+def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -> SourceStats:
+    first, last = parts[0], parts[-1]
+    return dataclasses.replace(
+        last,
+        start_offset=start_offset,
+        end_line=start_line + sum(p.lines for p in parts),
+        lines=sum(p.lines for p in parts),
+        records=sum(p.records for p in parts),
+        ddl_statements=sum(p.ddl_statements for p in parts),
+        warnings=sum(p.warnings for p in parts),
+        first_time=next((p.first_time for p in parts if p.first_time), None),
+        last_time=next((p.last_time for p in reversed(parts) if p.last_time), None),
+        truncated=last.truncated,
+        prefix=first.prefix,
+        format=first.format,
+    )
+
+
+class ScanStream:
+    """Records and warnings of every source, in order; ``sources`` once exhausted."""
+
+    def __init__(self, it: Iterator[LogRecord | ReadWarning], owner: _Scan) -> None:
+        self._it = it
+        self._owner = owner
+
+    def __iter__(self) -> ScanStream:
+        return self
+
+    def __next__(self) -> LogRecord | ReadWarning:
+        return next(self._it)
+
+    @property
+    def sources(self) -> list[SourceStats]:
+        return self._owner.stats
+
+    @property
+    def server(self) -> ServerLogSettings | None:
+        return self._owner.server
+
+
+@dataclass
+class _Scan:
+    sources: list[LogSource]
+    fmt: str
+    prefix: str | None
+    all_records: bool
+    jobs: int
+    tz_name: str | None
+    progress: Progress | None
+    server: ServerLogSettings | None = None
+    starts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    stats: list[SourceStats] = field(default_factory=list)
+
+    def resolve(self, source: LogSource) -> tuple[str, CompiledPrefix | None]:
+        """Format and prefix of a source, decided on its first bytes."""
+        probe = SourceRead(source, fmt=self.fmt, prefix=self.prefix, link=False)
+        probe.resolve(peek(source, 65536))
+        return probe.fmt, probe.prefix
+
+    def tasks(self) -> list[list[_Task]]:
+        out: list[list[_Task]] = []
+        piece = PIECE_ALL if self.all_records else PIECE
+        for source in self.sources:
+            if source.kind == "stdin":
+                out.append(
+                    [
+                        _Task(
+                            source,
+                            self.fmt,
+                            self.prefix,
+                            self.all_records,
+                            0,
+                            None,
+                            True,
+                            self.tz_name,
+                        )
+                    ]
+                )
+                continue
+            fmt, prefix = self.resolve(source)
+            ptext = prefix.text if prefix is not None else None
+            offset, line = self.starts.get(source.name, (0, 1))
+            if offset:  # an incremental run resumes here, in one piece
+                task = _Task(
+                    source, fmt, ptext, self.all_records, offset, None, True, self.tz_name, line
+                )
+                out.append([task])
+                continue
+            points = [0]
+            if source.seekable and self.jobs > 1:
+                points = _split_points(source, fmt, prefix, piece)
+            group = []
+            for i, start in enumerate(points):
+                end = points[i + 1] if i + 1 < len(points) else None
+                group.append(
+                    _Task(
+                        source, fmt, ptext, self.all_records, start, end, end is None, self.tz_name
+                    )
+                )
+            out.append(group)
+        return out
+
+    def run(self) -> Iterator[LogRecord | ReadWarning]:
+        groups = self.tasks()
+        total = sum(s.size or 0 for s in self.sources)
+        done = 0
+        linker = Linker(all_records=self.all_records)
+        flat = [t for g in groups for t in g]
+        pool: ProcessPoolExecutor | None = None
+        if self.jobs > 1 and sum(1 for t in flat if t.source.kind == "file") > 1:
+            pool = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("fork")
+            )
+        try:
+            futures: dict[int, Future[_TaskResult]] = {}
+            ahead = max(2, self.jobs * 2)
+            order = [(gi, ti) for gi, g in enumerate(groups) for ti in range(len(g))]
+            submitted = 0
+
+            def submit_more(upto: int) -> None:
+                nonlocal submitted
+                while pool is not None and submitted < min(upto, len(order)):
+                    gi, ti = order[submitted]
+                    task = groups[gi][ti]
+                    if task.source.kind == "file":
+                        futures[submitted] = pool.submit(_run_task, task)
+                    submitted += 1
+
+            index = 0
+            for group in groups:
+                parts: list[SourceStats] = []
+                expected = group[0].start
+                redo_from: int | None = None
+                for ti, task in enumerate(group):
+                    submit_more(index + ahead)
+                    fut = futures.pop(index, None)
+                    index += 1
+                    if redo_from is not None:
+                        if fut is not None:
+                            fut.cancel()
+                        continue
+                    result = fut.result() if fut is not None else _run_task(task)
+                    if result.stats.start_offset != expected and fut is not None:
+                        # The previous piece did not end where this one starts (a
+                        # csv split inside a quoted field): read the rest in one go.
+                        redo_from = expected
+                        continue
+                    line_shift = sum(p.lines for p in parts)
+                    for item in result.items:
+                        out = linker.feed(_shift(item, line_shift))
+                        if out is not None:
+                            yield out
+                    parts.append(result.stats)
+                    expected = result.stats.end_offset
+                    done += (
+                        (result.stats.end_offset - result.stats.start_offset)
+                        if task.source.compression is None
+                        else 0
+                    )
+                    if self.progress is not None:
+                        self.progress(min(done, total), total)
+                    if (
+                        task.end is not None
+                        and result.stats.end_offset != task.end
+                        and ti + 1 < len(group)
+                    ):
+                        redo_from = result.stats.end_offset
+                if redo_from is not None:
+                    tail = _Task(
+                        group[0].source,
+                        group[0].fmt,
+                        group[0].prefix,
+                        self.all_records,
+                        redo_from,
+                        None,
+                        True,
+                        self.tz_name,
+                    )
+                    result = _run_task(tail)
+                    line_shift = sum(p.lines for p in parts)
+                    for item in result.items:
+                        out = linker.feed(_shift(item, line_shift))
+                        if out is not None:
+                            yield out
+                    parts.append(result.stats)
+                self.stats.append(_merge_stats(parts, group[0].start, group[0].start_line))
+                if group[0].source.compression is not None or group[0].source.kind != "file":
+                    done += group[0].source.size or 0
+                    if self.progress is not None:
+                        self.progress(min(done, total), total)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def scan(
+    specs: Sequence[str],
+    *,
+    dsn: str | None = None,
+    fmt: str = "auto",
+    prefix: str | None = None,
+    all_records: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    stdin: Any = None,
+    starts: Mapping[str, tuple[int, int]] | None = None,
+) -> ScanStream:
+    """Read every log source: the audit-relevant records (all with ``all_records``).
+
+    ``dsn`` (optional) reads ``log_line_prefix``, ``log_timezone`` and the log
+    directory (for ``sql:`` sources) from the server; an explicit ``prefix``
+    wins.  ``jobs`` worker processes (default: the number of cores, at most 2
+    tasks per core in flight) share the pieces.  ``starts`` maps a source's
+    name to the ``(end_offset, end_line)`` of a previous run's
+    :class:`~auditor.logs.reader.SourceStats`: reading resumes there (check
+    ``inode`` and ``head_hash`` first: a rotated file starts again at 0).
+    """
+    if fmt not in ("auto", *FORMATS):
+        raise LogInputError(f"unknown log format {fmt!r} (use auto, stderr, csvlog or jsonlog)")
+    server = server_log_settings(dsn) if dsn else None
+    if prefix is None and server is not None:
+        prefix = server.log_line_prefix
+    sources = open_sources(specs, dsn=dsn, fmt=fmt, stdin=stdin)
+    workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
+    state = _Scan(
+        sources=sources,
+        fmt=fmt,
+        prefix=prefix,
+        all_records=all_records,
+        jobs=max(1, workers),
+        tz_name=server.log_timezone if server else None,
+        progress=progress,
+        server=server,
+        starts=dict(starts or {}),
+    )
+    return ScanStream(state.run(), state)

@@ -1,0 +1,266 @@
+"""The stderr format: ``<log_line_prefix><SEVERITY>:  <text>`` lines.
+
+A message is a first line (``LOG:``, ``ERROR:``, ...) followed by the
+``DETAIL:``/``HINT:``/``QUERY:``/``CONTEXT:``/``LOCATION:``/``STATEMENT:``
+lines of the same message, each with its own prefix.  A newline inside any
+text is followed by a TAB (``append_with_tabs()``), so a line that starts with
+a TAB continues the line above and cannot be confused with a new line: an
+attacker cannot forge log lines through a statement's text.  With
+``logging_collector`` the collector writes each message in one piece, so the
+lines of one message are adjacent.
+
+The reader never looks at every line in the fast path: the record that holds
+a token hit is found by walking back over continuation and secondary lines to
+the first line, and forward to the next first line.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from auditor.logs.message import build_record, decode, parse_epoch, parse_time, split_host_port
+from auditor.logs.prefilter import Finder, finder
+from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix
+from auditor.model import LogRecord, SourceLocation
+
+TAB = 9
+_SECONDARY = frozenset(s.encode() for s in SECONDARY_SEVERITIES)
+#: How far back a secondary line may be from its first line (lines), before
+#: the reader gives up and treats it as an orphan.
+_MAX_BACK = 10_000
+
+
+def _line_start(buf: bytes, pos: int, lo: int) -> int:
+    """Start of the line holding ``pos`` (not before ``lo``)."""
+    i = buf.rfind(b"\n", lo, pos)
+    return lo if i < 0 else i + 1
+
+
+class StderrReader:
+    """Reads records of one stderr log whose prefix is known."""
+
+    fmt = "stderr"
+
+    def __init__(self, prefix: CompiledPrefix, default_tz: tzinfo | None = None) -> None:
+        self.prefix = prefix
+        self.default_tz = default_tz
+        self.finder: Finder = finder("stderr", prefix.first_bytes)
+
+    def begin(self, buf: bytes) -> None:
+        """A new window starts (stateless for stderr)."""
+
+    # -- line shapes ---------------------------------------------------------------
+    def severity_at(self, buf: bytes, ls: int) -> bytes | None:
+        """The severity word of the prefixed line at ``ls``, or None for a foreign line."""
+        m = self.prefix.regex.match(buf, ls)
+        return m["severity"] if m is not None else None
+
+    def is_first_line(self, buf: bytes, ls: int) -> bool:
+        """Whether a message starts at ``ls`` (a prefixed line with a first-line severity)."""
+        if ls >= len(buf) or buf[ls] == TAB:
+            return False
+        sev = self.severity_at(buf, ls)
+        return sev is not None and sev not in _SECONDARY
+
+    # -- record spans ----------------------------------------------------------------
+    def span_at(self, buf: bytes, pos: int, lo: int, final: bool) -> tuple[int, int, bool] | None:
+        """The record holding ``pos``: ``(start, end, is_record)``, or None if incomplete.
+
+        ``is_record`` is False for a line that is not a log line (garbage, a
+        wrong prefix, an orphan continuation): the span is then that line.
+        """
+        ls = _line_start(buf, pos, lo)
+        steps = 0
+        while True:
+            if buf[ls] == TAB:
+                if ls <= lo:
+                    return self._line_span(buf, ls, final, record=False)
+                ls = _line_start(buf, ls - 1, lo)
+                continue
+            sev = self.severity_at(buf, ls)
+            if sev is None:
+                return self._line_span(buf, ls, final, record=False)
+            if sev in _SECONDARY:
+                if ls <= lo or steps >= _MAX_BACK:  # an orphan DETAIL/STATEMENT line
+                    return self._line_span(buf, ls, final, record=False)
+                steps += 1
+                ls = _line_start(buf, ls - 1, lo)
+                continue
+            break
+        end = self.record_end(buf, ls, final)
+        if end is None:
+            return None
+        return ls, end, True
+
+    def _line_span(
+        self, buf: bytes, ls: int, final: bool, *, record: bool
+    ) -> tuple[int, int, bool] | None:
+        nl = buf.find(b"\n", ls)
+        if nl < 0:
+            return (ls, len(buf), record) if final else None
+        # A foreign line keeps its TAB continuation lines (a pasted multi-line text).
+        e = nl + 1
+        while e < len(buf) and buf[e] == TAB:
+            nl = buf.find(b"\n", e)
+            if nl < 0:
+                return (ls, len(buf), record) if final else None
+            e = nl + 1
+        return ls, e, record
+
+    def record_end(self, buf: bytes, rs: int, final: bool) -> int | None:
+        """End of the record starting at ``rs``: the next first line, or None if not in ``buf``."""
+        nl = buf.find(b"\n", rs)
+        if nl < 0:
+            return None
+        e = nl + 1
+        n = len(buf)
+        while True:
+            if e >= n:
+                return e if final else None
+            if buf[e] == TAB:
+                nl = buf.find(b"\n", e)
+                if nl < 0:
+                    return None
+                e = nl + 1
+                continue
+            sev = self.severity_at(buf, e)
+            if sev is not None and sev in _SECONDARY:
+                nl = buf.find(b"\n", e)
+                if nl < 0:
+                    return None
+                e = nl + 1
+                continue
+            return e
+
+    def cut(self, buf: bytes, lo: int, final: bool) -> int:
+        """End of the last complete record in ``buf[lo:]`` (``lo`` if there is none).
+
+        A record is complete once the next message's first line is seen; at the
+        end of the input (``final``) everything up to the last newline is.  A
+        last line without its newline (a file still being written) is never
+        part of a complete record, nor is the message it belongs to.
+        """
+        n = len(buf)
+        if n <= lo:
+            return lo
+        if final and buf[n - 1] == 10:
+            return n
+        last_nl = buf.rfind(b"\n", lo, n)
+        if last_nl < 0:
+            return lo
+        if final:
+            # An unterminated last line: if it starts a message, what is before it
+            # is complete; if it is cut inside its prefix it may be the STATEMENT
+            # line of the message before, which is then not complete either.
+            ls = last_nl + 1
+            sev = self.severity_at(buf, ls) if buf[ls] != TAB else None
+            if sev is not None and sev not in _SECONDARY:
+                return ls
+            ls = _line_start(buf, last_nl, lo)
+        else:
+            ls = _line_start(buf, last_nl, lo)  # the last complete line
+        while True:
+            if buf[ls] != TAB:
+                sev = self.severity_at(buf, ls)
+                if sev is None or sev not in _SECONDARY:
+                    return ls  # a first line or a foreign line ends what is before it
+            if ls <= lo:
+                return lo
+            ls = _line_start(buf, ls - 1, lo)
+
+    def parse(
+        self, buf: bytes, rs: int, re_: int, loc: SourceLocation
+    ) -> tuple[LogRecord | None, list[str]]:
+        """The record in ``buf[rs:re_]`` and warnings about it (messages, located at ``loc``)."""
+        warnings: list[str] = []
+        text, bad_bytes = decode(buf[rs:re_])
+        if bad_bytes:
+            warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+        if text.endswith("\n"):
+            text = text[:-1]
+        match = self.prefix.text_regex.match
+        first = match(text)
+        if first is None:
+            warnings.append("line does not start with the log_line_prefix")
+            return None, warnings
+        texts: dict[str, str] = {}
+        if "\n" not in text:  # the common case: one line
+            message = text[first.end() :]
+        else:
+            entries: list[tuple[str, list[str]]] = []
+            for line in text.split("\n"):
+                if line.startswith("\t") and entries:
+                    entries[-1][1].append(line[1:])
+                    continue
+                m = match(line)
+                if m is None:
+                    warnings.append("line does not start with the log_line_prefix")
+                    return None, warnings
+                entries.append((m["severity"], [line[m.end() :]]))
+            message = "\n".join(entries[0][1])
+            for sev, parts in entries[1:]:
+                part = "\n".join(parts)
+                texts[sev] = texts[sev] + "\n" + part if sev in texts else part
+        gd = first.groupdict()
+        time = None
+        if gd.get("time"):
+            time = parse_time(gd["time"], self.default_tz)
+        elif gd.get("epoch"):
+            time = parse_epoch(gd["epoch"])
+        hostport = gd.get("client_hostport")
+        if hostport:
+            client, port = split_host_port(hostport.strip())
+        else:
+            client, port = _strip(gd.get("client_host")), None
+        record = build_record(
+            source=loc,
+            severity=first["severity"],
+            message=message,
+            time=time,
+            detail=texts.get("DETAIL"),
+            hint=texts.get("HINT"),
+            context=texts.get("CONTEXT"),
+            statement=texts.get("STATEMENT"),
+            session_id=_strip(gd.get("session_id")),
+            line_num=_int(gd.get("line_num")),
+            vxid=_strip(gd.get("vxid")),
+            xid=_int(gd.get("xid")),
+            pid=_int(gd.get("pid")),
+            user=_strip(gd.get("user")),
+            database=_strip(gd.get("database")),
+            application=_strip(gd.get("application")),
+            client=client,
+            client_port=port,
+            sqlstate=gd.get("vsqlstate") or _strip(gd.get("sqlstate")),
+            backend_type=_strip(gd.get("backend_type")),
+            command_tag=_strip(gd.get("command_tag")),
+        )
+        return record, warnings
+
+    def time_at(self, buf: bytes, rs: int) -> tuple[str | None, bool]:
+        """The raw timestamp text of the line at ``rs`` (and whether it is an epoch)."""
+        m = self.prefix.regex.match(buf, rs)
+        if m is None:
+            return None, False
+        gd = m.groupdict()
+        if gd.get("time"):
+            return gd["time"].decode("ascii", "replace"), False
+        if gd.get("epoch"):
+            return gd["epoch"].decode("ascii", "replace"), True
+        return None, False
+
+
+def _int(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _strip(text: str | None) -> str | None:
+    """Padded fields (``%-10u``) come with spaces; empty values are None."""
+    if text is None:
+        return None
+    return text.strip() or None

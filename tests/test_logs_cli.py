@@ -1,0 +1,98 @@
+"""``auditor scan``: how a DBA checks that the auditor reads their logs right."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from logs_helpers import files, meta
+
+from auditor.logs.render import COLUMNS
+
+PREFIX = meta("workload")["log_line_prefix"]
+
+
+def _scan(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", "scan", *args],
+        capture_output=True,
+        text=True,
+        input=stdin.decode() if stdin is not None else None,
+    )
+
+
+def test_table_lists_the_ddl_with_session_vxid_user_and_error_state() -> None:
+    out = _scan("--log", files("workload", "stderr")[0], "--log-line-prefix", PREFIX)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:4] == ["TIME", "SESSION_ID", "VXID", "USER"]
+    dup = next(
+        line for line in lines if "CREATE TABLE t_plain (id int)" in line and "ERROR" in line
+    )
+    assert " ERROR " in dup  # this prefix has no %e: the SQLSTATE is in csvlog/jsonlog only
+    assert "postgres" in dup and "dupfail" in dup
+    # format, prefix and counts go to standard error
+    assert "format stderr" in out.stderr and repr(PREFIX) in out.stderr
+    assert "DDL statements" in out.stderr
+
+
+def test_json_is_one_array_on_stdout_and_the_rest_on_stderr() -> None:
+    out = _scan("--log", files("workload", "jsonlog")[1], "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert isinstance(rows, list) and rows
+    assert set(rows[0]) == set(COLUMNS)
+    bad = next(r for r in rows if r["application"] == "badbytes")
+    assert bad["statement"] == 'CREATE TABLE "caf\ufffd" (id int)' and bad["is_ddl"]
+    assert "warning" in out.stderr and "UTF-8" in out.stderr and "format jsonlog" in out.stderr
+    ext = next(r for r in rows if r["statement"] == "CREATE TABLE t_ext (id int)" and r["error"])
+    assert ext["kind"] == "execute" and ext["error"].startswith("ERROR 42P07")
+
+
+def test_csv_output_and_all_records() -> None:
+    default = _scan("--log", files("workload", "csvlog")[0], "--format", "csv")
+    everything = _scan("--log", files("workload", "csvlog")[0], "--format", "csv", "--all")
+    assert default.returncode == everything.returncode == 0
+    rows = list(csv.DictReader(io.StringIO(default.stdout)))
+    all_rows = list(csv.DictReader(io.StringIO(everything.stdout)))
+    assert list(rows[0]) == list(COLUMNS)
+    assert len(all_rows) > len(rows) > 10
+    assert any(r["statement"] == "SELECT count(*) FROM t_plain" for r in all_rows)
+    assert not any(r["statement"] == "SELECT count(*) FROM t_plain" for r in rows)
+
+
+def test_passwords_are_masked_in_every_output_format() -> None:
+    for fmt in ("table", "csv", "json"):
+        out = _scan("--log", files("workload", "csvlog")[0], "--format", fmt)
+        assert out.returncode == 0
+        assert "hunter2-secret" not in out.stdout + out.stderr
+        assert "PASSWORD '*****'" in out.stdout
+
+
+def test_a_log_of_garbage_only_is_exit_2(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.json"
+    junk.write_text("not json at all\nstill not json\n")
+    out = _scan("--log", str(junk), "--log-format", "jsonlog")
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].startswith("auditor: error: no log record could be read")
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal() -> None:
+    out = _scan("--log", files("workload", "jsonlog")[0])
+    assert out.returncode == 0
+    assert "reading logs" not in out.stderr and "\x1b[" not in out.stderr
+
+
+def test_options_come_from_the_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "auditor.yaml"
+    cfg.write_text(
+        json.dumps({"logs": files("workload", "stderr"), "log_line_prefix": PREFIX, "jobs": 1})
+    )
+    out = _scan("--config", str(cfg), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert any(r["application"] == "forged" for r in json.loads(out.stdout))
