@@ -472,3 +472,76 @@ def main() -> None:
     """Console-script entry point (``auditor`` and ``python -m auditor``)."""
     app(prog_name="auditor")
     sys.exit(0)
+
+
+@app.command()
+def reconcile(
+    dsn: DsnOpt = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
+    ] = None,
+    log_line_prefix: Annotated[
+        str | None,
+        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="State file for incremental (nightly) runs.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default ./auditor-report)."),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option("--fail-on", help="Exit 1 on findings at or above: info..critical."),
+    ] = None,
+    database: DatabaseOpt = None,
+    all_databases: AllDatabasesOpt = False,
+    schema: SchemaOpt = None,
+    reader_role: Annotated[
+        str | None, typer.Option("--reader-role", help="Read the audit tables as this role.")
+    ] = None,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Pair the server log with the audit table and explain every difference.
+
+    Writes findings.json, findings.csv and report.html into --out and prints a
+    summary.  Exit 0: nothing at or above --fail-on (default high); 1: findings
+    that need a human; 2: input that could not be read.
+    """
+    from auditor.reconcile import reconcile as run_reconcile
+    from auditor.reconcile import summary_lines
+
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        logs=log,
+        log_format=log_format,
+        log_line_prefix=log_line_prefix,
+        since=since,
+        until=until,
+        state=str(state) if state else None,
+        out=str(out) if out else None,
+        fail_on=fail_on,
+        databases=database,
+        all_databases=all_databases or None,
+        schema=schema,
+        reader_role=reader_role,
+    )
+    result = run_reconcile(cfg)
+    for line in summary_lines(result):
+        typer.echo(line)
+    raise typer.Exit(result.exit_code)

@@ -246,6 +246,7 @@ def make_finding(
     log_file: str | None = None,
     log_line: int | None = None,
     evidence: dict[str, object] | None = None,
+    accounts_logged_ddl: int = 0,
 ) -> Finding:
     """Build a finding with its class's default severity and explanation."""
     from auditor.redact import mask
@@ -268,6 +269,7 @@ def make_finding(
         log_file=log_file,
         log_line=log_line,
         explanation=mask(explanation),
+        accounts_logged_ddl=accounts_logged_ddl,
         evidence=evidence or {},
     )
 

@@ -162,6 +162,9 @@ class Finding:
     log_line: int | None
     explanation: str
     allowed: bool = False
+    #: How many logged DDL statements (log records) this finding stands for, so
+    #: that logged_ddl = matched + the sum of this over all findings.
+    accounts_logged_ddl: int = 0
     #: Both channels' view, for the report's expanded row and the timeline:
     #: {"log": {...record fields...} | None, "audit": [{...row fields...}, ...]}.
     evidence: dict[str, object] = field(default_factory=dict, compare=False, hash=False)

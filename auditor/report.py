@@ -13,10 +13,12 @@ way into the JSON form, hence into all three files.
 Accounting shown in the report (the reconciler makes the numbers add up; the
 report shows them and warns when they do not):
 
-- logged DDL = ``matched`` + findings that stand for a logged statement, i.e.
-  findings with both ``statement`` and ``log_line`` set (a LOG_GAP or a
-  "parameter ... changed" line has no ``statement``);
-- audit rows = ``matched_audit_rows`` + distinct ``audit_event_ids`` of findings.
+- logged DDL = ``matched`` + the sum of the findings' ``accounts_logged_ddl``
+  (how many logged DDL statements each finding stands for: 1 for most findings
+  built from a statement line, 0 for a LOG_GAP, a live CONFIG_DRIFT or a
+  finding built from audit rows alone, N for an auditor install);
+- audit rows = ``matched_audit_rows`` + distinct (database, id) of the findings'
+  ``audit_event_ids`` (ids are per database).
 
 CSV: RFC 4180 (comma, ``"`` quoting, CRLF line ends), UTF-8 without BOM.  A
 cell that a spreadsheet would run as a formula (first character ``=``, ``+``,
@@ -171,6 +173,7 @@ def _finding_to_json(f: Finding) -> dict[str, Any]:
         "log_line": f.log_line,
         "explanation": mask(f.explanation),
         "allowed": f.allowed,
+        "accounts_logged_ddl": f.accounts_logged_ddl,
         "evidence": ev,
     }
 
@@ -363,6 +366,9 @@ class _Loader:
             log_line=self.integer(o["log_line"], f"{where}.log_line", optional=True),
             explanation=self.text(o["explanation"], f"{where}.explanation"),
             allowed=self.boolean(o.get("allowed", False), f"{where}.allowed"),
+            accounts_logged_ddl=self.integer(
+                o.get("accounts_logged_ddl", 0), f"{where}.accounts_logged_ddl"
+            ),
             evidence=evidence,
         )
 
@@ -985,8 +991,8 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
     ]
 
     # Accounting, from the document's numbers (see the module docstring).
-    ddl_in_findings = sum(1 for f in findings if f["statement"] and f["log_line"] is not None)
-    rows_in_findings = len({i for f in findings for i in f["audit_event_ids"]})
+    ddl_in_findings = sum(int(f.get("accounts_logged_ddl") or 0) for f in findings)
+    rows_in_findings = len({(f["database"], i) for f in findings for i in f["audit_event_ids"]})
     problems = []
     if summary["logged_ddl"] != summary["matched"] + ddl_in_findings:
         problems.append(

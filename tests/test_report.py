@@ -117,14 +117,16 @@ def _finding(n: int, cls: FindingClass, severity: Severity, **changes: Any) -> F
         },
     }
     fields.update(changes)
+    if "accounts_logged_ddl" not in changes:
+        fields["accounts_logged_ddl"] = int(bool(fields["statement"]) and fields["log_line"] is not None)
     return Finding(**fields)
 
 
 def make_document(findings: tuple[Finding, ...], **changes: Any) -> FindingsDocument:
     """A document whose summary adds up (as the reconciler must make it)."""
     matched, matched_rows = 25, 31
-    ddl_in_findings = sum(1 for f in findings if f.statement and f.log_line is not None)
-    rows = len({i for f in findings for i in f.audit_event_ids})
+    ddl_in_findings = sum(f.accounts_logged_ddl for f in findings)
+    rows = len({(f.database, i) for f in findings for i in f.audit_event_ids})
     fields: dict[str, Any] = {
         "auditor_version": "0.1.0",
         "generated_at": datetime(2024, 5, 2, 7, 0, 3, tzinfo=TZ),
@@ -628,7 +630,7 @@ def test_json_has_the_spec_keys_in_order(doc: FindingsDocument, tmp_path: Path) 
         "by_severity",
     ]
     for item in data["findings"]:
-        assert list(item) == [*FINDING_FIELDS, "allowed", "evidence"]
+        assert list(item) == [*FINDING_FIELDS, "allowed", "accounts_logged_ddl", "evidence"]
         assert list(item["evidence"])[:2] == ["log", "audit"]
     first = data["findings"][0]
     assert first["time"] == "2024-05-01T00:00:00+02:00"

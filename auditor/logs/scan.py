@@ -399,12 +399,37 @@ def scan(
     if fmt not in ("auto", *FORMATS):
         raise LogInputError(f"unknown log format {fmt!r} (use auto, stderr, csvlog or jsonlog)")
     server = server_log_settings(dsn) if dsn else None
+    sources = open_sources(specs, dsn=dsn, fmt=fmt, stdin=stdin)
+    return scan_sources(
+        sources,
+        fmt=fmt,
+        prefix=prefix,
+        all_records=all_records,
+        jobs=jobs,
+        progress=progress,
+        starts=starts,
+        server=server,
+    )
+
+
+def scan_sources(
+    sources: Sequence[LogSource],
+    *,
+    fmt: str = "auto",
+    prefix: str | None = None,
+    all_records: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    starts: Mapping[str, tuple[int, int]] | None = None,
+    server: ServerLogSettings | None = None,
+) -> ScanStream:
+    """:func:`scan` for sources already opened (reconcile opens them one spec at a time,
+    so that one missing file does not stop the others)."""
     if prefix is None and server is not None:
         prefix = server.log_line_prefix
-    sources = open_sources(specs, dsn=dsn, fmt=fmt, stdin=stdin)
     workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     state = _Scan(
-        sources=sources,
+        sources=list(sources),
         fmt=fmt,
         prefix=prefix,
         all_records=all_records,

@@ -1,0 +1,947 @@
+"""The matcher: pair logged statements with audit rows and explain every difference.
+
+Inputs are evidence from the two channels, already read and windowed:
+
+* log records (statement/execute lines that hold DDL or change a watched
+  setting, ERROR records linked to them, the trigger's markers, and
+  "parameter ... changed" lines);
+* audit rows of every database where the auditor is installed, each with the
+  digest recomputed from the row, and the commit status of every marker's xid.
+
+Pairing follows the spec (section 5): a logged statement and the audit rows of
+one execution belong together when session id (``%c``), virtual transaction id
+(``%v``) and query text (``current_query()``) agree; when the log lacks
+``%c``/``%v`` the key falls back to pid and text, with time proximity.
+Within one execution the rows are split per statement of the query string
+(each statement's own ``ddl_command_end`` row closes its group; rows of
+extension scripts belong to their ``CREATE/ALTER EXTENSION``; rows that belong
+to no top-level statement came from functions: indirect DDL).
+
+Accounting: every logged DDL record and every audit row ends up matched or in
+exactly one finding; :class:`MatchResult` carries the counts that prove it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import PurePath
+from typing import Any
+
+from auditor.classify import QueryClassification, SettingChange, StatementClass, classify
+from auditor.findings import make_finding
+from auditor.marker import Marker, parse_marker
+from auditor.model import (
+    AuditEvent,
+    Finding,
+    FindingClass,
+    LogRecord,
+    MessageKind,
+    Severity,
+    SourceLocation,
+)
+
+C = FindingClass
+
+#: %m is truncated to milliseconds; statement_timestamp() has microseconds.
+_SLACK = timedelta(milliseconds=1)
+#: Fallback pairing (no %c/%v): how far a row's time may be from its log line.
+_PID_SLACK = timedelta(seconds=2)
+
+_WEAKENING_VALUES = {
+    "log_statement": {"none"},
+    "event_triggers": {"off", "false", "0"},
+    "logging_collector": {"off", "false", "0"},
+    "log_min_messages": {"fatal", "panic"},
+    "log_min_error_statement": {"fatal", "panic"},
+    "session_replication_role": {"replica"},
+}
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of the window that no readable log covers (from reconcile)."""
+
+    start: datetime | None
+    end: datetime | None
+    reason: str
+    file: str | None = None
+    line: int | None = None
+
+    def covers(self, t: datetime | None) -> bool:
+        if t is None:
+            return False
+        return (self.start is None or t >= self.start) and (self.end is None or t <= self.end)
+
+
+@dataclass(frozen=True)
+class MatchContext:
+    """What the matcher needs to know about the installation and the window."""
+
+    schema: str = "auditor"
+    trigger_names: frozenset[str] = frozenset()
+    #: Databases where the auditor is installed; None when unknown (no connection).
+    monitored: frozenset[str] | None = None
+    server_version_num: int = 150000
+    gaps: tuple[Gap, ...] = ()
+    #: Unpaired evidence newer than this is carried to the next run, not reported.
+    carry_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One firing of an audit trigger: its row, its marker, or both."""
+
+    database: str
+    id: int
+    event: AuditEvent | None
+    marker: Marker | None
+    marker_record: LogRecord | None
+    status: str | None  # commit status of the marker's xid (None: unknown/not asked)
+
+    @property
+    def time(self) -> datetime | None:
+        if self.event is not None:
+            return self.event.statement_time
+        return self.marker_record.time if self.marker_record else None
+
+    @property
+    def tag(self) -> str:
+        if self.event is not None:
+            return self.event.command_tag
+        return self.marker.tag if self.marker else "???"
+
+    @property
+    def event_name(self) -> str:
+        if self.event is not None:
+            return self.event.event
+        return self.marker.event if self.marker else "?"
+
+    @property
+    def altered(self) -> bool:
+        return (
+            self.event is not None
+            and self.marker is not None
+            and self.event.digest != self.marker.digest
+        )
+
+    @property
+    def in_extension(self) -> bool:
+        return self.event is not None and any(o.in_extension for o in self.event.objects)
+
+
+@dataclass
+class _Execution:
+    """The firings of one execution of one query string in one session."""
+
+    key: tuple[Any, ...]
+    time: datetime | None
+    firings: list[Firing] = field(default_factory=list)
+    query: str | None = None
+    database: str = ""
+    paired: bool = False
+
+    @property
+    def has_rows(self) -> bool:
+        return any(f.event is not None for f in self.firings)
+
+
+@dataclass(frozen=True)
+class _Logged:
+    record: LogRecord
+    text: str
+    cls: QueryClassification
+    error: LogRecord | None
+
+
+@dataclass
+class MatchResult:
+    findings: list[Finding]
+    logged_ddl: int = 0
+    audit_rows: int = 0
+    matched: int = 0
+    matched_rows: int = 0
+    carried_records: list[LogRecord] = field(default_factory=list)
+    carried_events: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# -- evidence summaries for the report ------------------------------------------
+
+
+def _record_view(rec: LogRecord, error: LogRecord | None = None) -> dict[str, object]:
+    view: dict[str, object] = {
+        "file": rec.source.file,
+        "line": rec.source.line,
+        "time": rec.time.isoformat() if rec.time else None,
+        "kind": rec.kind.value,
+        "severity": rec.severity,
+        "message": rec.message,
+        "session_id": rec.session_id,
+        "vxid": rec.vxid,
+        "pid": rec.pid,
+        "user": rec.user,
+        "database": rec.database,
+        "application": rec.application,
+        "client": rec.client,
+    }
+    if rec.protocol is not None:
+        view["protocol"] = rec.protocol.value
+    if rec.parameters:
+        view["parameters"] = ", ".join(f"{k} = {v}" for k, v in rec.parameters)
+    if error is not None:
+        view["sqlstate"] = error.sqlstate
+        view["error"] = error.message
+        view["error_line"] = error.source.line
+    return {k: v for k, v in view.items() if v is not None}
+
+
+def _firing_view(f: Firing) -> dict[str, object]:
+    view: dict[str, object] = {"id": f.id, "database": f.database, "event": f.event_name}
+    view["command_tag"] = f.tag
+    if f.event is not None:
+        e = f.event
+        view.update(
+            objects=[
+                {
+                    "type": o.object_type,
+                    "identity": o.object_identity,
+                    "in_extension": o.in_extension,
+                }
+                for o in e.objects
+            ],
+            session_user=e.session_user,
+            current_user=e.current_user,
+            login_user=e.login_user,
+            client=f"{e.client_addr}:{e.client_port}" if e.client_addr else "local socket",
+            application=e.application_name,
+            statement_time=e.statement_time.isoformat(),
+            clock_time=e.clock_time.isoformat(),
+            session_id=e.session_id,
+            vxid=e.vxid,
+            xid=e.xid,
+            row_xmin=e.row_xmin,
+        )
+    else:
+        view["row"] = "absent"
+    if f.marker is not None and f.marker_record is not None:
+        view["marker"] = f"{f.marker_record.source.file}:{f.marker_record.source.line}"
+        view["marker_xid"] = f.marker.xid
+        view["xact_status"] = f.status or "unknown"
+        if f.event is not None:
+            view["digest"] = "matches" if not f.altered else "DIFFERS"
+    else:
+        view["marker"] = "absent"
+    return view
+
+
+def _short(path: str) -> str:
+    return PurePath(path).name
+
+
+# -- the matcher -------------------------------------------------------------------
+
+
+class Matcher:
+    """Pairs the two channels; :meth:`run` gives findings and the accounting."""
+
+    def __init__(
+        self,
+        records: Iterable[LogRecord],
+        events: Iterable[AuditEvent],
+        xact_status: Mapping[tuple[str, int], str | None],
+        ctx: MatchContext,
+    ) -> None:
+        self.ctx = ctx
+        self.findings: list[Finding] = []
+        self.result = MatchResult(self.findings)
+        self._gap_rows: dict[int, list[Firing]] = defaultdict(list)
+        statements: list[LogRecord] = []
+        errors: list[LogRecord] = []
+        markers: list[tuple[LogRecord, Marker]] = []
+        self.others: list[LogRecord] = []
+        # Only the first marker of a statement carries its STATEMENT text; the others
+        # inherit it from the previous marker of the same session and transaction.
+        last_text: dict[tuple[str | None, str | None, int | None], str] = {}
+        for rec in sorted(records, key=_time_key):
+            if rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
+                statements.append(rec)
+            elif rec.kind == MessageKind.ERROR:
+                errors.append(rec)
+            elif rec.kind == MessageKind.MARKER:
+                m = parse_marker(rec.message)
+                if m is not None and m.schema == ctx.schema:
+                    key = (rec.session_id, rec.vxid, None if rec.session_id else rec.pid)
+                    if rec.statement:
+                        last_text[key] = rec.statement
+                    elif key in last_text:
+                        rec = replace(rec, statement=last_text[key])
+                    markers.append((rec, m))
+            else:
+                self.others.append(rec)
+        self.logged = self._logged_statements(statements, errors)
+        self.firings = self._firings(list(events), markers, xact_status)
+        self.uses_session = any(r.session_id for r in statements) or not statements
+
+    # -- building blocks ---------------------------------------------------------
+    def _logged_statements(
+        self, statements: list[LogRecord], errors: list[LogRecord]
+    ) -> list[_Logged]:
+        by_loc: dict[SourceLocation, LogRecord] = {}
+        for err in errors:
+            if err.failed_statement is not None:
+                by_loc.setdefault(err.failed_statement, err)
+        out = []
+        for rec in sorted(statements, key=_time_key):
+            text = rec.statement or ""
+            cls = classify(text, server_version_num=self.ctx.server_version_num)
+            if rec.prepare_text and not cls.is_relevant:
+                # Simple-protocol EXECUTE: judge by the prepared statement it runs.
+                cls = classify(rec.prepare_text, server_version_num=self.ctx.server_version_num)
+            out.append(_Logged(rec, text, cls, by_loc.get(rec.source)))
+        return out
+
+    def _firings(
+        self,
+        events: list[AuditEvent],
+        markers: list[tuple[LogRecord, Marker]],
+        xact_status: Mapping[tuple[str, int], str | None],
+    ) -> list[Firing]:
+        by_id: dict[tuple[str, int], tuple[LogRecord, Marker]] = {}
+        for rec, m in markers:
+            by_id.setdefault((rec.database or "", m.id), (rec, m))
+        firings = []
+        for e in events:
+            found = by_id.pop((e.database, e.id), None)
+            if found is None:
+                firings.append(Firing(e.database, e.id, e, None, None, None))
+            else:
+                rec, m = found
+                status = xact_status.get((e.database, m.xid))
+                firings.append(Firing(e.database, e.id, e, m, rec, status))
+        for (db, ident), (mrec, mk) in by_id.items():
+            firings.append(Firing(db, ident, None, mk, mrec, xact_status.get((db, mk.xid))))
+        self.result.audit_rows = len(events)
+        return firings
+
+    def _exec_key(self, f: Firing) -> tuple[Any, ...]:
+        if f.event is not None:
+            e = f.event
+            return (e.database, e.session_id, e.vxid, e.query or "", e.backend_pid)
+        rec = f.marker_record
+        assert rec is not None
+        return (f.database, rec.session_id, rec.vxid, rec.statement or "", rec.pid)
+
+    def _executions(self) -> list[_Execution]:
+        """Group firings by session, vxid and query; split repeated runs by statement time."""
+        groups: dict[tuple[Any, ...], list[Firing]] = defaultdict(list)
+        for f in self.firings:
+            groups[self._exec_key(f)].append(f)
+        executions: list[_Execution] = []
+        for key, firings in groups.items():
+            with_rows = sorted((f for f in firings if f.event), key=lambda f: f.id)
+            runs: dict[datetime, _Execution] = {}
+            for f in with_rows:
+                assert f.event is not None
+                t = f.event.statement_time
+                if t not in runs:
+                    runs[t] = _Execution(key, t, query=key[3], database=key[0])
+                runs[t].firings.append(f)
+            starts = sorted(runs)
+            for f in sorted((f for f in firings if not f.event), key=lambda f: f.id):
+                mt = f.time
+                i = bisect.bisect_right(starts, mt) - 1 if mt is not None else -1
+                if i >= 0:
+                    runs[starts[i]].firings.append(f)
+                else:
+                    runs.setdefault(
+                        mt or datetime.min, _Execution(key, mt, query=key[3], database=key[0])
+                    ).firings.append(f)
+            for ex in runs.values():
+                ex.firings.sort(key=lambda f: f.id)
+                executions.append(ex)
+        executions.sort(key=lambda ex: (ex.time or datetime.min, ex.key[0], ex.firings[0].id))
+        return executions
+
+    # -- pairing -------------------------------------------------------------------
+    def _pair(self, executions: list[_Execution]) -> dict[int, _Execution]:
+        """Logged statement index -> its execution."""
+        full: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
+        by_session: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
+        by_pid: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
+        for ex in executions:
+            db, session, vxid, query, pid = ex.key
+            full[(db, session, vxid, query)].append(ex)
+            by_session[(db, session, query)].append(ex)
+            by_pid[(db, pid, query)].append(ex)
+        pairs: dict[int, _Execution] = {}
+        for i, lg in enumerate(self.logged):
+            rec = lg.record
+            if rec.session_id and rec.vxid and not rec.vxid.endswith("/0"):
+                candidates = full.get((rec.database, rec.session_id, rec.vxid, lg.text), [])
+                slack = _SLACK
+            elif rec.session_id:
+                candidates = by_session.get((rec.database, rec.session_id, lg.text), [])
+                slack = _SLACK
+            else:
+                candidates = by_pid.get((rec.database, rec.pid, lg.text), [])
+                slack = _PID_SLACK
+            best = self._choose(rec.time, candidates, slack, exact=bool(rec.session_id))
+            if best is not None:
+                best.paired = True
+                pairs[i] = best
+        return pairs
+
+    @staticmethod
+    def _choose(
+        t: datetime | None, candidates: list[_Execution], slack: timedelta, exact: bool
+    ) -> _Execution | None:
+        """The unpaired execution that belongs to a log line written at ``t``.
+
+        The line is written when the statement starts: an execution with rows
+        started at ``statement_time <= t`` (+ the truncation of ``%m``); one known
+        only from its markers was seen at marker time ``>= t``.
+        """
+        free = [ex for ex in candidates if not ex.paired]
+        if not free:
+            return None
+        if t is None:
+            return free[0] if exact else None
+
+        def distance(ex: _Execution) -> timedelta | None:
+            if ex.time is None:
+                return timedelta(0)
+            if ex.has_rows:
+                return t - ex.time if ex.time <= t + slack else None
+            return ex.time - t if ex.time + slack >= t else None
+
+        scored = [(d, ex) for ex in free if (d := distance(ex)) is not None]
+        if not scored:
+            return None
+        d, best = min(scored, key=lambda p: abs(p[0]))
+        if exact or abs(d) <= slack + _PID_SLACK:
+            return best
+        return None
+
+    # -- per-statement judgement ------------------------------------------------------
+    def _split(
+        self, statements: Sequence[StatementClass], firings: list[Firing]
+    ) -> tuple[list[list[Firing]], list[Firing]]:
+        """Assign firings to the firing statements in order; the rest are indirect."""
+        eligible = [s for s in statements if s.fires_ddl_command_end]
+        chunks: list[list[Firing]] = [[] for _ in eligible]
+        indirect: list[Firing] = []
+        pending: list[Firing] = []  # sql_drop / table_rewrite waiting for their statement
+        k = 0
+        for f in firings:
+            if f.event_name != "ddl_command_end":
+                pending.append(f)
+                continue
+            if f.in_extension:
+                ext = next(
+                    (j for j in range(k, len(eligible)) if "EXTENSION" in eligible[j].command_tag),
+                    None,
+                )
+                if ext is not None:
+                    chunks[ext].extend([*pending, f])
+                    pending = []
+                    continue
+            if (
+                k < len(eligible)
+                and f.tag == eligible[k].command_tag
+                and _same_objects(eligible[k], f)
+            ):
+                chunks[k].extend([*pending, f])
+                pending = []
+                k += 1
+            else:
+                indirect.extend([*pending, f])
+                pending = []
+        if pending:
+            # sql_drop/table_rewrite without a closing ddl_command_end: the statement failed
+            # or its end firing was lost; keep them with the next expected statement.
+            if k < len(eligible):
+                chunks[k].extend(pending)
+            else:
+                indirect.extend(pending)
+        return chunks, indirect
+
+    def _statement_verdicts(
+        self, lg: _Logged, chunks: list[list[Firing]]
+    ) -> tuple[list[tuple[FindingClass, Severity | None, str]], list[Firing]]:
+        """One verdict per non-matched DDL statement of a logged record; and its firings."""
+        rec = lg.record
+        verdicts: list[tuple[FindingClass, Severity | None, str]] = []
+        used: list[Firing] = []
+        db = rec.database or ""
+        unmonitored = self.ctx.monitored is not None and db not in self.ctx.monitored
+        k = 0
+        for s in lg.cls.statements:
+            chunk: list[Firing] = []
+            if s.fires_ddl_command_end:
+                chunk = chunks[k] if k < len(chunks) else []
+                k += 1
+                used.extend(chunk)
+            if not (s.schema_change or s.settings):
+                continue
+            where = (
+                f"{s.command_tag}" if len(lg.cls.statements) == 1 else f"statement {s.text[:80]!r}"
+            )
+            drift = self._setting_drift(s.settings)
+            if s.event_trigger is not None:
+                ours = bool(set(s.event_trigger.names) & self.ctx.trigger_names)
+                sev = Severity.CRITICAL if ours else None
+                what = "the auditor's own trigger" if ours else "an event trigger"
+                verdicts.append(
+                    (
+                        C.EVENT_TRIGGER_DDL,
+                        sev,
+                        f"{where} ({s.event_trigger.action} of {what}: "
+                        f"{', '.join(s.event_trigger.names)}).",
+                    )
+                )
+            elif drift is not None and s.is_ddl:
+                verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
+            elif s.is_ddl and self._touches_audit_objects(s):
+                verdicts.append(
+                    (
+                        C.CONFIG_DRIFT,
+                        Severity.CRITICAL,
+                        f"{where} changes the auditor's own objects in schema {self.ctx.schema!r}.",
+                    )
+                )
+            elif drift is not None:
+                verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
+            elif s.unauditable_reason:
+                high = s.command_tag == "ALTER SYSTEM" or s.grants_superuser
+                extra = " It grants superuser-level power." if s.grants_superuser else ""
+                verdicts.append(
+                    (
+                        C.UNAUDITABLE_DDL,
+                        Severity.HIGH if high else None,
+                        f"{where}: {s.unauditable_reason}.{extra}",
+                    )
+                )
+            elif s.fires_ddl_command_end:
+                verdicts.extend(self._eligible_verdict(lg, s, chunk, where, unmonitored))
+        return verdicts, used
+
+    def _eligible_verdict(
+        self,
+        lg: _Logged,
+        s: StatementClass,
+        chunk: list[Firing],
+        where: str,
+        unmonitored: bool,
+    ) -> list[tuple[FindingClass, Severity | None, str]]:
+        rows = [f for f in chunk if f.event is not None]
+        markers_only = [f for f in chunk if f.event is None]
+        if unmonitored and not chunk:
+            return [
+                (C.UNMONITORED_DATABASE, None, f"{where} ran in database {lg.record.database!r}.")
+            ]
+        altered = [f for f in rows if f.altered]
+        if altered:
+            ids = ", ".join(str(f.id) for f in altered)
+            return [
+                (
+                    C.AUDIT_ROW_ALTERED,
+                    None,
+                    f"{where}: audit row(s) {ids} differ from their markers.",
+                )
+            ]
+        if rows:
+            out: list[tuple[FindingClass, Severity | None, str]] = []
+            rec = lg.record
+            for f in rows:
+                assert f.event is not None
+                e = f.event
+                if rec.user and e.session_user != rec.user:
+                    how = ""
+                    if e.login_user == rec.user:
+                        how = f" (the login user was {e.login_user}: SET SESSION AUTHORIZATION)"
+                    out.append(
+                        (
+                            C.ATTRIBUTION_MISMATCH,
+                            None,
+                            f"{where}: the log says user {rec.user!r}, audit row {e.id} says "
+                            f"session_user {e.session_user!r}{how}.",
+                        )
+                    )
+                    break
+                if rec.database and e.database != rec.database:
+                    out.append(
+                        (
+                            C.ATTRIBUTION_MISMATCH,
+                            None,
+                            f"{where}: the log says database {rec.database!r}, audit row {e.id} "
+                            f"is in {e.database!r}.",
+                        )
+                    )
+                    break
+            return out
+        if markers_only:
+            statuses = {f.status for f in markers_only}
+            if statuses <= {"aborted"}:
+                return [(C.ROLLED_BACK_DDL, None, f"{where}: its transaction rolled back.")]
+            if "in progress" in statuses:
+                return [
+                    (
+                        C.ROLLED_BACK_DDL,
+                        Severity.INFO,
+                        f"{where}: its transaction was still in progress when reconcile ran.",
+                    )
+                ]
+            unknown = (
+                " (the server no longer knows that transaction's status)"
+                if None in statuses
+                else ""
+            )
+            ids = ", ".join(str(f.id) for f in markers_only)
+            return [(C.AUDIT_ROW_MISSING, None, f"{where}: audit row(s) {ids} are gone{unknown}.")]
+        if lg.error is not None:
+            return [(C.FAILED_DDL, None, f"{where} failed: {lg.error.message}")]
+        if unmonitored:
+            return [
+                (C.UNMONITORED_DATABASE, None, f"{where} ran in database {lg.record.database!r}.")
+            ]
+        return [
+            (
+                C.UNREPORTED_DDL,
+                None,
+                f"{where} left no audit row and no marker.{self._why_unreported(lg)}",
+            )
+        ]
+
+    def _why_unreported(self, lg: _Logged) -> str:
+        """Point at the likely cause seen earlier in the same log, if any."""
+        t = lg.record.time
+        for other in reversed(self.logged):
+            if other.record.time is None or t is None or other.record.time >= t:
+                continue
+            for s in other.cls.statements:
+                et = s.event_trigger
+                if (
+                    et is not None
+                    and set(et.names) & self.ctx.trigger_names
+                    and et.action in ("disable", "enable", "enable replica", "drop")
+                ):
+                    return (
+                        f" Earlier, {other.record.user or '?'} ran "
+                        f"'{s.text[:80]}' ({_short(other.record.source.file)}:"
+                        f"{other.record.source.line})."
+                    )
+        return ""
+
+    def _touches_audit_objects(self, s: StatementClass) -> bool:
+        schema = self.ctx.schema
+        return any(o == schema or o.startswith(schema + ".") for o in s.objects)
+
+    @staticmethod
+    def _setting_drift(changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
+        if not changes:
+            return None
+        worst: tuple[Severity, str] | None = None
+        for c in changes:
+            value = (c.value or "").strip("'").lower()
+            weak = value in _WEAKENING_VALUES.get(c.name, set()) or c.name == "ALL"
+            sev = Severity.CRITICAL if weak else Severity.HIGH
+            text = (
+                f"{c.name} reset to its default ({c.scope})"
+                if c.value is None
+                else f"{c.name} set to {c.value!r} ({c.scope})"
+            )
+            if worst is None or sev.rank > worst[0].rank:
+                worst = (sev, text)
+        return worst
+
+    # -- findings ------------------------------------------------------------------------
+    def _add(self, cls: FindingClass, *, accounts_log: bool = False, **kw: Any) -> None:
+        self.findings.append(make_finding(cls, accounts_logged_ddl=int(accounts_log), **kw))
+
+    def _logged_finding(
+        self,
+        lg: _Logged,
+        verdicts: list[tuple[FindingClass, Severity | None, str]],
+        firings: list[Firing],
+    ) -> None:
+        from auditor.findings import DEFAULT_SEVERITY
+
+        def sev(v: tuple[FindingClass, Severity | None, str]) -> Severity:
+            return v[1] or DEFAULT_SEVERITY[v[0]]
+
+        worst = max(verdicts, key=lambda v: (sev(v).rank, -list(C).index(v[0])))
+        reasons = " ".join(dict.fromkeys(v[2] for v in verdicts))
+        rec = lg.record
+        tags = [s.command_tag for s in lg.cls.statements if s.schema_change or s.settings]
+        self._add(
+            worst[0],
+            accounts_log=True,
+            key=(_short(rec.source.file), rec.source.offset, rec.source.line),
+            reason=reasons,
+            severity=sev(worst),
+            time=rec.time,
+            database=rec.database,
+            user=rec.user,
+            application=rec.application,
+            client=rec.client,
+            session_id=rec.session_id,
+            vxid=rec.vxid,
+            command_tags=tags or [lg.cls.statements[0].command_tag if lg.cls.statements else "???"],
+            statement=lg.text,
+            audit_event_ids=[f.id for f in firings if f.event is not None],
+            log_file=rec.source.file,
+            log_line=rec.source.line,
+            evidence={
+                "log": _record_view(rec, lg.error),
+                "audit": [_firing_view(f) for f in firings],
+            },
+        )
+
+    def _firings_finding(
+        self,
+        cls: FindingClass,
+        firings: list[Firing],
+        reason: str,
+        severity: Severity | None = None,
+    ) -> None:
+        first = firings[0]
+        e = next((f.event for f in firings if f.event is not None), None)
+        rec = first.marker_record
+        self._add(
+            cls,
+            key=(first.database, tuple(f.id for f in firings)),
+            reason=reason,
+            severity=severity,
+            time=first.time,
+            database=first.database,
+            user=e.session_user if e else (rec.user if rec else None),
+            application=e.application_name if e else (rec.application if rec else None),
+            client=(
+                f"{e.client_addr}:{e.client_port}"
+                if e and e.client_addr
+                else (rec.client if rec else None)
+            ),
+            session_id=e.session_id if e else (rec.session_id if rec else None),
+            vxid=e.vxid if e else (rec.vxid if rec else None),
+            command_tags=[f.tag for f in firings],
+            statement=e.query if e else (rec.statement if rec else None),
+            audit_event_ids=[f.id for f in firings if f.event is not None],
+            log_file=rec.source.file if rec else None,
+            log_line=rec.source.line if rec else None,
+            evidence={"log": None, "audit": [_firing_view(f) for f in firings]},
+        )
+
+    def _carry(self, t: datetime | None) -> bool:
+        return self.ctx.carry_after is not None and t is not None and t > self.ctx.carry_after
+
+    def _gap_for(self, t: datetime | None) -> int | None:
+        for i, gap in enumerate(self.ctx.gaps):
+            if gap.covers(t):
+                return i
+        return None
+
+    def _unpaired_execution(self, ex: _Execution) -> None:
+        """Firings no logged statement explains: indirect, unlogged, deleted, altered..."""
+        if any(f.marker_record is None and f.event is None for f in ex.firings):
+            return
+        if self._carry(ex.time) and any(f.event is None or f.marker is None for f in ex.firings):
+            self.result.carried_events.extend((f.database, f.id) for f in ex.firings if f.event)
+            self.result.carried_records.extend(
+                f.marker_record for f in ex.firings if f.marker_record is not None
+            )
+            self.result.audit_rows -= sum(1 for f in ex.firings if f.event)
+            return
+        altered = [f for f in ex.firings if f.altered]
+        gone = [f for f in ex.firings if f.event is None]
+        rows = [f for f in ex.firings if f.event is not None and not f.altered]
+        if altered:
+            self._firings_finding(
+                C.AUDIT_ROW_ALTERED,
+                altered,
+                f"Audit row(s) {', '.join(str(f.id) for f in altered)} differ from their markers.",
+            )
+        if gone:
+            aborted = [f for f in gone if f.status == "aborted"]
+            committed = [f for f in gone if f.status != "aborted"]
+            if aborted:
+                self._firings_finding(
+                    C.ROLLED_BACK_DDL,
+                    aborted,
+                    "No statement line in the log: the DDL ran inside a function, DO block or "
+                    "procedure, and its transaction rolled back.",
+                )
+            if committed:
+                unknown = any(f.status is None for f in committed)
+                self._firings_finding(
+                    C.AUDIT_ROW_MISSING,
+                    committed,
+                    "The markers' transaction "
+                    + ("status is no longer known to the server." if unknown else "committed."),
+                )
+        if not rows:
+            return
+        query = ex.query or ""
+        cls = classify(query, server_version_num=self.ctx.server_version_num)
+        chunks, indirect = self._split(cls.statements, rows)
+        top = [f for chunk in chunks for f in chunk]
+        if top:
+            gap = self._gap_for(ex.time)
+            if gap is not None:
+                self._gap_rows[gap].extend(top)
+            else:
+                with_marker = all(f.marker is not None for f in top)
+                reason = (
+                    "The trigger's markers are in the log, but the statement line is not."
+                    if with_marker
+                    else "Neither the statement line nor the trigger's markers are in the log "
+                    "(logging suppressed for that session, or the row was inserted by hand)."
+                )
+                self._firings_finding(C.UNLOGGED_DDL, top, reason)
+        if indirect:
+            outer = ", ".join(s.command_tag for s in cls.statements) or "?"
+            self._firings_finding(
+                C.INDIRECT_DDL,
+                indirect,
+                f"The client sent {outer}; the DDL ran inside it.",
+            )
+
+    def _other_records(self) -> None:
+        """CONFIG_DRIFT from "parameter ... changed" lines and from logged SET statements."""
+        import re
+
+        pattern = re.compile(
+            r'^parameter "([^"]+)" (?:changed to "(.*)"|removed from configuration file)'
+        )
+        from auditor.classify import WATCHED_SETTINGS
+
+        for rec in self.others:
+            m = pattern.match(rec.message)
+            if not m or m.group(1) not in WATCHED_SETTINGS:
+                continue
+            change = SettingChange(m.group(1), m.group(2), "server reload")
+            sev, text = self._setting_drift([change]) or (Severity.HIGH, "")
+            self._add(
+                C.CONFIG_DRIFT,
+                key=(_short(rec.source.file), rec.source.offset),
+                reason=f"The server reloaded its configuration: {text}.",
+                severity=sev,
+                time=rec.time,
+                log_file=rec.source.file,
+                log_line=rec.source.line,
+                command_tags=["SIGHUP"],
+                evidence={"log": _record_view(rec), "audit": []},
+            )
+
+    def _gap_findings(self) -> None:
+        for i, gap in enumerate(self.ctx.gaps):
+            rows = self._gap_rows.get(i, [])
+            reason = gap.reason
+            if rows:
+                reason += (
+                    f" {len(rows)} audit row(s) in that stretch cannot be checked against the log."
+                )
+            e = rows[0].event if rows else None
+            self._add(
+                C.LOG_GAP,
+                key=(gap.file and _short(gap.file), gap.line, gap.start, gap.end, gap.reason),
+                reason=reason,
+                time=gap.start,
+                database=e.database if e else None,
+                audit_event_ids=[f.id for f in rows],
+                log_file=gap.file,
+                log_line=gap.line,
+                evidence={
+                    "log": {
+                        "file": gap.file,
+                        "line": gap.line,
+                        "from": gap.start and gap.start.isoformat(),
+                        "to": gap.end and gap.end.isoformat(),
+                    },
+                    "audit": [_firing_view(f) for f in rows],
+                },
+            )
+
+    def run(self) -> MatchResult:
+        executions = self._executions()
+        pairs = self._pair(executions)
+        for i, lg in enumerate(self.logged):
+            ex = pairs.get(i)
+            firings = ex.firings if ex else []
+            rows_here = [f for f in firings if f.event is not None]
+            ddl = lg.cls.is_ddl or (lg.record.is_ddl is True)
+            if not ddl and not lg.cls.is_relevant:
+                continue  # a non-DDL statement kept by the reader (e.g. --all)
+            if lg.error is not None and ddl:
+                self.result.logged_ddl += 1
+                indirect = [f for f in firings]
+                self._logged_finding(
+                    lg,
+                    [(C.FAILED_DDL, None, f"It failed: {lg.error.message}")],
+                    indirect,
+                )
+                continue
+            if not ddl:
+                # SET of a watched setting, visible only with log_statement = 'mod'/'all'.
+                verdicts, _ = self._statement_verdicts(lg, [])
+                if verdicts:
+                    self._logged_finding(lg, verdicts, [])
+                continue
+            if ex is None and self._carry(lg.record.time):
+                self.result.carried_records.append(lg.record)
+                continue
+            self.result.logged_ddl += 1
+            chunks, indirect = self._split(lg.cls.statements, firings)
+            verdicts, used = self._statement_verdicts(lg, chunks)
+            if indirect:
+                # Rows of functions the statement ran (e.g. CREATE TABLE AS SELECT f()).
+                rows = [f for f in indirect if f.event is not None]
+                if rows:
+                    outer = lg.cls.statements[0].command_tag if lg.cls.statements else "?"
+                    self._firings_finding(C.INDIRECT_DDL, rows, f"The DDL ran inside {outer}.")
+            if verdicts:
+                self._logged_finding(lg, verdicts, used)
+            else:
+                self.result.matched += 1
+                self.result.matched_rows += sum(1 for f in used if f.event is not None)
+            del rows_here
+        for ex in executions:
+            if not ex.paired:
+                self._unpaired_execution(ex)
+        self._other_records()
+        self._gap_findings()
+        if not self.uses_session:
+            self.result.notes.append(
+                "The log prefix lacks %c (session id) and %v (virtual transaction id): "
+                "statements were paired with audit rows on pid, user, database, time and text, "
+                "which is weaker."
+            )
+        return self.result
+
+
+def _time_key(rec: LogRecord) -> tuple[datetime, str, int]:
+    return (rec.time or datetime.min, rec.source.file, rec.source.offset)
+
+
+def _same_objects(s: StatementClass, f: Firing) -> bool:
+    """Whether a firing may be the statement's own (object names agree when both known)."""
+    if f.event is None or not s.objects:
+        return True
+    idents = {o.object_identity for o in f.event.objects if o.object_identity}
+    if not idents:
+        return True
+    names = {n.rsplit(".", 1)[-1].strip('"') for n in s.objects}
+    return any(i.rsplit(".", 1)[-1].split("(")[0].strip('"') in names for i in idents)
+
+
+def match(
+    records: Iterable[LogRecord],
+    events: Iterable[AuditEvent],
+    xact_status: Mapping[tuple[str, int], str | None],
+    ctx: MatchContext,
+) -> MatchResult:
+    """Pair the channels and explain every difference (see the module docstring)."""
+    return Matcher(records, events, xact_status, ctx).run()

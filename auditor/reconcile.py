@@ -1,0 +1,771 @@
+"""``auditor reconcile``: read both channels, pair them, explain, write the reports.
+
+This module does the I/O around :mod:`auditor.matcher`: it reads the logs
+(one ``--log`` spec at a time, so that one missing or unreadable file becomes
+a LOG_GAP and a warning instead of stopping the run), reads the audit rows of
+every database where the auditor is installed, asks the server for the commit
+status of every marker's transaction and for the live health of both channels
+(CONFIG_DRIFT), applies the window, the incremental state and the policy
+(severity overrides, allow-lists), and writes findings.json, findings.csv and
+report.html.
+
+Incremental runs (``--state FILE``): per log file the state keeps its inode,
+a hash of its first bytes (decompressed, so a file rotated and compressed
+since is recognised and not read twice) and the offset of the last complete
+record; per run the end of the window, the audit row ids already judged in
+the overlap before it, and the evidence carried over (statements and rows too
+close to the end of the window to be judged yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from auditor import __version__
+from auditor.config import Config
+from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
+from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
+from auditor.matcher import Gap, MatchContext, MatchResult, match
+from auditor.model import (
+    AuditEvent,
+    DatabaseSummary,
+    Finding,
+    FindingClass,
+    FindingsDocument,
+    LogRecord,
+    LogSourceSummary,
+    MessageKind,
+    Protocol,
+    ReadWarning,
+    Severity,
+    SourceLocation,
+    Summary,
+)
+
+C = FindingClass
+
+#: Evidence newer than (window end - CARRY) that has no counterpart yet is carried.
+CARRY = timedelta(minutes=2)
+#: Audit rows of the last OVERLAP before the previous window end are read again.
+OVERLAP = timedelta(hours=1)
+STATE_FORMAT = "auditor-reconcile-state"
+HEAD_BYTES = 4096
+
+
+# -- time ----------------------------------------------------------------------------
+
+
+def parse_when(text: str | None, where: str, tz: tzinfo | None = None) -> datetime | None:
+    """An ISO-8601 date or time; naive values are in the local time zone.
+
+    >>> parse_when("2026-11-25T00:00:00+00:00", "--since").isoformat()
+    '2026-11-25T00:00:00+00:00'
+    >>> parse_when(None, "--since") is None
+    True
+    """
+    if text is None or str(text).strip() == "":
+        return None
+    raw = str(text).strip()
+    try:
+        value = datetime.fromisoformat(raw.replace(" ", "T") if "T" not in raw else raw)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: {raw!r} is not an ISO-8601 time (e.g. 2026-11-25 or 2026-11-25T06:00+01:00)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz) if tz else value.astimezone()
+    return value
+
+
+def _aware(t: datetime | None, tz: tzinfo) -> datetime | None:
+    if t is None or t.tzinfo is not None:
+        return t
+    return t.replace(tzinfo=tz)
+
+
+# -- state -----------------------------------------------------------------------------
+
+
+def _record_to_json(rec: LogRecord) -> dict[str, Any]:
+    out = {}
+    for f in fields(LogRecord):
+        v = getattr(rec, f.name)
+        if isinstance(v, datetime):
+            v = v.isoformat()
+        elif isinstance(v, SourceLocation):
+            v = asdict(v)
+        elif isinstance(v, (MessageKind, Protocol)):
+            v = v.value
+        elif isinstance(v, tuple):
+            v = [list(p) for p in v]
+        out[f.name] = v
+    return out
+
+
+def _record_from_json(data: dict[str, Any]) -> LogRecord:
+    kw: dict[str, Any] = {}
+    for f in fields(LogRecord):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        if f.name in ("source", "failed_statement") and v is not None:
+            v = SourceLocation(**v)
+        elif f.name == "time" and v is not None:
+            v = datetime.fromisoformat(v)
+        elif f.name == "kind":
+            v = MessageKind(v)
+        elif f.name == "protocol" and v is not None:
+            v = Protocol(v)
+        elif f.name == "parameters":
+            v = tuple(tuple(p) for p in v or ())
+        kw[f.name] = v
+    return LogRecord(**kw)
+
+
+@dataclass
+class State:
+    """What an incremental run remembers (JSON file)."""
+
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    until: datetime | None = None
+    judged: dict[str, list[int]] = field(default_factory=dict)
+    carried_records: list[LogRecord] = field(default_factory=list)
+    carried_events: list[tuple[str, int]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        if not path.exists():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StateError(f"{path}: cannot read the state file ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise StateError(f"{path}: not an auditor reconcile state file")
+        try:
+            return cls(
+                files=dict(data.get("files") or {}),
+                until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
+                judged={k: [int(i) for i in v] for k, v in (data.get("judged") or {}).items()},
+                carried_records=[_record_from_json(r) for r in data.get("carried_records") or []],
+                carried_events=[(str(d), int(i)) for d, i in data.get("carried_events") or []],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{path}: damaged state file ({exc})") from None
+
+    def save(self, path: Path) -> None:
+        data = {
+            "format": STATE_FORMAT,
+            "version": 1,
+            "auditor_version": __version__,
+            "until": self.until.isoformat() if self.until else None,
+            "files": self.files,
+            "judged": self.judged,
+            "carried_records": [_record_to_json(r) for r in self.carried_records],
+            "carried_events": [list(e) for e in self.carried_events],
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _head(source: Any, length: int) -> bytes:
+    """The first ``length`` decompressed bytes of a log source."""
+    stream = source.open(0)
+    try:
+        out = b""
+        while len(out) < length:
+            chunk = stream.read(length - len(out))
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        stream.close()
+
+
+# -- log side -----------------------------------------------------------------------------
+
+
+@dataclass
+class LogSide:
+    records: list[LogRecord] = field(default_factory=list)
+    summaries: list[LogSourceSummary] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    coverage: list[tuple[datetime, datetime]] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usable: int = 0
+    session_ids: bool = True
+
+
+def _warning_gaps(name: str, warnings: list[ReadWarning]) -> list[Gap]:
+    """Consecutive unreadable lines of one file become one gap."""
+    gaps: list[Gap] = []
+    run: list[ReadWarning] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        lines = (
+            f"line {first.source.line}"
+            if len(run) == 1
+            else f"lines {first.source.line}-{last.source.line} ({len(run)} warnings)"
+        )
+        gaps.append(
+            Gap(
+                None,
+                None,
+                f"{name}: {lines} could not be read: {first.message}.",
+                name,
+                first.source.line,
+            )
+        )
+
+    for w in warnings:
+        if run and w.source.line - run[-1].source.line > 5:
+            flush()
+            run = []
+        run.append(w)
+    flush()
+    return gaps
+
+
+def read_logs(
+    specs: Sequence[str],
+    *,
+    dsn: str | None,
+    fmt: str,
+    prefix: str | None,
+    state: State | None,
+    tz: tzinfo,
+) -> LogSide:
+    """Read every ``--log`` spec; unreadable ones become gaps, never a stop."""
+    from auditor.logs.scan import scan_sources, server_log_settings
+    from auditor.logs.sources import open_sources
+
+    side = LogSide()
+    server = None
+    if dsn:
+        with contextlib.suppress(AuditorError):
+            server = server_log_settings(dsn)
+    sources = []
+    for spec in specs:
+        try:
+            sources.extend(open_sources([spec], dsn=dsn, fmt=fmt))
+        except LogInputError as exc:
+            side.warnings.append(str(exc))
+            side.gaps.append(Gap(None, None, f"{exc}.", spec, None))
+            side.summaries.append(LogSourceSummary(spec, "unreadable", 0, 0, (str(exc),)))
+    starts: dict[str, tuple[int, int]] = {}
+    known = dict(state.files) if state else {}
+    identities: dict[str, dict[str, Any]] = {}
+    for src in sources:
+        try:
+            head = _head(src, HEAD_BYTES) if src.kind != "stdin" else b""
+        except OSError as exc:
+            head = b""
+            side.warnings.append(f"{src.name}: cannot read ({exc})")
+        ident = {"name": src.name, "inode": src.inode, "size": src.size}
+        identities[src.name] = ident
+        for key, old in list(known.items()):
+            n = int(old.get("head_len", 0))
+            if not n or hashlib.sha256(head[:n]).hexdigest() != old.get("head"):
+                continue
+            same_file = old.get("inode") == src.inode and old.get("name") == src.name
+            if (
+                same_file
+                and (src.size or 0) < int(old.get("offset", 0))
+                and src.compression is None
+            ):
+                side.gaps.append(
+                    Gap(
+                        None,
+                        None,
+                        f"{src.name} is shorter than when it was last read "
+                        f"({src.size} < {old['offset']} bytes): it was truncated or replaced; "
+                        "it is read again from the start.",
+                        src.name,
+                        None,
+                    )
+                )
+            else:
+                starts[src.name] = (int(old["offset"]), int(old.get("line", 1)))
+            known.pop(key)
+            break
+    for key, old in known.items():
+        name = old.get("name", key)
+        if not os.path.exists(name) and int(old.get("size") or 0) > int(old.get("offset") or 0):
+            side.gaps.append(
+                Gap(
+                    None,
+                    None,
+                    f"{name} disappeared before it was read to its end "
+                    f"({int(old['size']) - int(old['offset'])} bytes unread).",
+                    name,
+                    None,
+                )
+            )
+    if not sources:
+        return side
+    stream = scan_sources(sources, fmt=fmt, prefix=prefix, starts=starts, server=server)
+    warnings_by_file: dict[str, list[ReadWarning]] = {}
+    try:
+        for item in stream:
+            if isinstance(item, ReadWarning):
+                warnings_by_file.setdefault(item.source.file, []).append(item)
+                continue
+            if item.time is not None and item.time.tzinfo is None:
+                item = replace(item, time=_aware(item.time, tz))
+            side.records.append(item)
+    except LogInputError as exc:
+        side.warnings.append(str(exc))
+        side.gaps.append(Gap(None, None, f"{exc}.", None, None))
+    for st in stream.sources:
+        ws = warnings_by_file.get(st.source, [])
+        side.summaries.append(
+            LogSourceSummary(
+                st.source, st.format, st.records, st.ddl_statements, tuple(str(w) for w in ws[:50])
+            )
+        )
+        side.warnings.extend(str(w) for w in ws)
+        side.gaps.extend(_warning_gaps(st.source, ws))
+        if st.records:
+            side.usable += 1
+        if st.prefix is not None and "%c" not in st.prefix:
+            side.session_ids = False
+        first, last = _aware(st.first_time, tz), _aware(st.last_time, tz)
+        if first and last:
+            side.coverage.append((first, last))
+        found = next((s for s in sources if s.name == st.source), None)
+        if found is not None and found.kind != "stdin":
+            src = found
+            head_len = min(HEAD_BYTES, st.end_offset)
+            try:
+                head = _head(src, head_len)
+            except OSError:
+                continue
+            side.files[st.source] = {
+                **identities.get(st.source, {}),
+                "head": hashlib.sha256(head).hexdigest(),
+                "head_len": head_len,
+                "offset": st.end_offset,
+                "line": st.end_line,
+                "last_time": last.isoformat() if last else None,
+            }
+    return side
+
+
+def _coverage_gaps(
+    side: LogSide, since: datetime | None, events: Sequence[AuditEvent]
+) -> list[Gap]:
+    """Stretches with audit rows but no log coverage, and a window start before any log."""
+    if not side.coverage:
+        if events:
+            return [Gap(None, None, "No readable log covers the window.", None, None)]
+        return []
+    spans = sorted(side.coverage)
+    merged: list[list[datetime]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1] + timedelta(minutes=1):
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    gaps: list[Gap] = []
+    if since is not None and merged[0][0] > since + timedelta(minutes=1):
+        gaps.append(
+            Gap(
+                since,
+                merged[0][0],
+                f"The window starts at {since.isoformat()} but the first log "
+                f"record read is from {merged[0][0].isoformat()}.",
+                None,
+                None,
+            )
+        )
+    for (_, end), (start, _) in itertools.pairwise(merged):
+        inside = [e for e in events if end < e.statement_time < start]
+        if inside:
+            gaps.append(
+                Gap(
+                    end,
+                    start,
+                    f"No log file covers {end.isoformat()} to {start.isoformat()} "
+                    "(a missing rotation file?), yet audit rows exist there.",
+                    None,
+                    None,
+                )
+            )
+    return gaps
+
+
+# -- audit side -----------------------------------------------------------------------------
+
+
+@dataclass
+class AuditSide:
+    events: list[AuditEvent] = field(default_factory=list)
+    databases: list[DatabaseSummary] = field(default_factory=list)
+    monitored: frozenset[str] | None = None
+    xact_status: dict[tuple[str, int], str | None] = field(default_factory=dict)
+    drift: list[Finding] = field(default_factory=list)
+    server_version_num: int = 150000
+    install_texts: frozenset[str] = frozenset()
+
+
+def read_audit(
+    dsn: str,
+    *,
+    schema: str,
+    databases: Sequence[str],
+    all_databases: bool,
+    reader_role: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    judged: dict[str, list[int]],
+    marker_xids: dict[str, set[int]],
+) -> AuditSide:
+    """Audit rows, marker statuses and live channel health from a running server."""
+    from psycopg import sql
+
+    from auditor import capture
+    from auditor.db import connect
+
+    side = AuditSide()
+    report = capture.status(
+        dsn, databases=databases, all_databases=all_databases or not databases, schema=schema
+    )
+    side.server_version_num = report.server_version_num
+    monitored = set()
+    for p in report.problems:
+        if p.weakens:
+            side.drift.append(_drift_finding(p.message, None, p.channel))
+    for db in report.databases:
+        if not db.installed:
+            side.databases.append(DatabaseSummary(db.name, False, 0))
+            continue
+        monitored.add(db.name)
+        for p in db.problems:
+            if p.weakens:
+                side.drift.append(_drift_finding(p.message, db.name, p.channel))
+        with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
+            if reader_role:
+                try:
+                    conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(reader_role)))
+                except Exception as exc:
+                    raise AuditorError(
+                        f"database {db.name!r}: cannot SET ROLE {reader_role}: "
+                        f"{str(exc).strip().splitlines()[0]}"
+                    ) from None
+            skip = set(judged.get(db.name, ()))
+            rows = [
+                e
+                for e in capture.read_audit_events(conn, schema, since=since, until=until)
+                if e.id not in skip
+            ]
+            side.events.extend(rows)
+            side.databases.append(DatabaseSummary(db.name, True, len(rows)))
+            xids = marker_xids.get(db.name, set())
+            for xid, status in capture.xact_status(conn, xids).items():
+                side.xact_status[(db.name, xid)] = status
+    side.monitored = frozenset(monitored)
+    side.install_texts = frozenset(_install_texts(schema))
+    return side
+
+
+def _install_texts(schema: str) -> set[str]:
+    """Query strings that only ``auditor install``/``uninstall`` of this version send."""
+    from auditor import capture
+
+    texts = set()
+    for template in ("capture_install.sql", "capture_event_triggers.sql", "capture_uninstall.sql"):
+        with contextlib.suppress(Exception):
+            texts.add(capture.render(template, schema).strip())
+    return texts
+
+
+def _drift_finding(message: str, database: str | None, channel: str) -> Finding:
+    return make_finding(
+        C.CONFIG_DRIFT,
+        key=("live", database, message),
+        reason=f"Live server state ({channel} channel): {message}",
+        severity=Severity.CRITICAL,
+        database=database,
+        evidence={"log": None, "audit": [], "live": message},
+    )
+
+
+# -- installs in the log ------------------------------------------------------------
+
+
+def _install_sessions(
+    records: Iterable[LogRecord], texts: frozenset[str]
+) -> set[tuple[str | None, str | None]]:
+    """(session id, vxid) of transactions that ran this version's install script."""
+    found = set()
+    for rec in records:
+        if (
+            rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE)
+            and (rec.statement or "").strip() in texts
+        ):
+            found.add((rec.session_id, rec.vxid))
+    return found
+
+
+def _install_view(rec: LogRecord, statements: int) -> dict[str, object]:
+    return {
+        "file": rec.source.file,
+        "line": rec.source.line,
+        "time": rec.time.isoformat() if rec.time else None,
+        "statements": statements,
+        "user": rec.user,
+    }
+
+
+def _split_installs(
+    records: list[LogRecord], texts: frozenset[str]
+) -> tuple[list[LogRecord], list[Finding]]:
+    """Take the statements of auditor's own installs out of the matching; one finding each."""
+    sessions = _install_sessions(records, texts) if texts else set()
+    if not sessions:
+        return records, []
+    keep: list[LogRecord] = []
+    grouped: dict[tuple[str | None, str | None], list[LogRecord]] = {}
+    for rec in records:
+        key = (rec.session_id, rec.vxid)
+        if key in sessions and rec.kind in (
+            MessageKind.STATEMENT,
+            MessageKind.EXECUTE,
+            MessageKind.ERROR,
+        ):
+            grouped.setdefault(key, []).append(rec)
+        else:
+            keep.append(rec)
+    findings = []
+    for (session, vxid), recs in grouped.items():
+        stmts = [r for r in recs if r.kind != MessageKind.ERROR]
+        first = stmts[0] if stmts else recs[0]
+        f = make_finding(
+            C.EVENT_TRIGGER_DDL,
+            key=("install", session, vxid),
+            reason=(
+                f"auditor install/uninstall (version {__version__}) by {first.user!r}: it "
+                "drops and re-creates the auditor's event triggers, so its own "
+                f"{len(stmts)} statement(s) are not audited."
+            ),
+            severity=Severity.HIGH,
+            time=first.time,
+            database=first.database,
+            user=first.user,
+            application=first.application,
+            client=first.client,
+            session_id=session,
+            vxid=vxid,
+            command_tags=["auditor install"],
+            statement=first.statement,
+            log_file=first.source.file,
+            log_line=first.source.line,
+            evidence={"log": _install_view(first, len(stmts)), "audit": []},
+            accounts_logged_ddl=len(stmts),
+        )
+        findings.append(f)
+    return keep, findings
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    document: FindingsDocument
+    paths: dict[str, Path]
+    exit_code: int
+    fail_on: Severity
+
+
+def _marker_xids(records: Iterable[LogRecord], schema: str) -> dict[str, set[int]]:
+    from auditor.marker import parse_marker
+
+    out: dict[str, set[int]] = {}
+    for rec in records:
+        if rec.kind == MessageKind.MARKER:
+            m = parse_marker(rec.message)
+            if m is not None and m.schema == schema:
+                out.setdefault(rec.database or "", set()).add(m.xid)
+    return out
+
+
+def _in_window(t: datetime | None, since: datetime | None, until: datetime | None) -> bool:
+    if t is None:
+        return True
+    return (since is None or t >= since) and (until is None or t < until)
+
+
+def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
+    """The whole nightly job (see the module docstring)."""
+    from auditor.report import write_reports
+
+    tz: tzinfo = UTC
+    fail_on = parse_severity(str(cfg["fail_on"]))
+    policy = Policy.from_config(cfg["severity"], cfg["allow"])
+    schema = str(cfg["schema"])
+    dsn = cfg["dsn"]
+    specs = list(cfg["logs"])
+    if not specs:
+        raise ConfigError("no log given: use --log (file, directory, glob, '-' or 'sql:')")
+    since = parse_when(cfg["since"], "--since")
+    until = parse_when(cfg["until"], "--until")
+    state_path = Path(cfg["state"]) if cfg["state"] else None
+    state = State.load(state_path) if state_path else None
+    now = now or datetime.now(UTC)
+    if state is not None and since is None and state.until is not None:
+        since = state.until
+    effective_until = until or now
+    carry_after = effective_until - CARRY if state is not None else None
+
+    logs = read_logs(
+        specs,
+        dsn=dsn,
+        fmt=str(cfg["log_format"]),
+        prefix=cfg["log_line_prefix"],
+        state=state,
+        tz=tz,
+    )
+    if (
+        logs.usable == 0
+        and not (state and state.carried_records)
+        and len(logs.summaries)
+        and all(s.records == 0 for s in logs.summaries)
+        and logs.warnings
+        and not any(s.format != "unreadable" for s in logs.summaries)
+    ):
+        raise LogInputError("nothing usable could be read: " + "; ".join(logs.warnings[:3]))
+    records = [r for r in logs.records if _in_window(r.time, since, until)]
+    if state is not None:
+        records = state.carried_records + records
+
+    audit = AuditSide()
+    if dsn:
+        rows_since = since
+        if state is not None and state.until is not None:
+            rows_since = min(since or state.until, state.until - OVERLAP)
+        audit = read_audit(
+            str(dsn),
+            schema=schema,
+            databases=list(cfg["databases"]),
+            all_databases=bool(cfg["all_databases"]),
+            reader_role=cfg["reader_role"],
+            since=rows_since,
+            until=until,
+            judged=state.judged if state else {},
+            marker_xids=_marker_xids(records, schema),
+        )
+    from auditor import capture
+
+    records, install_findings = _split_installs(records, audit.install_texts)
+    gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
+    ctx = MatchContext(
+        schema=schema,
+        trigger_names=frozenset(capture.event_trigger_names(schema).values()),
+        monitored=audit.monitored,
+        server_version_num=audit.server_version_num,
+        gaps=tuple(gaps),
+        carry_after=carry_after,
+    )
+    result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
+    findings = policy.apply([*install_findings, *result.findings, *audit.drift])
+    findings.sort(key=sort_key)
+    logged_ddl = result.logged_ddl + sum(f.accounts_logged_ddl for f in install_findings)
+    by_class: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    for f in findings:
+        by_class[f.cls.value] = by_class.get(f.cls.value, 0) + 1
+        by_severity[f.severity.value] = by_severity.get(f.severity.value, 0) + 1
+    notes = list(result.notes)
+    if not dsn:
+        notes.append(
+            "No --dsn: the audit table was not read, so only what the log alone shows is "
+            "reported (no pairing with audit rows, no live checks)."
+        )
+    if not logs.session_ids and not any("%c" in n for n in notes):
+        notes.append(
+            "A log's prefix lacks %c: pairing used pid, user, database, time and text (weaker)."
+        )
+    if result.carried_records or result.carried_events:
+        notes.append(
+            f"{len(result.carried_records)} log record(s) and {len(result.carried_events)} audit "
+            "row(s) near the end of the window were carried to the next run."
+        )
+    doc = FindingsDocument(
+        auditor_version=__version__,
+        generated_at=now,
+        since=since,
+        until=until,
+        logs=tuple(logs.summaries),
+        databases=tuple(audit.databases),
+        summary=Summary(
+            logged_ddl=logged_ddl,
+            audit_rows=result.audit_rows,
+            matched=result.matched,
+            by_class=dict(sorted(by_class.items())),
+            by_severity={
+                s.value: by_severity[s.value] for s in reversed(Severity) if s.value in by_severity
+            },
+            matched_audit_rows=result.matched_rows,
+        ),
+        findings=tuple(findings),
+        notes=tuple(notes),
+    )
+    out = Path(str(cfg["out"]))
+    paths = write_reports(doc, out)
+    if state_path is not None and state is not None:
+        new_state = State(files={**state.files, **logs.files}, until=effective_until)
+        horizon = effective_until - OVERLAP
+        carried = set(result.carried_events)
+        for e in audit.events:
+            if e.statement_time >= horizon and (e.database, e.id) not in carried:
+                new_state.judged.setdefault(e.database, []).append(e.id)
+        for db, ids in (state.judged or {}).items():
+            new_state.judged.setdefault(db, []).extend(ids)
+        new_state.judged = {k: sorted(set(v)) for k, v in new_state.judged.items()}
+        new_state.carried_records = result.carried_records
+        new_state.carried_events = result.carried_events
+        new_state.save(state_path)
+    failing = [f for f in findings if not f.allowed and f.severity.rank >= fail_on.rank]
+    return ReconcileResult(doc, paths, 1 if failing else 0, fail_on)
+
+
+def summary_lines(result: ReconcileResult) -> list[str]:
+    """The terminal summary: counts first, then the worst findings."""
+    doc = result.document
+    s = doc.summary
+    lines = [
+        f"logged DDL {s.logged_ddl}, audit rows {s.audit_rows}, matched {s.matched} "
+        f"statements ({s.matched_audit_rows} rows); {len(doc.findings)} finding(s)",
+    ]
+    for sev in reversed(Severity):
+        n = s.by_severity.get(sev.value, 0)
+        if n:
+            classes = sorted({f.cls.value for f in doc.findings if f.severity == sev})
+            lines.append(f"  {sev.value:<8} {n:>4}  {', '.join(classes)}")
+    for note in doc.notes:
+        lines.append(f"note: {note}")
+    lines.append(f"report: {result.paths.get('html')}")
+    worst = [f for f in doc.findings if not f.allowed and f.severity.rank >= result.fail_on.rank]
+    lines.append(
+        f"exit {result.exit_code}: {len(worst)} finding(s) at or above {result.fail_on.value}"
+    )
+    return lines
+
+
+__all__ = ["DEFAULT_SEVERITY", "ReconcileResult", "reconcile", "summary_lines"]
