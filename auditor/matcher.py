@@ -157,9 +157,25 @@ class _Logged:
     error: LogRecord | None
 
 
+@dataclass(frozen=True)
+class Step:
+    """One step of the merged story of both channels (for ``auditor timeline``).
+
+    A logged statement with its firings (``finding`` None when they agree), or
+    firings no statement line explains, or a finding of its own (a gap, a
+    reload) with neither.
+    """
+
+    time: datetime | None
+    record: LogRecord | None
+    firings: tuple[Firing, ...]
+    finding: Finding | None
+
+
 @dataclass
 class MatchResult:
     findings: list[Finding]
+    steps: list[Step] = field(default_factory=list)
     logged_ddl: int = 0
     audit_rows: int = 0
     matched: int = 0
@@ -659,8 +675,18 @@ class Matcher:
         return worst
 
     # -- findings ------------------------------------------------------------------------
-    def _add(self, cls: FindingClass, *, accounts_log: bool = False, **kw: Any) -> None:
-        self.findings.append(make_finding(cls, accounts_logged_ddl=int(accounts_log), **kw))
+    def _add(
+        self,
+        cls: FindingClass,
+        *,
+        accounts_log: bool = False,
+        step_record: LogRecord | None = None,
+        step_firings: Sequence[Firing] = (),
+        **kw: Any,
+    ) -> None:
+        f = make_finding(cls, accounts_logged_ddl=int(accounts_log), **kw)
+        self.findings.append(f)
+        self.result.steps.append(Step(f.time, step_record, tuple(step_firings), f))
 
     def _logged_finding(
         self,
@@ -680,6 +706,8 @@ class Matcher:
         self._add(
             worst[0],
             accounts_log=True,
+            step_record=rec,
+            step_firings=firings,
             key=(_short(rec.source.file), rec.source.offset, rec.source.line),
             reason=reasons,
             severity=sev(worst),
@@ -713,6 +741,7 @@ class Matcher:
         rec = first.marker_record
         self._add(
             cls,
+            step_firings=firings,
             key=(first.database, tuple(f.id for f in firings)),
             reason=reason,
             severity=severity,
@@ -826,6 +855,7 @@ class Matcher:
             sev, text = self._setting_drift([change]) or (Severity.HIGH, "")
             self._add(
                 C.CONFIG_DRIFT,
+                step_record=rec,
                 key=(_short(rec.source.file), rec.source.offset),
                 reason=f"The server reloaded its configuration: {text}.",
                 severity=sev,
@@ -906,6 +936,7 @@ class Matcher:
                 self._logged_finding(lg, verdicts, used)
             else:
                 self.result.matched += 1
+                self.result.steps.append(Step(lg.record.time, lg.record, tuple(used), None))
                 self.result.matched_rows += sum(1 for f in used if f.event is not None)
             del rows_here
         for ex in executions:

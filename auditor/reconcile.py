@@ -611,10 +611,23 @@ def _in_window(t: datetime | None, since: datetime | None, until: datetime | Non
     return (since is None or t >= since) and (until is None or t < until)
 
 
-def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
-    """The whole nightly job (see the module docstring)."""
-    from auditor.report import write_reports
+@dataclass
+class Analysis:
+    """Both channels read and paired, before anything is written."""
 
+    document: FindingsDocument
+    result: MatchResult
+    extra_findings: list[Finding]
+    fail_on: Severity
+    state: State | None
+    state_path: Path | None
+    new_files: dict[str, dict[str, Any]]
+    events: list[AuditEvent]
+    until: datetime
+
+
+def analyse(cfg: Config, *, now: datetime | None = None, use_state: bool = True) -> Analysis:
+    """Read logs and audit rows, pair them, apply the policy (nothing is written)."""
     tz: tzinfo = UTC
     fail_on = parse_severity(str(cfg["fail_on"]))
     policy = Policy.from_config(cfg["severity"], cfg["allow"])
@@ -625,7 +638,7 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
         raise ConfigError("no log given: use --log (file, directory, glob, '-' or 'sql:')")
     since = parse_when(cfg["since"], "--since")
     until = parse_when(cfg["until"], "--until")
-    state_path = Path(cfg["state"]) if cfg["state"] else None
+    state_path = Path(cfg["state"]) if (cfg["state"] and use_state) else None
     state = State.load(state_path) if state_path else None
     now = now or datetime.now(UTC)
     if state is not None and since is None and state.until is not None:
@@ -643,11 +656,8 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
     )
     if (
         logs.usable == 0
-        and not (state and state.carried_records)
-        and len(logs.summaries)
-        and all(s.records == 0 for s in logs.summaries)
-        and logs.warnings
-        and not any(s.format != "unreadable" for s in logs.summaries)
+        and logs.summaries
+        and all(s.format == "unreadable" for s in logs.summaries)
     ):
         raise LogInputError("nothing usable could be read: " + "; ".join(logs.warnings[:3]))
     records = [r for r in logs.records if _in_window(r.time, since, until)]
@@ -683,7 +693,8 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
         carry_after=carry_after,
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
-    findings = policy.apply([*install_findings, *result.findings, *audit.drift])
+    extra = [*install_findings, *audit.drift]
+    findings = policy.apply([*extra, *result.findings])
     findings.sort(key=sort_key)
     logged_ddl = result.logged_ddl + sum(f.accounts_logged_ddl for f in install_findings)
     by_class: dict[str, int] = {}
@@ -726,23 +737,34 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
         findings=tuple(findings),
         notes=tuple(notes),
     )
-    out = Path(str(cfg["out"]))
-    paths = write_reports(doc, out)
-    if state_path is not None and state is not None:
-        new_state = State(files={**state.files, **logs.files}, until=effective_until)
-        horizon = effective_until - OVERLAP
-        carried = set(result.carried_events)
-        for e in audit.events:
+    return Analysis(
+        doc, result, extra, fail_on, state, state_path, logs.files, audit.events, effective_until
+    )
+
+
+def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
+    """The whole nightly job: analyse, write the reports, save the state, exit code."""
+    from auditor.report import write_reports
+
+    a = analyse(cfg, now=now)
+    paths = write_reports(a.document, Path(str(cfg["out"])))
+    if a.state_path is not None and a.state is not None:
+        new_state = State(files={**a.state.files, **a.new_files}, until=a.until)
+        horizon = a.until - OVERLAP
+        carried = set(a.result.carried_events)
+        for e in a.events:
             if e.statement_time >= horizon and (e.database, e.id) not in carried:
                 new_state.judged.setdefault(e.database, []).append(e.id)
-        for db, ids in (state.judged or {}).items():
+        for db, ids in (a.state.judged or {}).items():
             new_state.judged.setdefault(db, []).extend(ids)
         new_state.judged = {k: sorted(set(v)) for k, v in new_state.judged.items()}
-        new_state.carried_records = result.carried_records
-        new_state.carried_events = result.carried_events
-        new_state.save(state_path)
-    failing = [f for f in findings if not f.allowed and f.severity.rank >= fail_on.rank]
-    return ReconcileResult(doc, paths, 1 if failing else 0, fail_on)
+        new_state.carried_records = a.result.carried_records
+        new_state.carried_events = a.result.carried_events
+        new_state.save(a.state_path)
+    failing = [
+        f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank
+    ]
+    return ReconcileResult(a.document, paths, 1 if failing else 0, a.fail_on)
 
 
 def summary_lines(result: ReconcileResult) -> list[str]:
