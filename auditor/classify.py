@@ -56,6 +56,15 @@ _TRIGGERLESS_DDL_TAGS = frozenset(
     }
 )  # fmt: skip
 
+#: Tags whose effect is cluster-wide, whatever database the session was in.
+CLUSTER_WIDE_TAGS = frozenset(
+    {
+        "ALTER SYSTEM", "CREATE ROLE", "ALTER ROLE", "DROP ROLE", "GRANT ROLE", "REVOKE ROLE",
+        "CREATE DATABASE", "ALTER DATABASE", "DROP DATABASE", "CREATE TABLESPACE",
+        "ALTER TABLESPACE", "DROP TABLESPACE",
+    }
+)  # fmt: skip
+
 #: Tags that are event_trigger_ok = false for every statement (all versions).
 _NEVER_FIRE_TAGS = _TRIGGERLESS_DDL_TAGS | frozenset(
     {

@@ -448,17 +448,22 @@ class TempCluster:
         return files
 
     def rotate_logs(self) -> dict[str, Path]:
-        """Rotate and wait until the collector has opened the new files."""
+        """Rotate and wait until the collector has opened the new files.
+
+        File names have one-second resolution: a rotation in the same second as
+        the current file's creation reopens the same name, so retry a second later.
+        """
         before = self.current_logfiles()
-        with self.connect() as conn:
-            conn.execute("SELECT pg_rotate_logfile()")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            now = self.current_logfiles()
-            if all(now.get(k) != v for k, v in before.items()):
-                return now
-        raise ClusterError("log rotation did not happen within 10 s")
+        for _attempt in range(4):
+            with self.connect() as conn:
+                conn.execute("SELECT pg_rotate_logfile()")
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                now = self.current_logfiles()
+                if all(now.get(k) != v for k, v in before.items()):
+                    return now
+        raise ClusterError("log rotation did not happen within 6 s")
 
     def flush_logs(self, timeout: float = 15.0) -> str:
         """Wait until everything logged so far is in every log file.

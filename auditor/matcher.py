@@ -132,6 +132,19 @@ class Firing:
     def in_extension(self) -> bool:
         return self.event is not None and any(o.in_extension for o in self.event.objects)
 
+    @property
+    def nested(self) -> bool:
+        """Fired for DDL run by a DO block, function or procedure, not by the client.
+
+        The row's ``caller_context`` is the call stack below the trigger (NULL when
+        the client sent the statement); a marker's CONTEXT has a line more than the
+        trigger function's own.
+        """
+        if self.event is not None:
+            return bool(self.event.caller_context)
+        ctx = self.marker_record.context if self.marker_record else None
+        return bool(ctx and "\n" in ctx.strip())
+
 
 @dataclass
 class _Execution:
@@ -465,11 +478,7 @@ class Matcher:
                     chunks[ext].extend([*pending, f])
                     pending = []
                     continue
-            if (
-                k < len(eligible)
-                and f.tag == eligible[k].command_tag
-                and _same_objects(eligible[k], f)
-            ):
+            if k < len(eligible) and f.tag == eligible[k].command_tag and not f.nested:
                 chunks[k].extend([*pending, f])
                 pending = []
                 k += 1
@@ -920,8 +929,18 @@ class Matcher:
                 if verdicts:
                     self._logged_finding(lg, verdicts, [])
                 continue
-            if ex is None and self._carry(lg.record.time):
+            pending = ex is not None and any(f.status == "in progress" for f in ex.firings)
+            if (ex is None or pending) and self._carry(lg.record.time):
+                # Too close to the window's end to judge: its rows may not be committed yet.
                 self.result.carried_records.append(lg.record)
+                if ex is not None:
+                    self.result.carried_records.extend(
+                        f.marker_record for f in ex.firings if f.marker_record is not None
+                    )
+                    self.result.carried_events.extend(
+                        (f.database, f.id) for f in ex.firings if f.event is not None
+                    )
+                    self.result.audit_rows -= sum(1 for f in ex.firings if f.event is not None)
                 continue
             self.result.logged_ddl += 1
             chunks, indirect = self._split(lg.cls.statements, firings)
@@ -955,17 +974,6 @@ class Matcher:
 
 def _time_key(rec: LogRecord) -> tuple[datetime, str, int]:
     return (rec.time or datetime.min, rec.source.file, rec.source.offset)
-
-
-def _same_objects(s: StatementClass, f: Firing) -> bool:
-    """Whether a firing may be the statement's own (object names agree when both known)."""
-    if f.event is None or not s.objects:
-        return True
-    idents = {o.object_identity for o in f.event.objects if o.object_identity}
-    if not idents:
-        return True
-    names = {n.rsplit(".", 1)[-1].strip('"') for n in s.objects}
-    return any(i.rsplit(".", 1)[-1].split("(")[0].strip('"') in names for i in idents)
 
 
 def match(

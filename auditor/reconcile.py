@@ -137,7 +137,8 @@ class State:
 
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     until: datetime | None = None
-    judged: dict[str, list[int]] = field(default_factory=dict)
+    #: database -> {audit row id: statement time (ISO)} of rows judged in the overlap.
+    judged: dict[str, dict[str, str]] = field(default_factory=dict)
     carried_records: list[LogRecord] = field(default_factory=list)
     carried_events: list[tuple[str, int]] = field(default_factory=list)
 
@@ -155,7 +156,10 @@ class State:
             return cls(
                 files=dict(data.get("files") or {}),
                 until=datetime.fromisoformat(data["until"]) if data.get("until") else None,
-                judged={k: [int(i) for i in v] for k, v in (data.get("judged") or {}).items()},
+                judged={
+                    str(k): {str(i): str(t) for i, t in v.items()}
+                    for k, v in (data.get("judged") or {}).items()
+                },
                 carried_records=[_record_from_json(r) for r in data.get("carried_records") or []],
                 carried_events=[(str(d), int(i)) for d, i in data.get("carried_events") or []],
             )
@@ -432,7 +436,7 @@ def read_audit(
     reader_role: str | None,
     since: datetime | None,
     until: datetime | None,
-    judged: dict[str, list[int]],
+    judged: dict[str, dict[str, str]],
     marker_xids: dict[str, set[int]],
 ) -> AuditSide:
     """Audit rows, marker statuses and live channel health from a running server."""
@@ -467,7 +471,7 @@ def read_audit(
                         f"database {db.name!r}: cannot SET ROLE {reader_role}: "
                         f"{str(exc).strip().splitlines()[0]}"
                     ) from None
-            skip = set(judged.get(db.name, ()))
+            skip = {int(i) for i in judged.get(db.name, {})}
             rows = [
                 e
                 for e in capture.read_audit_events(conn, schema, since=since, until=until)
@@ -605,6 +609,14 @@ def _marker_xids(records: Iterable[LogRecord], schema: str) -> dict[str, set[int
     return out
 
 
+def _cluster_wide(rec: LogRecord) -> bool:
+    from auditor.classify import CLUSTER_WIDE_TAGS, classify
+
+    if rec.kind not in (MessageKind.STATEMENT, MessageKind.EXECUTE) or not rec.statement:
+        return False
+    return any(s.command_tag in CLUSTER_WIDE_TAGS for s in classify(rec.statement).statements)
+
+
 def _in_window(t: datetime | None, since: datetime | None, until: datetime | None) -> bool:
     if t is None:
         return True
@@ -661,6 +673,13 @@ def analyse(cfg: Config, *, now: datetime | None = None, use_state: bool = True)
     ):
         raise LogInputError("nothing usable could be read: " + "; ".join(logs.warnings[:3]))
     records = [r for r in logs.records if _in_window(r.time, since, until)]
+    scope = set(cfg["databases"])
+    if scope:
+        # --database limits the run: log records of other databases are not judged,
+        # except statements with a cluster-wide effect (ALTER SYSTEM, roles, ...).
+        records = [
+            r for r in records if r.database is None or r.database in scope or _cluster_wide(r)
+        ]
     if state is not None:
         records = state.carried_records + records
 
@@ -752,12 +771,15 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
         new_state = State(files={**a.state.files, **a.new_files}, until=a.until)
         horizon = a.until - OVERLAP
         carried = set(a.result.carried_events)
+        for db, rows in (a.state.judged or {}).items():
+            for ident, when in rows.items():
+                if datetime.fromisoformat(when) >= horizon - OVERLAP:
+                    new_state.judged.setdefault(db, {})[ident] = when
         for e in a.events:
             if e.statement_time >= horizon and (e.database, e.id) not in carried:
-                new_state.judged.setdefault(e.database, []).append(e.id)
-        for db, ids in (a.state.judged or {}).items():
-            new_state.judged.setdefault(db, []).extend(ids)
-        new_state.judged = {k: sorted(set(v)) for k, v in new_state.judged.items()}
+                new_state.judged.setdefault(e.database, {})[str(e.id)] = (
+                    e.statement_time.isoformat()
+                )
         new_state.carried_records = a.result.carried_records
         new_state.carried_events = a.result.carried_events
         new_state.save(a.state_path)

@@ -1,0 +1,639 @@
+"""reconcile on real clusters: every finding class produced for real, and the accounting.
+
+Each test gets a fresh database with the auditor installed in a cluster of
+this module (the tests change server settings and disable triggers, so they do
+not share the session cluster).  The evasion or failure is really performed;
+the reconciler then reads the cluster's real log files and audit table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from auditor import capture
+from auditor.cluster import TempCluster
+from auditor.config import load_config
+from auditor.model import Finding, FindingClass, Severity
+from auditor.reconcile import ReconcileResult, reconcile
+
+C = FindingClass
+_n = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def rc() -> Iterator[TempCluster]:
+    with TempCluster() as c:
+        yield c
+
+
+@dataclass
+class Audited:
+    cluster: TempCluster
+    name: str
+    out: Path
+    t0: datetime
+
+    def run(
+        self, query: str, *, app: str = "rec-test", user: str | None = None, db: str | None = None
+    ) -> Any:
+        return self.cluster.execute(query, dbname=db or self.name, user=user, application_name=app)
+
+    def fails(self, query: str, **kw: Any) -> None:
+        with pytest.raises(psycopg.Error):
+            self.run(query, **kw)
+
+    def reconcile(self, **opts: Any) -> ReconcileResult:
+        self.cluster.flush_logs()
+        flags: dict[str, Any] = {
+            "dsn": self.cluster.dsn(self.name),
+            "logs": [str(self.cluster.log_dir)],
+            "since": self.t0.isoformat(),
+            "databases": [self.name],
+            "out": str(self.out),
+        }
+        flags.update(opts)
+        return reconcile(load_config(flags, environ={}))
+
+    def admin(self, query: str) -> None:
+        """As superuser, outside the test's database (server-wide changes)."""
+        self.cluster.execute(query, application_name="rec-admin")
+
+
+@pytest.fixture
+def adb(rc: TempCluster, tmp_path: Path) -> Iterator[Audited]:
+    name = f"rec{next(_n)}"
+    rc.execute(f"CREATE DATABASE {name}")
+    capture.install(rc.dsn(name), databases=[name])
+    time.sleep(0.01)
+    handle = Audited(rc, name, tmp_path / "out", datetime.now(UTC))
+    try:
+        yield handle
+    finally:
+        rc.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def only(result: ReconcileResult, cls: FindingClass) -> list[Finding]:
+    return [f for f in result.document.findings if f.cls == cls]
+
+
+def assert_accounts(result: ReconcileResult) -> None:
+    """logged DDL = matched + findings' share; audit rows = matched rows + rows in findings."""
+    doc = result.document
+    s = doc.summary
+    assert s.logged_ddl == s.matched + sum(f.accounts_logged_ddl for f in doc.findings)
+    rows = {(f.database, i) for f in doc.findings for i in f.audit_event_ids}
+    assert s.audit_rows == s.matched_audit_rows + len(rows)
+    assert sum(s.by_class.values()) == len(doc.findings)
+    data = json.loads((result.paths["json"]).read_text())
+    assert data["summary"]["logged_ddl"] == s.logged_ddl
+
+
+def audit_ids(adb: Audited, where: str = "true") -> list[int]:
+    rows = adb.run(f"SELECT id FROM auditor.events WHERE {where} ORDER BY id")
+    return [int(r[0]) for r in rows]
+
+
+# ---------------------------------------------------------------------------- matched
+
+
+def test_ordinary_work_matches_with_no_finding(adb: Audited) -> None:
+    adb.run("CREATE TABLE orders (id serial PRIMARY KEY, placed timestamptz)")
+    adb.run(
+        "CREATE INDEX orders_placed ON orders (placed); ALTER TABLE orders ADD COLUMN note text"
+    )
+    adb.run("CREATE VIEW recent AS SELECT * FROM orders")
+    adb.run("CREATE EXTENSION pg_trgm")
+    adb.run("COMMENT ON TABLE orders IS 'orders'; GRANT SELECT ON orders TO PUBLIC")
+    adb.run("CREATE TABLE IF NOT EXISTS orders (id int)")
+    adb.run("DROP VIEW recent")
+    with psycopg.connect(adb.cluster.dsn(adb.name), autocommit=True) as conn:  # extended protocol
+        conn.execute("CREATE TABLE ext_t (id int DEFAULT %s)".replace("%s", "42"), prepare=True)
+        conn.execute("ALTER TABLE ext_t ADD COLUMN v int")
+    result = adb.reconcile()
+    assert result.document.findings == ()
+    s = result.document.summary
+    assert s.logged_ddl == 9 and s.matched == 9
+    assert s.audit_rows == len(audit_ids(adb)) > 60  # the extension alone fires dozens of times
+    assert_accounts(result)
+    assert result.exit_code == 0
+
+
+# ---------------------------------------------------------------------------- each class
+
+
+def test_unreported_ddl_when_the_trigger_is_disabled(adb: Audited) -> None:
+    adb.run("ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE", app="evil")
+    adb.run("CREATE TABLE sneaky (id int)", app="evil")
+    adb.run("ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS", app="evil")
+    result = adb.reconcile()
+    (f,) = only(result, C.UNREPORTED_DDL)
+    assert f.severity == Severity.CRITICAL
+    assert f.statement == "CREATE TABLE sneaky (id int)"
+    assert f.application == "evil" and f.session_id and f.audit_event_ids == ()
+    assert "DISABLE" in f.explanation  # points at the cause seen earlier in the log
+    disables = only(result, C.EVENT_TRIGGER_DDL)
+    assert {d.statement for d in disables} == {
+        "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    }
+    assert all(d.severity == Severity.CRITICAL for d in disables)
+    assert_accounts(result)
+    assert result.exit_code == 1
+
+
+def test_event_trigger_ddl_on_another_trigger_is_high(adb: Audited) -> None:
+    adb.run(
+        "CREATE FUNCTION noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;"
+        "CREATE EVENT TRIGGER other_et ON ddl_command_start EXECUTE FUNCTION noop()"
+    )
+    result = adb.reconcile()
+    (f,) = only(result, C.EVENT_TRIGGER_DDL)
+    assert f.severity == Severity.HIGH and "other_et" in f.explanation
+    assert f.command_tags == ("CREATE FUNCTION", "CREATE EVENT TRIGGER")
+    # The CREATE FUNCTION of the same string was audited: its row belongs to the finding.
+    assert list(f.audit_event_ids) == audit_ids(adb)
+    assert_accounts(result)
+
+
+def test_audit_row_missing_after_delete(adb: Audited) -> None:
+    adb.run("CREATE TABLE to_hide (id int)", app="victim")
+    (row_id,) = audit_ids(adb)
+    adb.run(
+        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
+        f"DELETE FROM auditor.events WHERE id = {row_id};"
+        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
+        app="cleaner",
+    )
+    result = adb.reconcile()
+    (f,) = only(result, C.AUDIT_ROW_MISSING)
+    assert f.severity == Severity.CRITICAL
+    assert f.statement == "CREATE TABLE to_hide (id int)" and f.application == "victim"
+    assert f.audit_event_ids == ()  # the row is gone; the marker proves it existed
+    assert str(row_id) in f.explanation
+    # Tampering with the audit table's protections is itself reported.
+    (drift,) = only(result, C.CONFIG_DRIFT)
+    assert drift.application == "cleaner" and drift.severity == Severity.CRITICAL
+    assert_accounts(result)
+
+
+def test_audit_row_altered_after_update(adb: Audited) -> None:
+    adb.run("CREATE TABLE honest (id int)", app="victim")
+    (row_id,) = audit_ids(adb)
+    adb.run(
+        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
+        f"UPDATE auditor.events SET session_user_name = 'nobody' WHERE id = {row_id};"
+        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
+        app="forger",
+    )
+    result = adb.reconcile()
+    (f,) = only(result, C.AUDIT_ROW_ALTERED)
+    assert f.severity == Severity.CRITICAL
+    assert f.statement == "CREATE TABLE honest (id int)"
+    assert f.audit_event_ids == (row_id,)
+    assert_accounts(result)
+
+
+def test_unlogged_ddl_after_set_log_statement_none(adb: Audited) -> None:
+    with psycopg.connect(
+        adb.cluster.dsn(adb.name, application_name="quiet"), autocommit=True
+    ) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET log_statement = 'none'")
+        cur.execute("CREATE TABLE quiet_one (id int)")
+        session = conn.execute(
+            "SELECT to_hex(trunc(extract(epoch FROM backend_start))::int)||'.'||to_hex(pid) "
+            "FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone()[0]
+    result = adb.reconcile()
+    (f,) = only(result, C.UNLOGGED_DDL)
+    assert f.severity == Severity.CRITICAL
+    assert f.statement == "CREATE TABLE quiet_one (id int)"
+    assert f.session_id == session and f.audit_event_ids == tuple(audit_ids(adb))
+    assert "markers are in the log" in f.explanation
+    assert f.accounts_logged_ddl == 0
+    assert_accounts(result)
+
+
+def test_attribution_mismatch_with_set_session_authorization(adb: Audited) -> None:
+    adb.admin("DROP ROLE IF EXISTS rec_alice; CREATE ROLE rec_alice")
+    adb.run("GRANT CREATE ON SCHEMA public TO rec_alice")
+    with psycopg.connect(
+        adb.cluster.dsn(adb.name, application_name="sudo"), autocommit=True
+    ) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET SESSION AUTHORIZATION rec_alice")
+        cur.execute("CREATE TABLE framed (id int)")
+    try:
+        result = adb.reconcile()
+    finally:
+        adb.run("DROP TABLE framed; REVOKE CREATE ON SCHEMA public FROM rec_alice")
+        adb.admin("DROP ROLE rec_alice")
+    (f,) = [
+        f
+        for f in only(result, C.ATTRIBUTION_MISMATCH)
+        if f.statement == "CREATE TABLE framed (id int)"
+    ]
+    assert f.severity == Severity.CRITICAL and f.user == "postgres"
+    assert "rec_alice" in f.explanation and "SET SESSION AUTHORIZATION" in f.explanation
+    assert len(f.audit_event_ids) == 1
+    assert_accounts(result)
+
+
+def test_config_drift_from_alter_system_reload_and_live_state(adb: Audited) -> None:
+    adb.admin("ALTER SYSTEM SET log_statement = 'none'")
+    adb.admin("SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    try:
+        adb.run("ALTER EVENT TRIGGER auditor_sql_drop DISABLE")
+        result = adb.reconcile()
+    finally:
+        adb.run("ALTER EVENT TRIGGER auditor_sql_drop ENABLE ALWAYS")
+        adb.admin("ALTER SYSTEM RESET log_statement")
+        adb.admin("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+    drift = only(result, C.CONFIG_DRIFT)
+    texts = " | ".join(f.explanation for f in drift)
+    # The ALTER SYSTEM line (the statement itself was logged before the reload) ...
+    assert any(
+        f.statement == "ALTER SYSTEM SET log_statement = 'none'" and f.accounts_logged_ddl == 1
+        for f in drift
+    )
+    # ... the server's 'parameter "log_statement" changed to "none"' line ...
+    assert any("reloaded" in f.explanation and "log_statement" in f.explanation for f in drift)
+    # ... and the live state: log_statement is none, a trigger is disabled.
+    assert "Live server state" in texts and "auditor_sql_drop" in texts
+    assert all(f.severity == Severity.CRITICAL for f in drift)
+    assert_accounts(result)
+
+
+def test_unmonitored_database(adb: Audited) -> None:
+    other = f"{adb.name}_plain"
+    adb.admin(f"CREATE DATABASE {other}")
+    try:
+        adb.run("CREATE TABLE nobody_watches (id int)", db=other)
+        result = adb.reconcile(databases=[adb.name, other])
+    finally:
+        adb.admin(f"DROP DATABASE {other}")
+    (f,) = only(result, C.UNMONITORED_DATABASE)
+    assert f.database == other and f.severity == Severity.HIGH
+    assert f.statement == "CREATE TABLE nobody_watches (id int)"
+    dbs = {d.name: d.installed for d in result.document.databases}
+    assert dbs == {adb.name: True, other: False}
+    assert_accounts(result)
+
+
+def test_unauditable_ddl(adb: Audited) -> None:
+    adb.admin("DROP ROLE IF EXISTS rec_role, rec_root")
+    adb.run("CREATE ROLE rec_role")
+    adb.run("CREATE ROLE rec_root SUPERUSER")
+    adb.run(f"GRANT CONNECT ON DATABASE {adb.name} TO rec_role")
+    adb.run("ALTER SYSTEM SET work_mem = '8MB'")
+    try:
+        result = adb.reconcile()
+    finally:
+        adb.run(f"REVOKE CONNECT ON DATABASE {adb.name} FROM rec_role")
+        adb.admin("DROP ROLE rec_role, rec_root")
+        adb.admin("ALTER SYSTEM RESET work_mem")
+    found = {f.statement: f.severity for f in only(result, C.UNAUDITABLE_DDL)}
+    assert found == {
+        # Run from another database: role DDL is cluster-wide, so --database keeps it.
+        "DROP ROLE IF EXISTS rec_role, rec_root": Severity.MEDIUM,
+        "CREATE ROLE rec_role": Severity.MEDIUM,
+        "CREATE ROLE rec_root SUPERUSER": Severity.HIGH,
+        f"GRANT CONNECT ON DATABASE {adb.name} TO rec_role": Severity.MEDIUM,
+        "ALTER SYSTEM SET work_mem = '8MB'": Severity.HIGH,
+    }
+    assert_accounts(result)
+
+
+def test_indirect_ddl_from_do_function_and_procedure(adb: Audited) -> None:
+    adb.run(
+        "CREATE FUNCTION mk() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'CREATE TABLE by_func (id int)'; END $$"
+    )
+    adb.run(
+        "CREATE PROCEDURE mkp() LANGUAGE plpgsql AS $$ BEGIN CREATE TABLE by_proc (id int); END $$"
+    )
+    adb.run("DO $$ BEGIN CREATE TABLE by_do (id int); END $$", app="migrator")
+    adb.run("SELECT mk()", app="migrator")
+    adb.run("CALL mkp()", app="migrator")
+    result = adb.reconcile()
+    found = only(result, C.INDIRECT_DDL)
+    assert sorted(f.statement or "" for f in found) == [
+        "CALL mkp()",
+        "DO $$ BEGIN CREATE TABLE by_do (id int); END $$",
+        "SELECT mk()",
+    ]
+    assert all(f.severity == Severity.MEDIUM and len(f.audit_event_ids) == 1 for f in found)
+    assert all(f.accounts_logged_ddl == 0 for f in found)
+    assert result.document.summary.matched == 2  # the CREATE FUNCTION and CREATE PROCEDURE
+    assert_accounts(result)
+
+
+def test_allow_list_keeps_the_record_marked(adb: Audited) -> None:
+    adb.run("DO $$ BEGIN CREATE TABLE allowed_do (id int); END $$", app="migrator")
+    result = adb.reconcile(
+        allow=[{"class": "INDIRECT_DDL", "application": "migrator", "reason": "flyway"}],
+        severity={"FAILED_DDL": "high"},
+    )
+    (f,) = only(result, C.INDIRECT_DDL)
+    assert f.allowed and "flyway" in f.explanation
+    assert result.exit_code == 0
+    data = json.loads(result.paths["json"].read_text())
+    assert data["findings"][0]["allowed"] is True
+
+
+def test_failed_and_rolled_back_ddl(adb: Audited) -> None:
+    adb.run("CREATE TABLE dup (id int)")
+    adb.fails("CREATE TABLE dup (id int)", app="oops")
+    adb.run("BEGIN; CREATE TABLE never (id int); ROLLBACK", app="undo")
+    with psycopg.connect(
+        adb.cluster.dsn(adb.name, application_name="undo2"), autocommit=True
+    ) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("BEGIN")
+        cur.execute("CREATE TABLE never2 (id int)")
+        cur.execute("ROLLBACK")
+    result = adb.reconcile()
+    (failed,) = only(result, C.FAILED_DDL)
+    assert failed.application == "oops" and failed.severity == Severity.INFO
+    assert "already exists" in failed.explanation
+    rolled = {f.statement for f in only(result, C.ROLLED_BACK_DDL)}
+    assert rolled == {
+        "BEGIN; CREATE TABLE never (id int); ROLLBACK",
+        "CREATE TABLE never2 (id int)",
+    }
+    assert not only(result, C.AUDIT_ROW_MISSING)
+    assert result.exit_code == 0  # info only
+    assert_accounts(result)
+
+
+def test_rolled_back_savepoint_in_committed_transaction(adb: Audited) -> None:
+    with psycopg.connect(adb.cluster.dsn(adb.name, application_name="sp"), autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("BEGIN")
+        cur.execute("CREATE TABLE kept1 (id int)")
+        cur.execute("SAVEPOINT s1")
+        cur.execute("CREATE TABLE undone (id int)")
+        cur.execute("ROLLBACK TO SAVEPOINT s1")
+        cur.execute("CREATE TABLE kept2 (id int)")
+        cur.execute("COMMIT")
+    adb.run(
+        "BEGIN; SAVEPOINT a; CREATE TABLE undone2 (id int); ROLLBACK TO a; CREATE TABLE kept3 (id int); COMMIT"
+    )
+    result = adb.reconcile()
+    assert not only(result, C.AUDIT_ROW_MISSING)
+    rolled = only(result, C.ROLLED_BACK_DDL)
+    assert {f.statement for f in rolled} == {
+        "CREATE TABLE undone (id int)",
+        "BEGIN; SAVEPOINT a; CREATE TABLE undone2 (id int); ROLLBACK TO a; CREATE TABLE kept3 (id int); COMMIT",
+    }
+    assert result.document.summary.matched == 2  # kept1, kept2
+    assert_accounts(result)
+
+
+def test_log_gap_for_a_missing_file_and_garbled_lines(adb: Audited, tmp_path: Path) -> None:
+    adb.run("CREATE TABLE before_gap (id int)")
+    adb.cluster.flush_logs()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    current = adb.cluster.current_logfiles()["csvlog"]
+    lines = current.read_bytes().splitlines(keepends=True)
+    garbled = [*lines[:-3], b"\x00\x01 this is not a csv row at all\n", *lines[-3:]]
+    copy = logs / "postgresql.csv"
+    copy.write_bytes(b"".join(garbled))
+    result = adb.reconcile(logs=[str(copy), str(tmp_path / "missing.csv")])
+    gaps = only(result, C.LOG_GAP)
+    texts = [g.explanation for g in gaps]
+    assert any("missing.csv" in t for t in texts)
+    bad_line = len(lines) - 2  # 1-based line of the inserted garbage
+    assert any(g.log_file == str(copy) and g.log_line == bad_line for g in gaps), texts
+    assert all(g.severity == Severity.HIGH for g in gaps)
+    # The rest of the input was still read: the table before the gap matched.
+    assert result.document.summary.matched == 1
+    assert_accounts(result)
+
+
+def test_nothing_readable_is_exit_2(adb: Audited, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    out = CliRunner().invoke(
+        app,
+        [
+            "reconcile",
+            "--dsn",
+            adb.cluster.dsn(adb.name),
+            "--log",
+            str(tmp_path / "nope.log"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert out.exit_code == 2
+    assert "nope.log" in out.output and "Traceback" not in out.output
+
+
+def test_unreachable_server_is_exit_2(tmp_path: Path, rc: TempCluster) -> None:
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    out = CliRunner().invoke(
+        app,
+        [
+            "reconcile",
+            "--dsn",
+            "host=127.0.0.1 port=1 user=x password=sekret dbname=y",
+            "--log",
+            str(rc.log_dir),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert out.exit_code == 2
+    assert (
+        "127.0.0.1:1" in out.output and "sekret" not in out.output and "Traceback" not in out.output
+    )
+
+
+def test_cli_writes_reports_and_exit_codes(adb: Audited, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    adb.fails("CREATE TABLE x (id int, id int)", app="typo")
+    adb.cluster.flush_logs()
+    args = ["reconcile", "--dsn", adb.cluster.dsn(adb.name), "--log", str(adb.cluster.log_dir),
+            "--since", adb.t0.isoformat(), "--database", adb.name, "--out", str(tmp_path / "r")]  # fmt: skip
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output  # FAILED_DDL is info, below the default 'high'
+    out = CliRunner().invoke(app, [*args, "--fail-on", "info"])
+    assert out.exit_code == 1
+    assert re.search(r"info\s+1\s+FAILED_DDL", out.output)
+    for name in ("findings.json", "findings.csv", "report.html"):
+        assert (tmp_path / "r" / name).is_file()
+
+
+def test_reruns_give_identical_findings(adb: Audited) -> None:
+    adb.run("DO $$ BEGIN CREATE TABLE r1 (id int); END $$")
+    adb.fails("CREATE TABLE r1 (id int)")
+    first = adb.reconcile(until=datetime.now(UTC).isoformat())
+    second = adb.reconcile(until=first.document.until.isoformat())
+    a = [(f.id, f.cls, f.statement, f.audit_event_ids) for f in first.document.findings]
+    b = [(f.id, f.cls, f.statement, f.audit_event_ids) for f in second.document.findings]
+    assert a == b and len(a) == 2
+
+
+# ---------------------------------------------------------------------------- a whole day
+
+
+def test_mixed_day_in_every_format_with_rotation(adb: Audited) -> None:
+    """Dozens of sessions, a rotation mid-day: only the deliberate findings, same in all formats."""
+    import threading
+
+    def worker(k: int) -> None:
+        for j in range(3):
+            adb.run(
+                f"CREATE TABLE day_{k}_{j} (id serial PRIMARY KEY, v text);"
+                f"CREATE INDEX ON day_{k}_{j} (v)",
+                app=f"app{k % 4}",
+            )
+            adb.run(f"ALTER TABLE day_{k}_{j} ADD COLUMN w int", app=f"app{k % 4}")
+            if j == 2:
+                adb.run(f"DROP TABLE day_{k}_{j}", app=f"app{k % 4}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(12)]
+    for t in threads[:6]:
+        t.start()
+    for t in threads[:6]:
+        t.join()
+    adb.cluster.rotate_logs()
+    for t in threads[6:]:
+        t.start()
+    adb.run("DO $$ BEGIN CREATE TABLE day_do (id int); END $$", app="deliberate")
+    adb.fails("CREATE TABLE day_0_0 (id int)", app="deliberate")
+    for t in threads[6:]:
+        t.join()
+    adb.cluster.flush_logs()
+    results = {}
+    for fmt, pattern in (("csvlog", "*.csv"), ("jsonlog", "*.json"), ("stderr", "*.log")):
+        result = adb.reconcile(logs=[str(adb.cluster.log_dir / pattern)])
+        assert_accounts(result)
+        assert len({s.path for s in result.document.logs}) >= 2  # rotated mid-day
+        results[fmt] = result
+        classes = sorted(f.cls.value for f in result.document.findings)
+        assert classes == ["FAILED_DDL", "INDIRECT_DDL"], (fmt, classes)
+        s = result.document.summary
+        assert s.logged_ddl == 12 * 3 * 2 + 12 + 1  # + the DROPs + the failed one
+        assert s.matched == s.logged_ddl - 1
+    keys = {
+        fmt: [
+            (f.cls, f.statement, f.session_id, f.vxid, f.audit_event_ids)
+            for f in r.document.findings
+        ]
+        for fmt, r in results.items()
+    }
+    assert keys["csvlog"] == keys["jsonlog"] == keys["stderr"]
+
+
+# ---------------------------------------------------------------------------- incremental runs
+
+
+def test_state_reports_each_finding_once_and_reads_rotated_files_once(
+    adb: Audited, tmp_path: Path
+) -> None:
+    import gzip
+    import shutil
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    state = tmp_path / "state.json"
+
+    def sync() -> None:
+        """Copy the server's csv logs as a log shipper would (newest file keeps growing)."""
+        adb.cluster.flush_logs()
+        for p in adb.cluster.log_dir.glob("*.csv"):
+            target = logs / p.name
+            if not (logs / (p.name + ".gz")).exists():
+                shutil.copyfile(p, target)
+
+    adb.run("DO $$ BEGIN CREATE TABLE inc1 (id int); END $$", app="run1")
+    adb.run("CREATE TABLE inc_ok1 (id int)", app="run1")
+    sync()
+    first = adb.reconcile(logs=[str(logs)], state=str(state))
+    assert [f.statement for f in first.document.findings] == [
+        "DO $$ BEGIN CREATE TABLE inc1 (id int); END $$"
+    ]
+    assert first.document.summary.matched == 1
+
+    # The log grows, then rotates; the old file is compressed by logrotate.
+    adb.run("DO $$ BEGIN CREATE TABLE inc2 (id int); END $$", app="run2")
+    sync()
+    old = max(logs.glob("*.csv"), key=lambda p: p.stat().st_mtime)
+    adb.cluster.rotate_logs()
+    adb.run("CREATE TABLE inc_ok2 (id int)", app="run2")
+    adb.fails("CREATE TABLE inc_ok2 (id int)", app="run2")
+    sync()
+    with open(old, "rb") as src, gzip.open(str(old) + ".gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    old.unlink()
+
+    second = adb.reconcile(logs=[str(logs)], state=str(state), since=None)
+    stmts = sorted((f.cls.value, f.statement) for f in second.document.findings)
+    assert stmts == [
+        ("FAILED_DDL", "CREATE TABLE inc_ok2 (id int)"),
+        ("INDIRECT_DDL", "DO $$ BEGIN CREATE TABLE inc2 (id int); END $$"),
+    ]
+    assert second.document.summary.matched == 1  # inc_ok2, not inc_ok1 again
+    assert_accounts(second)
+    # A third run with nothing new reports nothing.
+    third = adb.reconcile(logs=[str(logs)], state=str(state), since=None)
+    assert third.document.findings == () and third.document.summary.logged_ddl == 0
+
+
+def test_state_carries_an_open_transaction_to_the_next_run(adb: Audited, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    conn = psycopg.connect(adb.cluster.dsn(adb.name, application_name="slow"), autocommit=True)
+    try:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("BEGIN")
+        cur.execute("CREATE TABLE slow_one (id int)")
+        first = adb.reconcile(state=str(state))
+        assert first.document.findings == ()
+        assert any("carried" in n for n in first.document.notes)
+        cur.execute("COMMIT")
+    finally:
+        conn.close()
+    second = adb.reconcile(state=str(state), since=None)
+    assert second.document.findings == ()
+    assert second.document.summary.matched == 1 and second.document.summary.audit_rows == 1
+
+
+def test_nested_ddl_inside_a_ddl_statement_and_rolled_back_do(adb: Audited) -> None:
+    adb.run(
+        "CREATE FUNCTION side() RETURNS int LANGUAGE plpgsql AS "
+        "$$ BEGIN EXECUTE 'CREATE TABLE side_effect (id int)'; RETURN 1; END $$"
+    )
+    adb.run("CREATE TABLE outer_t AS SELECT side() AS x", app="ctas")
+    adb.run("BEGIN; DO $$ BEGIN CREATE TABLE in_do_rb (id int); END $$; ROLLBACK", app="dorb")
+    result = adb.reconcile()
+    (ind,) = only(result, C.INDIRECT_DDL)
+    assert ind.statement == "CREATE TABLE outer_t AS SELECT side() AS x" and ind.command_tags == (
+        "CREATE TABLE",
+    )
+    (rb,) = only(result, C.ROLLED_BACK_DDL)
+    assert rb.application == "dorb" and rb.audit_event_ids == () and rb.accounts_logged_ddl == 0
+    assert result.document.summary.matched == 2  # CREATE FUNCTION, the CTAS itself
+    assert_accounts(result)
