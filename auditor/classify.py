@@ -29,9 +29,8 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Any
 
-from pglast import ast, parse_sql
-from pglast.enums.parsenodes import ObjectType, VariableSetKind
-from pglast.parser import ParseError
+import orjson
+from pglast.parser import ParseError, parse_sql_json
 
 # -- PostgreSQL tables ---------------------------------------------------------
 
@@ -84,11 +83,11 @@ _NEVER_FIRE_TAGS = _TRIGGERLESS_DDL_TAGS | frozenset(
 #: RENAME, OWNER, SET SCHEMA, COMMENT, SECURITY LABEL on them skip triggers).
 _SHARED_OBJECT_TYPES = frozenset(
     {
-        ObjectType.OBJECT_DATABASE,
-        ObjectType.OBJECT_TABLESPACE,
-        ObjectType.OBJECT_ROLE,
-        ObjectType.OBJECT_PARAMETER_ACL,
-        ObjectType.OBJECT_EVENT_TRIGGER,
+        "OBJECT_DATABASE",
+        "OBJECT_TABLESPACE",
+        "OBJECT_ROLE",
+        "OBJECT_PARAMETER_ACL",
+        "OBJECT_EVENT_TRIGGER",
     }
 )
 
@@ -108,51 +107,51 @@ POWERFUL_ROLES = frozenset(
     {"pg_execute_server_program", "pg_write_server_files", "pg_read_server_files"}
 )
 
-_OBJECT_WORDS: dict[ObjectType, str] = {
-    ObjectType.OBJECT_ACCESS_METHOD: "ACCESS METHOD",
-    ObjectType.OBJECT_AGGREGATE: "AGGREGATE",
-    ObjectType.OBJECT_ATTRIBUTE: "TYPE",
-    ObjectType.OBJECT_CAST: "CAST",
-    ObjectType.OBJECT_COLUMN: "TABLE",
-    ObjectType.OBJECT_COLLATION: "COLLATION",
-    ObjectType.OBJECT_CONVERSION: "CONVERSION",
-    ObjectType.OBJECT_DATABASE: "DATABASE",
-    ObjectType.OBJECT_DOMAIN: "DOMAIN",
-    ObjectType.OBJECT_DOMCONSTRAINT: "DOMAIN",
-    ObjectType.OBJECT_EVENT_TRIGGER: "EVENT TRIGGER",
-    ObjectType.OBJECT_EXTENSION: "EXTENSION",
-    ObjectType.OBJECT_FDW: "FOREIGN DATA WRAPPER",
-    ObjectType.OBJECT_FOREIGN_SERVER: "SERVER",
-    ObjectType.OBJECT_FOREIGN_TABLE: "FOREIGN TABLE",
-    ObjectType.OBJECT_FUNCTION: "FUNCTION",
-    ObjectType.OBJECT_INDEX: "INDEX",
-    ObjectType.OBJECT_LANGUAGE: "LANGUAGE",
-    ObjectType.OBJECT_LARGEOBJECT: "LARGE OBJECT",
-    ObjectType.OBJECT_MATVIEW: "MATERIALIZED VIEW",
-    ObjectType.OBJECT_OPCLASS: "OPERATOR CLASS",
-    ObjectType.OBJECT_OPERATOR: "OPERATOR",
-    ObjectType.OBJECT_OPFAMILY: "OPERATOR FAMILY",
-    ObjectType.OBJECT_POLICY: "POLICY",
-    ObjectType.OBJECT_PROCEDURE: "PROCEDURE",
-    ObjectType.OBJECT_PUBLICATION: "PUBLICATION",
-    ObjectType.OBJECT_ROLE: "ROLE",
-    ObjectType.OBJECT_ROUTINE: "ROUTINE",
-    ObjectType.OBJECT_RULE: "RULE",
-    ObjectType.OBJECT_SCHEMA: "SCHEMA",
-    ObjectType.OBJECT_SEQUENCE: "SEQUENCE",
-    ObjectType.OBJECT_SUBSCRIPTION: "SUBSCRIPTION",
-    ObjectType.OBJECT_STATISTIC_EXT: "STATISTICS",
-    ObjectType.OBJECT_TABCONSTRAINT: "TABLE",
-    ObjectType.OBJECT_TABLE: "TABLE",
-    ObjectType.OBJECT_TABLESPACE: "TABLESPACE",
-    ObjectType.OBJECT_TRANSFORM: "TRANSFORM",
-    ObjectType.OBJECT_TRIGGER: "TRIGGER",
-    ObjectType.OBJECT_TSCONFIGURATION: "TEXT SEARCH CONFIGURATION",
-    ObjectType.OBJECT_TSDICTIONARY: "TEXT SEARCH DICTIONARY",
-    ObjectType.OBJECT_TSPARSER: "TEXT SEARCH PARSER",
-    ObjectType.OBJECT_TSTEMPLATE: "TEXT SEARCH TEMPLATE",
-    ObjectType.OBJECT_TYPE: "TYPE",
-    ObjectType.OBJECT_VIEW: "VIEW",
+_OBJECT_WORDS: dict[str, str] = {
+    "OBJECT_ACCESS_METHOD": "ACCESS METHOD",
+    "OBJECT_AGGREGATE": "AGGREGATE",
+    "OBJECT_ATTRIBUTE": "TYPE",
+    "OBJECT_CAST": "CAST",
+    "OBJECT_COLUMN": "TABLE",
+    "OBJECT_COLLATION": "COLLATION",
+    "OBJECT_CONVERSION": "CONVERSION",
+    "OBJECT_DATABASE": "DATABASE",
+    "OBJECT_DOMAIN": "DOMAIN",
+    "OBJECT_DOMCONSTRAINT": "DOMAIN",
+    "OBJECT_EVENT_TRIGGER": "EVENT TRIGGER",
+    "OBJECT_EXTENSION": "EXTENSION",
+    "OBJECT_FDW": "FOREIGN DATA WRAPPER",
+    "OBJECT_FOREIGN_SERVER": "SERVER",
+    "OBJECT_FOREIGN_TABLE": "FOREIGN TABLE",
+    "OBJECT_FUNCTION": "FUNCTION",
+    "OBJECT_INDEX": "INDEX",
+    "OBJECT_LANGUAGE": "LANGUAGE",
+    "OBJECT_LARGEOBJECT": "LARGE OBJECT",
+    "OBJECT_MATVIEW": "MATERIALIZED VIEW",
+    "OBJECT_OPCLASS": "OPERATOR CLASS",
+    "OBJECT_OPERATOR": "OPERATOR",
+    "OBJECT_OPFAMILY": "OPERATOR FAMILY",
+    "OBJECT_POLICY": "POLICY",
+    "OBJECT_PROCEDURE": "PROCEDURE",
+    "OBJECT_PUBLICATION": "PUBLICATION",
+    "OBJECT_ROLE": "ROLE",
+    "OBJECT_ROUTINE": "ROUTINE",
+    "OBJECT_RULE": "RULE",
+    "OBJECT_SCHEMA": "SCHEMA",
+    "OBJECT_SEQUENCE": "SEQUENCE",
+    "OBJECT_SUBSCRIPTION": "SUBSCRIPTION",
+    "OBJECT_STATISTIC_EXT": "STATISTICS",
+    "OBJECT_TABCONSTRAINT": "TABLE",
+    "OBJECT_TABLE": "TABLE",
+    "OBJECT_TABLESPACE": "TABLESPACE",
+    "OBJECT_TRANSFORM": "TRANSFORM",
+    "OBJECT_TRIGGER": "TRIGGER",
+    "OBJECT_TSCONFIGURATION": "TEXT SEARCH CONFIGURATION",
+    "OBJECT_TSDICTIONARY": "TEXT SEARCH DICTIONARY",
+    "OBJECT_TSPARSER": "TEXT SEARCH PARSER",
+    "OBJECT_TSTEMPLATE": "TEXT SEARCH TEMPLATE",
+    "OBJECT_TYPE": "TYPE",
+    "OBJECT_VIEW": "VIEW",
 }
 
 #: Node class -> (command tag, log level) for the statements whose tag and level
@@ -311,7 +310,15 @@ class StatementClass:
     event_trigger: EventTriggerChange | None = None
     settings: tuple[SettingChange, ...] = ()
     grants_superuser: bool = False
-    objects: tuple[str, ...] = ()  # object names mentioned, as written (lower-cased if unquoted)
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        """Object names the statement mentions (unquoted ones lower-cased, as parsed).
+
+        Computed on demand (a second parse of the statement's text): the matcher
+        rarely needs it and a nightly run classifies up to millions of statements.
+        """
+        return statement_objects(self.text)
 
     @property
     def is_ddl(self) -> bool:
@@ -369,10 +376,29 @@ class QueryClassification:
 
 
 # -- the classifier --------------------------------------------------------------
+#
+# The parse tree is libpg_query's JSON form (``pglast.parser.parse_sql_json``,
+# read with orjson): twenty times faster than building pglast's Python AST,
+# which matters when a nightly run classifies a million statements.  In that
+# form a node is ``{"NodeName": {...fields}}`` where the field's type is a
+# generic Node, and the bare ``{...fields}`` where it has a fixed node type
+# (``relation``, ``newowner``, ...); enums are their C names, false and zero
+# fields are left out.
+
+Tree = dict[str, Any]
+
+
+def _unwrap(value: Any) -> tuple[str | None, Any]:
+    """``{"Name": {...}}`` -> ("Name", {...}); anything else -> (None, value)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, body),) = value.items()
+        if key[:1].isupper() and isinstance(body, dict):
+            return key, body
+    return None, value
 
 
 def _objtype_word(objtype: Any) -> str:
-    return _OBJECT_WORDS.get(objtype, "???")
+    return _OBJECT_WORDS.get(str(objtype), "???")
 
 
 def _alter_tag(objtype: Any) -> str:
@@ -380,92 +406,116 @@ def _alter_tag(objtype: Any) -> str:
     return "???" if word == "???" else f"ALTER {word}"
 
 
-def _names(node: Any) -> str:
-    """Dotted name from a list of String nodes (or a single String/RangeVar)."""
-    if node is None:
+def _names(value: Any) -> str:
+    """Dotted name from String nodes, a List, a RangeVar, ObjectWithArgs or TypeName.
+
+    >>> _names([{"String": {"sval": "s"}}, {"String": {"sval": "t"}}])
+    's.t'
+    """
+    if value is None:
         return ""
-    if isinstance(node, ast.String):
-        return str(node.sval)
-    if isinstance(node, ast.RangeVar):
-        parts = [node.catalogname, node.schemaname, node.relname]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ".".join(n for n in (_names(v) for v in value) if n)
+    name, body = _unwrap(value)
+    if not isinstance(body, dict):
+        return ""
+    if name == "String":
+        return str(body.get("sval", ""))
+    if name == "List":
+        return _names(body.get("items"))
+    if "relname" in body:
+        parts = [body.get("catalogname"), body.get("schemaname"), body.get("relname")]
         return ".".join(str(p) for p in parts if p)
-    if isinstance(node, ast.ObjectWithArgs):
-        return _names(node.objname)
-    if isinstance(node, ast.TypeName):
-        return _names(node.names)
-    if isinstance(node, (tuple, list)):
-        return ".".join(_names(n) for n in node if n is not None)
+    if "objname" in body:
+        return _names(body.get("objname"))
+    if "names" in body:
+        return _names(body.get("names"))
     return ""
 
 
-def _const_text(node: Any) -> str | None:
+def _const_text(value: Any) -> str | None:
     """The text of an A_Const / String argument of SET, as PostgreSQL would store it."""
-    if isinstance(node, ast.A_Const):
-        val = node.val
-        if val is None or getattr(node, "isnull", False):
-            return None
-        for attr in ("sval", "ival", "fval", "boolval", "bsval"):
-            if hasattr(val, attr):
-                value = getattr(val, attr)
-                if isinstance(value, bool):
-                    return "on" if value else "off"
-                return str(value)
-    if isinstance(node, ast.String):
-        return str(node.sval)
+    name, body = _unwrap(value)
+    if name == "String":
+        return str(body.get("sval", ""))
+    if name != "A_Const" or body.get("isnull"):
+        return None
+    for key in ("sval", "ival", "fval", "boolval", "bsval"):
+        if key in body:
+            inner = body[key] or {}
+            if key == "boolval":
+                return "on" if inner.get("boolval") else "off"
+            if key == "ival":
+                return str(inner.get("ival", 0))
+            return str(inner.get(key, ""))
     return None
 
 
 def _set_changes(stmt: Any, scope: str) -> tuple[SettingChange, ...]:
     """Watched settings changed by a VariableSetStmt (SET/RESET or in ALTER ... SET)."""
-    if not isinstance(stmt, ast.VariableSetStmt):
+    name, body = _unwrap(stmt)
+    if name not in (None, "VariableSetStmt") or not isinstance(body, dict):
         return ()
-    name = (stmt.name or "").lower()
-    kind = stmt.kind
-    if kind == VariableSetKind.VAR_RESET_ALL:
+    kind = body.get("kind", "VAR_SET_VALUE")
+    if kind == "VAR_RESET_ALL":
         return (SettingChange("ALL", None, scope),)
-    if name not in WATCHED_SETTINGS:
+    setting = str(body.get("name") or "").lower()
+    if setting not in WATCHED_SETTINGS:
         return ()
-    if scope == "session" and stmt.is_local:
+    if scope == "session" and body.get("is_local"):
         scope = "local"
-    if kind in (VariableSetKind.VAR_RESET, VariableSetKind.VAR_SET_DEFAULT):
-        return (SettingChange(name, None, scope),)
-    values = [_const_text(a) for a in (stmt.args or ())]
+    if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
+        return (SettingChange(setting, None, scope),)
+    values = [_const_text(a) for a in body.get("args") or ()]
     value = ", ".join(v for v in values if v is not None) if values else None
-    return (SettingChange(name, value, scope),)
+    return (SettingChange(setting, value, scope),)
 
 
-def _walk(node: Any) -> Iterator[Any]:
-    """Every AST node below ``node`` (depth first), including itself."""
-    stack = [node]
+def _walk(tree: Any) -> Iterator[tuple[str, Tree]]:
+    """Every node below ``tree`` as (node name, fields), depth first; bare RangeVars
+    and RoleSpecs (fields of fixed type) are named by their keys."""
+    stack = [tree]
     while stack:
         current = stack.pop()
-        if isinstance(current, (tuple, list)):
+        if isinstance(current, list):
             stack.extend(reversed(current))
-        elif isinstance(current, ast.Node):
-            yield current
-            for attr in current:
-                child = getattr(current, attr, None)
-                if isinstance(child, (ast.Node, tuple, list)):
-                    stack.append(child)
+            continue
+        if not isinstance(current, dict):
+            continue
+        name, body = _unwrap(current)
+        if name is not None:
+            yield name, body
+        else:
+            if "relname" in body:
+                yield "RangeVar", body
+            elif "roletype" in body:
+                yield "RoleSpec", body
+        stack.extend(v for v in reversed(list(body.values())) if isinstance(v, (dict, list)))
 
 
-def _set_config_calls(stmt: Any) -> tuple[SettingChange, ...]:
+def _set_config_calls(stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     """``set_config('log_statement', 'none', ...)`` anywhere in a statement."""
+    if "set_config" not in text.lower():
+        return ()
     found = []
-    for node in _walk(stmt):
-        if isinstance(node, ast.FuncCall) and _names(node.funcname).split(".")[-1] == "set_config":
-            args = node.args or ()
+    for name, node in _walk(stmt):
+        if name == "FuncCall" and _names(node.get("funcname")).split(".")[-1] == "set_config":
+            args = node.get("args") or []
             if len(args) >= 2:
-                name = (_const_text(args[0]) or "").lower()
-                if name in WATCHED_SETTINGS:
+                setting = (_const_text(args[0]) or "").lower()
+                if setting in WATCHED_SETTINGS:
                     local = len(args) > 2 and _const_text(args[2]) in {"on", "true", "t"}
                     found.append(
-                        SettingChange(name, _const_text(args[1]), "local" if local else "session")
+                        SettingChange(
+                            setting, _const_text(args[1]), "local" if local else "session"
+                        )
                     )
     return tuple(found)
 
 
-def _objects(stmt: Any) -> tuple[str, ...]:
+def _objects(stmt: Tree) -> tuple[str, ...]:
     """Names a statement mentions: relations, dropped/renamed/owned objects, new names."""
     seen: dict[str, None] = {}
 
@@ -473,147 +523,177 @@ def _objects(stmt: Any) -> tuple[str, ...]:
         if name:
             seen.setdefault(name, None)
 
-    for node in _walk(stmt):
-        if isinstance(node, ast.RangeVar):
+    for name, node in _walk(stmt):
+        if name == "RangeVar":
             add(_names(node))
-        elif isinstance(node, ast.DropStmt):
-            for obj in node.objects or ():
+        elif name == "DropStmt":
+            for obj in node.get("objects") or ():
                 add(_names(obj))
-        elif isinstance(node, (ast.RenameStmt, ast.AlterOwnerStmt, ast.AlterObjectSchemaStmt)):
-            add(_names(getattr(node, "object", None)))
-            if isinstance(node, ast.RenameStmt):
-                rel = _names(node.relation) if node.relation else ""
+        elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt"):
+            add(_names(node.get("object")))
+            if name == "RenameStmt":
+                rel = _names(node.get("relation")) if node.get("relation") else ""
                 schema = rel.rsplit(".", 1)[0] if "." in rel else ""
-                if node.renameType in (ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_TABCONSTRAINT):
-                    add(f"{rel}.{node.subname}" if rel else node.subname)
+                if node.get("renameType") in ("OBJECT_COLUMN", "OBJECT_TABCONSTRAINT"):
+                    add(f"{rel}.{node.get('subname')}" if rel else node.get("subname"))
                 else:
-                    add(f"{schema}.{node.newname}" if schema else node.newname)
-        elif isinstance(node, (ast.CreateFunctionStmt,)):
-            add(_names(node.funcname))
-        elif isinstance(node, ast.ObjectWithArgs):
-            add(_names(node.objname))
-        elif isinstance(node, ast.IndexStmt) and node.idxname:
-            rel = _names(node.relation)
+                    new = node.get("newname")
+                    add(f"{schema}.{new}" if schema else new)
+        elif name == "CreateFunctionStmt":
+            add(_names(node.get("funcname")))
+        elif name == "ObjectWithArgs":
+            add(_names(node.get("objname")))
+        elif name == "IndexStmt" and node.get("idxname"):
+            rel = _names(node.get("relation"))
             schema = rel.rsplit(".", 1)[0] if "." in rel else ""
-            add(f"{schema}.{node.idxname}" if schema else node.idxname)
-        elif isinstance(node, (ast.CreateSchemaStmt,)):
-            add(node.schemaname)
-        elif isinstance(
-            node, (ast.CreateEventTrigStmt, ast.AlterEventTrigStmt, ast.CreateTrigStmt)
-        ):
-            add(node.trigname)
-        elif isinstance(node, ast.CreateRoleStmt):
-            add(node.role)
-        elif isinstance(node, ast.RoleSpec) and node.rolename:
-            add(node.rolename)
-        elif isinstance(node, (ast.CreatedbStmt, ast.DropdbStmt)):
-            add(node.dbname)
-        elif isinstance(node, ast.CreateExtensionStmt):
-            add(node.extname)
-        elif isinstance(node, (ast.DefineStmt, ast.CompositeTypeStmt, ast.CreateEnumStmt)):
-            add(_names(getattr(node, "defnames", None) or getattr(node, "typeName", None)))
-        elif isinstance(node, ast.CreateDomainStmt):
-            add(_names(node.domainname))
-        elif isinstance(node, ast.CreateSeqStmt):
-            add(_names(node.sequence))
+            add(f"{schema}.{node['idxname']}" if schema else node["idxname"])
+        elif name == "CreateSchemaStmt":
+            add(node.get("schemaname"))
+        elif name in ("CreateEventTrigStmt", "AlterEventTrigStmt", "CreateTrigStmt"):
+            add(node.get("trigname"))
+        elif name == "CreateRoleStmt":
+            add(node.get("role"))
+        elif name == "RoleSpec" and node.get("rolename"):
+            add(node.get("rolename"))
+        elif name in ("CreatedbStmt", "DropdbStmt"):
+            add(node.get("dbname"))
+        elif name == "CreateExtensionStmt":
+            add(node.get("extname"))
+        elif name == "DefineStmt":
+            add(_names(node.get("defnames")))
+        elif name == "CompositeTypeStmt":
+            add(_names(node.get("typevar")))
+        elif name == "CreateEnumStmt":
+            add(_names(node.get("typeName")))
+        elif name == "CreateDomainStmt":
+            add(_names(node.get("domainname")))
+        elif name == "CreateSeqStmt":
+            add(_names(node.get("sequence")))
     return tuple(seen)
 
 
-def _explain_analyze(stmt: Any) -> bool:
+@lru_cache(maxsize=4096)
+def statement_objects(text: str) -> tuple[str, ...]:
+    """Object names one statement's text mentions (see :func:`_objects`).
+
+    >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
+    ('s.orders', 's.orders_old')
+    """
+    try:
+        tree = orjson.loads(parse_sql_json(text))
+    except ParseError:
+        return ()
+    names: dict[str, None] = {}
+    for raw in tree.get("stmts", ()):
+        for n in _objects(raw.get("stmt") or {}):
+            names.setdefault(n, None)
+    return tuple(names)
+
+
+def _explain_analyze(stmt: Tree) -> bool:
     analyze = False
-    for opt in stmt.options or ():
-        if isinstance(opt, ast.DefElem) and opt.defname == "analyze":
-            analyze = opt.arg is None or _const_text(opt.arg) not in {"off", "false", "0"}
-            if isinstance(opt.arg, ast.Boolean):
-                analyze = bool(opt.arg.boolval)
+    for opt in stmt.get("options") or ():
+        name, body = _unwrap(opt)
+        if name == "DefElem" and body.get("defname") == "analyze":
+            arg = body.get("arg")
+            if arg is None:
+                analyze = True
+            else:
+                argname, argbody = _unwrap(arg)
+                if argname == "Boolean":
+                    analyze = bool(argbody.get("boolval"))
+                else:
+                    analyze = _const_text(arg) not in {"off", "false", "0"}
     return analyze
 
 
-def _tag_and_level(stmt: Any, version: int) -> tuple[str, LogLevel]:
+_TRANSACTION_TAGS = {
+    "TRANS_STMT_BEGIN": "BEGIN", "TRANS_STMT_START": "START TRANSACTION",
+    "TRANS_STMT_COMMIT": "COMMIT", "TRANS_STMT_ROLLBACK": "ROLLBACK",
+    "TRANS_STMT_ROLLBACK_TO": "ROLLBACK", "TRANS_STMT_SAVEPOINT": "SAVEPOINT",
+    "TRANS_STMT_RELEASE": "RELEASE", "TRANS_STMT_PREPARE": "PREPARE TRANSACTION",
+    "TRANS_STMT_COMMIT_PREPARED": "COMMIT PREPARED",
+    "TRANS_STMT_ROLLBACK_PREPARED": "ROLLBACK PREPARED",
+}  # fmt: skip
+
+
+def _tag_and_level(name: str, stmt: Tree, version: int) -> tuple[str, LogLevel]:
     """``CreateCommandTag()`` and ``GetCommandLogLevel()`` for one raw statement."""
-    name = type(stmt).__name__
     tag, level = NODE_TAGS.get(name, ("???", LogLevel.ALL))
     if tag:
         looks_through = name == "PrepareStmt" or (name == "ExplainStmt" and _explain_analyze(stmt))
-        if looks_through and stmt.query is not None:
+        inner_name, inner = _unwrap(stmt.get("query"))
+        if looks_through and inner_name is not None:
             # PREPARE and EXPLAIN ANALYZE are logged at the contained statement's level.
-            level = _tag_and_level(stmt.query, version)[1]
-        elif name == "SelectStmt" and stmt.intoClause is not None:
+            level = _tag_and_level(inner_name, inner, version)[1]
+        elif name == "SelectStmt" and stmt.get("intoClause") is not None:
             # Raw tag SELECT, but it executes as CreateTableAsStmt: TG_TAG is SELECT INTO.
             return "SELECT INTO", LogLevel.DDL
-        elif name == "CopyStmt" and stmt.is_from:
+        elif name == "CopyStmt" and stmt.get("is_from"):
             level = LogLevel.MOD
         return tag, level
     if name == "TransactionStmt":
-        kind = str(stmt.kind.name).replace("TRANS_STMT_", "")
-        tags = {
-            "BEGIN": "BEGIN", "START": "START TRANSACTION", "COMMIT": "COMMIT",
-            "ROLLBACK": "ROLLBACK", "ROLLBACK_TO": "ROLLBACK", "SAVEPOINT": "SAVEPOINT",
-            "RELEASE": "RELEASE", "PREPARE": "PREPARE TRANSACTION",
-            "COMMIT_PREPARED": "COMMIT PREPARED", "ROLLBACK_PREPARED": "ROLLBACK PREPARED",
-        }  # fmt: skip
-        return tags.get(kind, "???"), level
+        return _TRANSACTION_TAGS.get(str(stmt.get("kind")), "???"), level
     if name == "ClosePortalStmt":
-        return ("CLOSE CURSOR ALL" if stmt.portalname is None else "CLOSE CURSOR"), level
+        return ("CLOSE CURSOR" if stmt.get("portalname") else "CLOSE CURSOR ALL"), level
     if name == "FetchStmt":
-        return ("MOVE" if stmt.ismove else "FETCH"), level
+        return ("MOVE" if stmt.get("ismove") else "FETCH"), level
     if name == "VacuumStmt":
-        return ("VACUUM" if stmt.is_vacuumcmd else "ANALYZE"), level
+        return ("VACUUM" if stmt.get("is_vacuumcmd") else "ANALYZE"), level
     if name == "VariableSetStmt":
-        reset = stmt.kind in (VariableSetKind.VAR_RESET, VariableSetKind.VAR_RESET_ALL)
+        reset = stmt.get("kind") in ("VAR_RESET", "VAR_RESET_ALL")
         return ("RESET" if reset else "SET"), level
     if name == "DiscardStmt":
-        target = str(stmt.target.name).replace("DISCARD_", "")
-        return f"DISCARD {target}", level
+        return "DISCARD " + str(stmt.get("target", "DISCARD_ALL")).replace("DISCARD_", ""), level
     if name == "DeallocateStmt":
-        isall = getattr(stmt, "isall", False) or stmt.name is None
+        isall = stmt.get("isall") or not stmt.get("name")
         return ("DEALLOCATE ALL" if isall else "DEALLOCATE"), level
     if name == "DropStmt":
-        word = _objtype_word(stmt.removeType)
+        word = _objtype_word(stmt.get("removeType"))
         return ("???" if word == "???" else f"DROP {word}"), level
     if name == "RenameStmt":
         objtype = (
-            stmt.relationType if stmt.renameType == ObjectType.OBJECT_COLUMN else stmt.renameType
+            stmt.get("relationType")
+            if stmt.get("renameType") == "OBJECT_COLUMN"
+            else stmt.get("renameType")
         )
         return _alter_tag(objtype), level
     if name in ("AlterObjectDependsStmt", "AlterObjectSchemaStmt", "AlterOwnerStmt"):
-        return _alter_tag(stmt.objectType), level
+        return _alter_tag(stmt.get("objectType")), level
     if name in ("AlterTableStmt", "AlterTableMoveAllStmt"):
-        return _alter_tag(stmt.objtype), level
+        return _alter_tag(stmt.get("objtype")), level
     if name == "GrantStmt":
-        return ("GRANT" if stmt.is_grant else "REVOKE"), level
+        return ("GRANT" if stmt.get("is_grant") else "REVOKE"), level
     if name == "GrantRoleStmt":
-        return ("GRANT ROLE" if stmt.is_grant else "REVOKE ROLE"), level
+        return ("GRANT ROLE" if stmt.get("is_grant") else "REVOKE ROLE"), level
     if name == "DefineStmt":
-        return f"CREATE {_objtype_word(stmt.kind)}", level
+        return f"CREATE {_objtype_word(stmt.get('kind'))}", level
     if name == "AlterFunctionStmt":
-        return _alter_tag(stmt.objtype), level
+        return _alter_tag(stmt.get("objtype")), level
     if name == "CreateFunctionStmt":
-        return ("CREATE PROCEDURE" if stmt.is_procedure else "CREATE FUNCTION"), level
+        return ("CREATE PROCEDURE" if stmt.get("is_procedure") else "CREATE FUNCTION"), level
     if name == "CreateTableAsStmt":
-        if stmt.objtype == ObjectType.OBJECT_MATVIEW:
+        if stmt.get("objtype") == "OBJECT_MATVIEW":
             return "CREATE MATERIALIZED VIEW", level
-        return ("SELECT INTO" if stmt.is_select_into else "CREATE TABLE AS"), level
+        return ("SELECT INTO" if stmt.get("is_select_into") else "CREATE TABLE AS"), level
     return "???", level
 
 
-def _statement_objtype(stmt: Any) -> Any:
+def _statement_objtype(name: str, stmt: Tree) -> Any:
     """The object type that ``EventTriggerSupportsObjectType()`` is asked about."""
-    name = type(stmt).__name__
-    if name == "GrantStmt" or name in ("CommentStmt", "SecLabelStmt"):
-        return stmt.objtype
+    if name in ("GrantStmt", "CommentStmt", "SecLabelStmt"):
+        return stmt.get("objtype")
     if name == "DropStmt":
-        return stmt.removeType
+        return stmt.get("removeType")
     if name == "RenameStmt":
-        return stmt.renameType
+        return stmt.get("renameType")
     if name in ("AlterObjectDependsStmt", "AlterObjectSchemaStmt", "AlterOwnerStmt"):
-        return stmt.objectType
+        return stmt.get("objectType")
     return None
 
 
-def _unauditable_reason(stmt: Any, tag: str, version: int) -> str | None:
+def _unauditable_reason(name: str, stmt: Tree, tag: str, version: int) -> str | None:
     """Why event triggers cannot see this schema change, or None when they can."""
-    name = type(stmt).__name__
     if name == "ExplainStmt":
         return "EXPLAIN ANALYZE runs the statement without firing event triggers"
     if tag in ("CREATE EVENT TRIGGER", "ALTER EVENT TRIGGER", "DROP EVENT TRIGGER"):
@@ -632,7 +712,7 @@ def _unauditable_reason(stmt: Any, tag: str, version: int) -> str | None:
         return "CLUSTER rewrites a table without firing event triggers"
     if tag == "PREPARE":
         return "PREPARE of a table-creating query is logged as DDL but creates nothing itself"
-    objtype = _statement_objtype(stmt)
+    objtype = _statement_objtype(name, stmt)
     if objtype in _SHARED_OBJECT_TYPES:
         return (
             f"{tag} on {_objtype_word(objtype).lower()} objects fires no event trigger "
@@ -641,63 +721,71 @@ def _unauditable_reason(stmt: Any, tag: str, version: int) -> str | None:
     return None
 
 
-def _event_trigger_change(stmt: Any, tag: str) -> EventTriggerChange | None:
-    name = type(stmt).__name__
+def _event_trigger_change(name: str, stmt: Tree, tag: str) -> EventTriggerChange | None:
     if name == "CreateEventTrigStmt":
-        return EventTriggerChange((stmt.trigname,), "create")
+        return EventTriggerChange((str(stmt.get("trigname")),), "create")
     if name == "AlterEventTrigStmt":
         action = {"D": "disable", "O": "enable", "R": "enable replica", "A": "enable always"}
-        return EventTriggerChange((stmt.trigname,), action.get(str(stmt.tgenabled), "alter"))
-    objtype = _statement_objtype(stmt)
-    if objtype == ObjectType.OBJECT_EVENT_TRIGGER:
+        return EventTriggerChange(
+            (str(stmt.get("trigname")),), action.get(str(stmt.get("tgenabled")), "alter")
+        )
+    if _statement_objtype(name, stmt) == "OBJECT_EVENT_TRIGGER":
         if name == "DropStmt":
-            return EventTriggerChange(tuple(_names(o) for o in stmt.objects or ()), "drop")
+            return EventTriggerChange(tuple(_names(o) for o in stmt.get("objects") or ()), "drop")
         if name == "RenameStmt":
-            return EventTriggerChange((_names(stmt.object),), f"rename to {stmt.newname}")
+            return EventTriggerChange(
+                (_names(stmt.get("object")),), f"rename to {stmt.get('newname')}"
+            )
         if name == "AlterOwnerStmt":
-            owner = stmt.newowner.rolename if stmt.newowner else "?"
-            return EventTriggerChange((_names(stmt.object),), f"owner to {owner}")
-        return EventTriggerChange((_names(getattr(stmt, "object", None)),), tag.lower())
+            owner = (stmt.get("newowner") or {}).get("rolename") or "?"
+            return EventTriggerChange((_names(stmt.get("object")),), f"owner to {owner}")
+        return EventTriggerChange((_names(stmt.get("object")),), tag.lower())
     return None
 
 
-def _grants_superuser(stmt: Any) -> bool:
-    name = type(stmt).__name__
+def _grants_superuser(name: str, stmt: Tree) -> bool:
     if name in ("CreateRoleStmt", "AlterRoleStmt"):
-        for opt in stmt.options or ():
-            if isinstance(opt, ast.DefElem) and opt.defname == "superuser":
-                return opt.arg is None or bool(getattr(opt.arg, "boolval", True))
-    if name == "GrantRoleStmt" and stmt.is_grant:
-        return any(
-            isinstance(r, ast.AccessPriv) and r.priv_name in POWERFUL_ROLES
-            for r in stmt.granted_roles or ()
-        )
+        for opt in stmt.get("options") or ():
+            optname, body = _unwrap(opt)
+            if optname == "DefElem" and body.get("defname") == "superuser":
+                arg = body.get("arg")
+                if arg is None:
+                    return True
+                argname, argbody = _unwrap(arg)
+                return bool(argbody.get("boolval")) if argname == "Boolean" else True
+    if name == "GrantRoleStmt" and stmt.get("is_grant"):
+        for role in stmt.get("granted_roles") or ():
+            rname, body = _unwrap(role)
+            if rname == "AccessPriv" and body.get("priv_name") in POWERFUL_ROLES:
+                return True
     return False
 
 
-def _settings(stmt: Any) -> tuple[SettingChange, ...]:
-    name = type(stmt).__name__
+def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     if name == "VariableSetStmt":
-        return _set_changes(stmt, "session")
+        return _set_changes({"VariableSetStmt": stmt}, "session")
     if name == "AlterSystemStmt":
-        return _set_changes(stmt.setstmt, "system")
+        return _set_changes(stmt.get("setstmt"), "system")
     if name == "AlterRoleSetStmt":
-        return _set_changes(stmt.setstmt, "role")
+        return _set_changes(stmt.get("setstmt"), "role")
     if name == "AlterDatabaseSetStmt":
-        return _set_changes(stmt.setstmt, "database")
+        return _set_changes(stmt.get("setstmt"), "database")
     found: list[SettingChange] = []
     if name in ("AlterFunctionStmt", "CreateFunctionStmt"):
-        for opt in (getattr(stmt, "actions", None) or ()) + (getattr(stmt, "options", None) or ()):
-            if isinstance(opt, ast.DefElem) and opt.defname == "set":
-                found.extend(_set_changes(opt.arg, "function"))
-    found.extend(_set_config_calls(stmt))
+        for opt in [*(stmt.get("actions") or ()), *(stmt.get("options") or ())]:
+            optname, body = _unwrap(opt)
+            if optname == "DefElem" and body.get("defname") == "set":
+                found.extend(_set_changes(body.get("arg"), "function"))
+    found.extend(_set_config_calls(stmt, text))
     return tuple(found)
 
 
-def classify_statement(stmt: Any, text: str, location: int, version: int) -> StatementClass:
-    """Classify one parsed statement (a pglast node) of a query string."""
-    tag, level = _tag_and_level(stmt, version)
-    reason = _unauditable_reason(stmt, tag, version)
+def classify_statement(
+    name: str, stmt: Tree, text: str, location: int, version: int
+) -> StatementClass:
+    """Classify one parsed statement (node name and fields of the JSON tree)."""
+    tag, level = _tag_and_level(name, stmt, version)
+    reason = _unauditable_reason(name, stmt, tag, version)
     if tag == "REINDEX" and version >= 170000:
         fires = True
     else:
@@ -710,17 +798,16 @@ def classify_statement(stmt: Any, text: str, location: int, version: int) -> Sta
     return StatementClass(
         text=text,
         location=location,
-        node=type(stmt).__name__,
+        node=name,
         command_tag=tag,
         log_level=level,
         fires_ddl_command_end=fires,
         may_fire_sql_drop=drops,
         may_fire_table_rewrite=fires and tag in rewrite_tags,
         unauditable_reason=reason if schema_change else None,
-        event_trigger=_event_trigger_change(stmt, tag),
-        settings=_settings(stmt),
-        grants_superuser=_grants_superuser(stmt),
-        objects=_objects(stmt),
+        event_trigger=_event_trigger_change(name, stmt, tag),
+        settings=_settings(name, stmt, text),
+        grants_superuser=_grants_superuser(name, stmt),
     )
 
 
@@ -785,13 +872,20 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
     False
     """
     try:
-        raw = parse_sql(query)
+        tree = orjson.loads(parse_sql_json(query))
     except ParseError as exc:
         return _fallback(query, str(exc))
+    data = query.encode("utf-8")
     statements = []
-    for rs in raw:
-        start = rs.stmt_location or 0
-        end = start + rs.stmt_len if rs.stmt_len else len(query)
-        text = query[start:end].strip()
-        statements.append(classify_statement(rs.stmt, text, start, server_version_num))
+    for raw in tree.get("stmts", ()):
+        # libpg_query's offsets count bytes of the UTF-8 text.
+        start = int(raw.get("stmt_location", 0))
+        length = int(raw.get("stmt_len", 0))
+        end = start + length if length else len(data)
+        text = data[start:end].decode("utf-8", "replace").strip()
+        location = len(data[:start].decode("utf-8", "replace"))
+        name, body = _unwrap(raw.get("stmt"))
+        if name is None:
+            continue
+        statements.append(classify_statement(name, body, text, location, server_version_num))
     return QueryClassification(query, tuple(statements))

@@ -663,6 +663,8 @@ class Matcher:
 
     def _touches_audit_objects(self, s: StatementClass) -> bool:
         schema = self.ctx.schema
+        if schema not in s.text:  # cheap test first: objects needs a second parse
+            return False
         return any(o == schema or o.startswith(schema + ".") for o in s.objects)
 
     @staticmethod
