@@ -577,7 +577,7 @@ def statement_objects(text: str) -> tuple[str, ...]:
     """Object names one statement's text mentions (see :func:`_objects`).
 
     >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
-    ('s.orders', 's.orders_old')
+    ('s.orders_old', 's.orders')
     """
     try:
         tree = orjson.loads(parse_sql_json(text))
