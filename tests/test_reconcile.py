@@ -637,3 +637,86 @@ def test_nested_ddl_inside_a_ddl_statement_and_rolled_back_do(adb: Audited) -> N
     assert rb.application == "dorb" and rb.audit_event_ids == () and rb.accounts_logged_ddl == 0
     assert result.document.summary.matched == 2  # CREATE FUNCTION, the CTAS itself
     assert_accounts(result)
+
+
+# ---------------------------------------------------------------------------- weaker logs
+
+
+def test_pairing_falls_back_to_pid_without_session_id_in_the_prefix(tmp_path: Path) -> None:
+    """An old stderr prefix without %c/%v: pid, user, database, time and text instead."""
+    with TempCluster(log_line_prefix="%m [%p] %u@%d ", log_destination="stderr") as c:
+        c.execute("CREATE DATABASE oldlog")
+        capture.install(c.dsn("oldlog"), databases=["oldlog"])
+        time.sleep(0.01)
+        t0 = datetime.now(UTC)
+        c.execute("CREATE TABLE a (id int)", dbname="oldlog")
+        c.execute("CREATE TABLE a2 (id int); CREATE TABLE a3 (id int)", dbname="oldlog")
+        c.execute("DO $$ BEGIN CREATE TABLE b (id int); END $$", dbname="oldlog")
+        c.execute("ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE", dbname="oldlog")
+        c.execute("CREATE TABLE hidden (id int)", dbname="oldlog")
+        c.execute("ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS", dbname="oldlog")
+        c.flush_logs()
+        cfg = load_config(
+            {
+                "dsn": c.dsn("oldlog"),
+                "logs": [str(c.log_dir)],
+                "log_line_prefix": "%m [%p] %u@%d ",
+                "since": t0.isoformat(),
+                "databases": ["oldlog"],
+                "out": str(tmp_path / "out"),
+            },
+            environ={},
+        )
+        result = reconcile(cfg)
+    doc = result.document
+    assert any("%c" in n and "weaker" in n for n in doc.notes)
+    classes = sorted((f.cls.value, f.statement or "") for f in doc.findings)
+    assert classes == [
+        # live state: a stderr-only log whose prefix lacks %c and %v weakens the log channel
+        ("CONFIG_DRIFT", ""),
+        ("EVENT_TRIGGER_DDL", "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE"),
+        ("EVENT_TRIGGER_DDL", "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS"),
+        ("INDIRECT_DDL", "DO $$ BEGIN CREATE TABLE b (id int); END $$"),
+        ("UNREPORTED_DDL", "CREATE TABLE hidden (id int)"),
+    ]
+    assert doc.summary.matched == 2
+    assert_accounts(result)
+
+
+def test_several_databases_read_with_the_reader_role(rc: TempCluster, tmp_path: Path) -> None:
+    names = [f"multi{next(_n)}", f"multi{next(_n)}"]
+    for name in names:
+        rc.execute(f"CREATE DATABASE {name}")
+    try:
+        capture.install(rc.dsn("postgres"), databases=names, reader_role="rec_reader")
+        time.sleep(0.01)
+        t0 = datetime.now(UTC)
+        for name in names:
+            rc.execute("CREATE TABLE shared_name (id int)", dbname=name)
+            rc.execute("DO $$ BEGIN CREATE TABLE via_do (id int); END $$", dbname=name)
+        rc.flush_logs()
+        cfg = load_config(
+            {
+                "dsn": rc.dsn("postgres"),
+                "logs": [str(rc.log_dir)],
+                "since": t0.isoformat(),
+                "databases": names,
+                "reader_role": "rec_reader",
+                "out": str(tmp_path / "out"),
+            },
+            environ={},
+        )
+        result = reconcile(cfg)
+        # The reader role can read the audit table but not change it.
+        with pytest.raises(psycopg.Error):
+            rc.execute("SET ROLE rec_reader; DELETE FROM auditor.events", dbname=names[0])
+    finally:
+        for name in names:
+            rc.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        rc.execute("DROP ROLE IF EXISTS rec_reader")
+    doc = result.document
+    assert {d.name for d in doc.databases if d.installed} == set(names)
+    indirect = only(result, C.INDIRECT_DDL)
+    assert sorted(f.database for f in indirect) == sorted(names)
+    assert doc.summary.matched == 2 and doc.summary.audit_rows == 4
+    assert_accounts(result)
