@@ -287,6 +287,17 @@ class EventTriggerChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Rename:
+    """An object that gets a new name: ``old`` and ``new`` as name parts (schema first
+    when written; unquoted parts lower-cased).  ``schema`` is set for ``ALTER SCHEMA a
+    RENAME TO b``, which renames every object in the schema."""
+
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    schema: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StatementClass:
     """One statement of a query string and what PostgreSQL does with it."""
 
@@ -303,6 +314,8 @@ class StatementClass:
     settings: tuple[SettingChange, ...] = ()
     grants_superuser: bool = False
     objects: tuple[str, ...] = ()  # object names mentioned, as written (lower-cased if unquoted)
+    #: Objects this statement gives a new name (RENAME TO, SET SCHEMA), for ``timeline``.
+    renames: tuple[Rename, ...] = ()
 
     @property
     def is_ddl(self) -> bool:
@@ -510,6 +523,58 @@ def _objects(stmt: Any) -> tuple[str, ...]:
     return tuple(seen)
 
 
+#: Renames of these leave their table's (or domain's) name alone.
+_SUBOBJECT_TYPES = frozenset(
+    {
+        ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER,
+        ObjectType.OBJECT_POLICY, ObjectType.OBJECT_RULE, ObjectType.OBJECT_DOMCONSTRAINT,
+        ObjectType.OBJECT_ATTRIBUTE,
+    }
+)  # fmt: skip
+
+
+def _name_parts(node: Any) -> tuple[str, ...]:
+    """Name parts of a RangeVar, a list of String nodes or an ObjectWithArgs."""
+    if isinstance(node, ast.RangeVar):
+        return tuple(str(p) for p in (node.schemaname, node.relname) if p)
+    if isinstance(node, ast.ObjectWithArgs):
+        return _name_parts(node.objname)
+    if isinstance(node, ast.String):
+        return (str(node.sval),)
+    if isinstance(node, (tuple, list)):
+        return tuple(str(n.sval) for n in node if isinstance(n, ast.String))
+    return ()
+
+
+def _renames(stmt: Any) -> tuple[Rename, ...]:
+    """``RENAME TO`` and ``SET SCHEMA`` of whole objects (not of columns, constraints...).
+
+    >>> _renames(parse_sql("ALTER TABLE s.t RENAME TO t2")[0].stmt)
+    (Rename(old=('s', 't'), new=('s', 't2'), schema=False),)
+    >>> _renames(parse_sql('ALTER TABLE "T" SET SCHEMA s2')[0].stmt)
+    (Rename(old=('T',), new=('s2', 'T'), schema=False),)
+    >>> _renames(parse_sql("ALTER SCHEMA a RENAME TO b")[0].stmt)
+    (Rename(old=('a',), new=('b',), schema=True),)
+    >>> _renames(parse_sql("ALTER TABLE t RENAME COLUMN a TO b")[0].stmt)
+    ()
+    """
+    if isinstance(stmt, ast.RenameStmt):
+        if stmt.renameType == ObjectType.OBJECT_SCHEMA:
+            return (Rename((str(stmt.subname),), (str(stmt.newname),), schema=True),)
+        if stmt.renameType in _SUBOBJECT_TYPES or not stmt.newname:
+            return ()
+        old = _name_parts(stmt.relation if stmt.relation is not None else stmt.object)
+        if not old:
+            return ()
+        return (Rename(old, (*old[:-1], str(stmt.newname))),)
+    if isinstance(stmt, ast.AlterObjectSchemaStmt) and stmt.newschema:
+        old = _name_parts(stmt.relation if stmt.relation is not None else stmt.object)
+        if not old:
+            return ()
+        return (Rename(old, (str(stmt.newschema), old[-1])),)
+    return ()
+
+
 def _explain_analyze(stmt: Any) -> bool:
     analyze = False
     for opt in stmt.options or ():
@@ -712,6 +777,7 @@ def classify_statement(stmt: Any, text: str, location: int, version: int) -> Sta
         settings=_settings(stmt),
         grants_superuser=_grants_superuser(stmt),
         objects=_objects(stmt),
+        renames=_renames(stmt),
     )
 
 

@@ -569,6 +569,19 @@ class Matcher:
                     f"{where}: audit row(s) {ids} differ from their markers.",
                 )
             ]
+        if rows and not any(f.event_name == "ddl_command_end" for f in chunk):
+            # Every successful eligible statement fires ddl_command_end once; a statement
+            # with only its table_rewrite/sql_drop rows ran with that trigger disabled.
+            kinds = "/".join(sorted({f.event_name for f in rows}))
+            ids = ", ".join(str(f.id) for f in rows)
+            return [
+                (
+                    C.UNREPORTED_DDL,
+                    None,
+                    f"{where} left no ddl_command_end firing (row or marker), only {kinds} "
+                    f"row(s) {ids}.{self._why_unreported(lg)}",
+                )
+            ]
         if rows:
             out: list[tuple[FindingClass, Severity | None, str]] = []
             rec = lg.record
