@@ -372,7 +372,7 @@ class TimelineStep:
                 }
                 for r in self.rows
             ],
-            "audit_note": self.audit_text if not self.rows else None,
+            "audit_note": (self.audit_text or None) if not self.rows else None,
             "finding": None
             if f is None
             else {
@@ -442,6 +442,11 @@ class _Item:
     #: For context steps: "any", or the session/database it is limited to.
     scope: tuple[str, str | None] = ("any", None)
     live: bool = False
+    texts: list[str] = field(default_factory=list)  # SQL the step holds (log and rows)
+    identities: list[Name] = field(default_factory=list)  # from the rows' objects
+    tags: list[str] = field(default_factory=list)  # the logged statement's DDL tags
+    changed: bool = True  # False when it failed or rolled back (renamed nothing)
+    parsed: bool = False
 
     def sort_key(self) -> tuple[int, datetime, str, int, int]:
         rows = [f.event.statement_time for f in self.firings if f.event is not None]
@@ -467,23 +472,12 @@ _SQL_STATEMENT = re.compile(
 )
 
 
-def _statement_names(item: _Item, text: str, changed: bool) -> None:
-    for s in classify(text).statements:
-        names = [text_names(o) for o in s.objects]
-        item.names.extend(names)
-        if not changed:
-            continue
-        for r in s.renames:
-            item.renames.append((r.old, r.new, r.schema))
-        if s.command_tag.startswith("DROP "):
-            item.drops.extend(names)
-
-
-def _collect(item: _Item) -> None:
-    """Names, renames, drops, users and sessions of one step."""
+def _gather(item: _Item) -> None:
+    """What a step says without parsing SQL: users, sessions, identities, its texts."""
     # A statement that failed or rolled back renamed and dropped nothing.
-    changed = item.finding is None or item.finding.cls not in (C.FAILED_DDL, C.ROLLED_BACK_DDL)
-    texts: list[str] = []
+    f0 = item.finding
+    item.changed = f0 is None or f0.cls not in (C.FAILED_DDL, C.ROLLED_BACK_DDL)
+    texts = item.texts
     rec = item.record
     if rec is not None:
         if rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE) and rec.statement:
@@ -491,14 +485,12 @@ def _collect(item: _Item) -> None:
         _add(item.users, rec.user)
         _add(item.sessions, rec.session_id)
         _add(item.databases, rec.database)
-    f0 = item.finding
     if rec is None and f0 is not None:
         if f0.statement and not item.firings:
             texts.append(f0.statement)
         _add(item.users, f0.user)
         _add(item.sessions, f0.session_id)
         _add(item.databases, f0.database)
-    identities: list[Name] = []
     for f in item.firings:
         e = f.event
         _add(item.databases, f.database)
@@ -506,9 +498,9 @@ def _collect(item: _Item) -> None:
             for o in e.objects:
                 if o.object_identity:
                     found = identity_names(o.object_identity)
-                    identities.extend(found)
+                    item.identities.extend(found)
                     if (
-                        changed
+                        item.changed
                         and found
                         and f.event_name == "sql_drop"
                         and f.tag.startswith("DROP ")
@@ -528,12 +520,36 @@ def _collect(item: _Item) -> None:
             _add(item.sessions, mrec.session_id)
             if e is None and mrec.statement and mrec.statement not in texts:
                 texts.append(mrec.statement)
-    for text in dict.fromkeys(texts):
-        _statement_names(item, text, changed)
+    item.texts = list(dict.fromkeys(texts))
+    item.names = list(item.identities)
+    if f0 is not None and f0.cls in CONTEXT_CLASSES:
+        item.scope = _context_scope(item)
+
+
+def _parse(item: _Item) -> None:
+    """Names, renames and drops from the step's SQL (PostgreSQL's parser; done once)."""
+    if item.parsed:
+        return
+    item.parsed = True
+    identities = item.identities
+    written: list[Name] = []
+    renames: list[tuple[Name, Name, bool]] = []
+    rec = item.record
+    for text in item.texts:
+        for s in classify(text).statements:
+            names = [text_names(o) for o in s.objects]
+            written.extend(names)
+            if rec is not None and text == rec.statement and (s.schema_change or s.settings):
+                item.tags.append(s.command_tag)
+            if not item.changed:
+                continue
+            renames.extend((r.old, r.new, r.schema) for r in s.renames)
+            if s.command_tag.startswith("DROP "):
+                item.drops.extend(names)
     # A name the statement writes without a schema is the one the audit row names,
     # when the step has a row naming it.
     resolved: list[Name] = []
-    for n in item.names:
+    for n in written:
         schemas = [i[0] for i in identities if len(n) == 1 and len(i) >= 2 and i[1] == n[0]]
         if schemas:
             resolved.extend((sch, n[0]) for sch in dict.fromkeys(schemas))
@@ -542,18 +558,39 @@ def _collect(item: _Item) -> None:
     item.names = resolved + identities
     # Qualify renames written without a schema from the audit row (RENAME stays in
     # its schema, so the new identity names the schema of both).
-    qualified = []
-    for old, new, schema in item.renames:
+    for old, new, schema in renames:
         if not schema and len(new) == 1:
             for ident in identities:
                 if len(ident) >= 2 and ident[1] == new[0]:
                     new = (ident[0], new[0])
                     old = old if len(old) == 2 else (ident[0], old[-1])
                     break
-        qualified.append((old, new, schema))
-    item.renames = qualified
-    if item.finding is not None and item.finding.cls in CONTEXT_CLASSES:
-        item.scope = _context_scope(item)
+        item.renames.append((old, new, schema))
+
+
+def _needles(names: Iterable[Name]) -> set[str]:
+    """Lower-cased strings one of these names must appear as in SQL text that names it.
+
+    >>> sorted(_needles([("s", 'a"b')]))
+    ['a""b', 'a"b', 's']
+    """
+    out = set()
+    for name in names:
+        for part in name:
+            out.add(part.lower())
+            out.add(part.replace('"', '""').lower())
+    return out
+
+
+def _parse_mentioning(items: Sequence[_Item], needles: set[str]) -> None:
+    """Parse the steps whose SQL text may name one of ``needles`` (a substring test).
+
+    A text that does not contain a name's characters cannot name it (unless written
+    with ``U&"..."`` escapes), so the rest of a busy night is never parsed.
+    """
+    for it in items:
+        if not it.parsed and any(n in t.lower() for t in it.texts for n in needles):
+            _parse(it)
 
 
 def _context_scope(item: _Item) -> tuple[str, str | None]:
@@ -682,9 +719,21 @@ def assemble(
     pattern = parse_object_name(object_name) if object_name else None
     items = _items(steps, extra, {f.id: f for f in final})
     for it in items:
-        _collect(it)
+        _gather(it)
     items.sort(key=_Item.sort_key)
-    aliases = _follow(items, pattern) if pattern else []
+    aliases: list[Alias] = []
+    if pattern is not None:
+        # Learn the object's names: parse what may mention a known name, follow the
+        # renames found, and again with the names learnt, until nothing new.
+        needles: set[str] = set()
+        aliases = [Alias(pattern, None, None)]
+        while True:
+            more = _needles(a.name for a in aliases)
+            if more <= needles:
+                break
+            needles |= more
+            _parse_mentioning(items, needles)
+            aliases = _follow(items, pattern)
     filtered = pattern is not None or bool(user) or bool(session)
     of_object = _object_steps(items, aliases) if pattern else set()
     chosen: list[int] = []
@@ -698,12 +747,13 @@ def assemble(
         chosen.append(i)
     ctx: set[int] = set()
     if filtered and context and chosen:
+        chosen_set = set(chosen)
         last = items[chosen[-1]].sort_key()
         dbs = {d for i in chosen for d in items[i].databases}
         sessions = {s for i in chosen for s in items[i].sessions}
         for i, it in enumerate(items):
             f = it.finding
-            if i in chosen or f is None or f.cls not in CONTEXT_CLASSES:
+            if i in chosen_set or f is None or f.cls not in CONTEXT_CLASSES:
                 continue
             if it.sort_key() > last and not it.live:
                 continue
@@ -787,6 +837,8 @@ def timeline(
 
 
 def _step(n: int, it: _Item, context: bool, aliases: Sequence[Alias] = ()) -> TimelineStep:
+    if _shows_sql_names(it):
+        _parse(it)
     rec = it.record
     f = it.finding
     log: LogView | None = None
@@ -842,6 +894,15 @@ def _step(n: int, it: _Item, context: bool, aliases: Sequence[Alias] = ()) -> Ti
         names=tuple(shown),
         context=context,
     )
+
+
+def _shows_sql_names(it: _Item) -> bool:
+    """Whether the one-line summary needs the parsed SQL: no audit row names the
+    objects, or the step may rename something.  (Parsing every step of a busy night
+    would cost more than pairing it did.)"""
+    if not it.identities:
+        return True
+    return any("rename" in t.lower() or "schema" in t.lower() for t in it.texts)
 
 
 def _log_error(f: Finding | None) -> str | None:
@@ -916,12 +977,9 @@ def _summary(it: _Item, names: Sequence[str]) -> str:
     if who is None:
         e = next((fi.event for fi in it.firings if fi.event is not None), None)
         who = e.session_user if e else (f.user if f else None)
-    tags: list[str] = []
-    if rec is not None and rec.statement:
-        cls = classify(rec.statement)
-        tags = [s.command_tag for s in cls.statements if s.schema_change or s.settings]
+    tags = list(it.tags)
     if not tags:
-        tags = list(dict.fromkeys(fi.tag for fi in it.firings))
+        tags = list(dict.fromkeys(fi.tag for fi in it.firings if not fi.in_extension))
     if not tags and f is not None:
         tags = list(f.command_tags)
     what = " ".join(
