@@ -23,13 +23,18 @@ that schema.  A step belongs to the object when the name appears
   ``caller_context``: the DDL a DO block or function ran).  A name written
   without a schema there may be in any schema on the search path, so it also
   matches ``schema.name`` (the audit row, when there is one, tells which).
+  Only statements whose text contains one of the object's names are parsed,
+  so a name written with ``U&"..."`` escapes is not recognised.
 
 **Renames.**  The object keeps its history across ``RENAME TO`` and ``SET
 SCHEMA`` (and ``ALTER SCHEMA ... RENAME``) in both directions: when a step
 renames X to Y and the object is known as X at that step, it is also known as
 Y from that step on, until a later step drops Y or renames it again; when the
 object is known as Y at that step, it was X before it, back to the last step
-that dropped an X.  This is repeated until nothing new is learnt, so
+that dropped an X or renamed something to X.  An ``ALTER SCHEMA a RENAME TO
+b`` moves every ``a.name`` the object is known as to ``b.name``, and belongs to
+the story when a step names the object under the name it taught.  This is
+repeated until nothing new is learnt, so
 ``--object`` with the newest name shows the steps under every older name and
 the oldest name shows every later one.  The name given on the command line
 itself is matched at every step (two objects that bore the same name one
