@@ -44,8 +44,10 @@ after the other are both shown).
 (``EVENT_TRIGGER_DDL``, ``CONFIG_DRIFT``, ``LOG_GAP``) up to the object's last
 step are shown too, marked as context, because they explain the disagreements
 of the object's own steps (an ``ALTER EVENT TRIGGER ... DISABLE`` before an
-``UNREPORTED_DDL``).  Event-trigger DDL counts only in the databases of the
-matched steps, a session-level ``SET`` only in their sessions.
+``UNREPORTED_DDL``); when a step's audit row was deleted or altered, context
+after the last step is shown too (the tampering came later).  Event-trigger
+DDL counts only in the databases of the matched steps, a session-level ``SET``
+only in their sessions.
 
 Filters combine with AND: ``--user`` matches the log's user or the audit
 row's session_user, current_user or login user; ``--session`` the session id
@@ -78,6 +80,9 @@ Name = tuple[str, ...]
 
 #: Classes of steps that weaken a channel: shown as context of a filtered story.
 CONTEXT_CLASSES = frozenset({C.EVENT_TRIGGER_DDL, C.CONFIG_DRIFT, C.LOG_GAP})
+
+#: Classes that mean the audit table was tampered with after the step.
+TAMPERED_CLASSES = frozenset({C.AUDIT_ROW_MISSING, C.AUDIT_ROW_ALTERED})
 
 #: One short phrase per class, for the one-line "what happened".
 PHRASE: dict[FindingClass, str] = {
@@ -454,19 +459,33 @@ class _Item:
     parsed: bool = False
 
     def sort_key(self) -> tuple[int, datetime, str, int, int]:
-        rows = [f.event.statement_time for f in self.firings if f.event is not None]
-        t = min(rows) if rows else self.time
+        """Log order first: the step's log line, else its first marker's, else the
+        row's statement time; the log's times have milliseconds, so ties within one
+        millisecond are broken by the position in the log file, which is write order."""
+        rec = self.record
+        if rec is None:
+            marks = [f.marker_record for f in self.firings if f.marker_record is not None]
+            rec = (
+                min(marks, key=lambda r: (r.time or _EPOCH, r.source.file, r.source.offset))
+                if marks
+                else None
+            )
+        t = rec.time if rec is not None else None
+        if t is None:
+            rows = [f.event.statement_time for f in self.firings if f.event is not None]
+            t = min(rows) if rows else self.time
         if t is None:
             bucket = 2 if self.live else 0
             t = _EPOCH
         else:
             bucket = 1
-        rec = self.record
+            t = t.replace(microsecond=t.microsecond // 1000 * 1000)
+        f = self.finding
         return (
             bucket,
             t,
-            rec.source.file if rec else (self.finding.log_file or "" if self.finding else ""),
-            rec.source.line if rec else 0,
+            rec.source.file if rec else (f.log_file or "" if f else ""),
+            rec.source.offset if rec else (f.log_line or 0 if f else 0),
             min((f.id for f in self.firings), default=0),
         )
 
@@ -754,13 +773,17 @@ def assemble(
     if filtered and context and chosen:
         chosen_set = set(chosen)
         last = items[chosen[-1]].sort_key()
+        # A deleted or altered row was tampered with after the fact: look to the end.
+        after = any(
+            (f := items[i].finding) is not None and f.cls in TAMPERED_CLASSES for i in chosen
+        )
         dbs = {d for i in chosen for d in items[i].databases}
         sessions = {s for i in chosen for s in items[i].sessions}
         for i, it in enumerate(items):
             f = it.finding
             if i in chosen_set or f is None or f.cls not in CONTEXT_CLASSES:
                 continue
-            if it.sort_key() > last and not it.live:
+            if it.sort_key() > last and not it.live and not after:
                 continue
             if it.sort_key()[0] == 0:  # a gap with no time: said in the notes
                 continue

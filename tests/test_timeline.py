@@ -437,3 +437,38 @@ def test_renames_are_followed_both_ways_and_a_reused_name_is_another_object(
     ]
     # Unquoted T4 is t4: another name (only the index named t4_id mentions nothing).
     assert story("app9.T4") == []
+
+
+def test_reconcile_reports_a_deleted_row_whose_sibling_row_survives(db: TestDB) -> None:
+    """Matcher fix: DROP TABLE writes a sql_drop and a ddl_command_end row; deleting
+    only the ddl_command_end row must not leave the statement 'matched'."""
+    capture.install(db.dsn(), databases=[db.name])
+    db.run("CREATE TABLE victim (id int)", app="dev")
+    time.sleep(0.01)
+    t0 = datetime.now(UTC)
+    db.run("DROP TABLE victim", app="dev")
+    rows = db.run("SELECT id, event FROM auditor.events WHERE command_tag = 'DROP TABLE'")
+    end = [i for i, event in rows if event == "ddl_command_end"]
+    assert len(rows) == 2 and len(end) == 1
+    db.run(
+        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
+        f"DELETE FROM auditor.events WHERE id = {end[0]};"
+        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
+        app="cleaner",
+    )
+    played = Played(db, t0, "", "")
+    a = analyse(load_config(played.flags(), environ={}), use_state=False)
+    (f,) = [f for f in a.document.findings if f.statement == "DROP TABLE victim"]
+    assert f.cls == C.AUDIT_ROW_MISSING
+    assert str(end[0]) in f.explanation
+    # The tampering came after the object's last step; it is shown as context.
+    step, tampering = played.timeline(object_name="victim").steps
+    assert step.finding is not None and step.finding.cls == C.AUDIT_ROW_MISSING
+    assert tampering.context and tampering.finding is not None
+    assert tampering.finding.cls == C.CONFIG_DRIFT and tampering.log is not None
+    assert tampering.log.application == "cleaner"
+    assert {(r.event, r.status) for r in step.rows} == {
+        ("sql_drop", "row"),
+        ("ddl_command_end", "row gone"),
+    }
+    assert "gone" in step.audit_text
