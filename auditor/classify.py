@@ -295,6 +295,17 @@ class EventTriggerChange:
 
 
 @dataclass(frozen=True, slots=True)
+class Rename:
+    """An object that gets a new name: ``old`` and ``new`` as name parts (schema first
+    when written; unquoted parts lower-cased).  ``schema`` is set for ``ALTER SCHEMA a
+    RENAME TO b``, which renames every object in the schema."""
+
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    schema: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StatementClass:
     """One statement of a query string and what PostgreSQL does with it."""
 
@@ -319,6 +330,11 @@ class StatementClass:
         rarely needs it and a nightly run classifies up to millions of statements.
         """
         return statement_objects(self.text)
+
+    @property
+    def renames(self) -> tuple[Rename, ...]:
+        """Objects this statement gives a new name (RENAME TO, SET SCHEMA), for ``timeline``."""
+        return statement_renames(self.text)
 
     @property
     def is_ddl(self) -> bool:
@@ -579,15 +595,83 @@ def statement_objects(text: str) -> tuple[str, ...]:
     >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
     ('s.orders_old', 's.orders')
     """
+    names: dict[str, None] = {}
+    for stmt in _parse_statements(text):
+        for n in _objects(stmt):
+            names.setdefault(n, None)
+    return tuple(names)
+
+
+def _parse_statements(text: str) -> list[Tree]:
+    """The wrapped statement nodes of a text ([] when it does not parse)."""
     try:
         tree = orjson.loads(parse_sql_json(text))
     except ParseError:
+        return []
+    return [raw.get("stmt") or {} for raw in tree.get("stmts", ())]
+
+
+#: Renames of these leave their table's (or domain's) name alone.
+_SUBOBJECT_TYPES = frozenset(
+    {
+        "OBJECT_COLUMN", "OBJECT_TABCONSTRAINT", "OBJECT_TRIGGER", "OBJECT_POLICY",
+        "OBJECT_RULE", "OBJECT_DOMCONSTRAINT", "OBJECT_ATTRIBUTE",
+    }
+)  # fmt: skip
+
+
+def _name_parts(node: Any) -> tuple[str, ...]:
+    """Name parts of a RangeVar, a list of String nodes or an ObjectWithArgs."""
+    if node is None:
         return ()
-    names: dict[str, None] = {}
-    for raw in tree.get("stmts", ()):
-        for n in _objects(raw.get("stmt") or {}):
-            names.setdefault(n, None)
-    return tuple(names)
+    if isinstance(node, list):
+        return tuple(p for n in node for p in _name_parts(n))
+    name, body = _unwrap(node)
+    if name == "String":
+        return (str(body.get("sval", "")),)
+    if name == "List":
+        return _name_parts(body.get("items"))
+    if isinstance(body, dict) and "relname" in body:
+        return tuple(str(p) for p in (body.get("schemaname"), body.get("relname")) if p)
+    if isinstance(body, dict) and "objname" in body:
+        return _name_parts(body.get("objname"))
+    return ()
+
+
+def _renames(wrapped: Tree) -> tuple[Rename, ...]:
+    """``RENAME TO`` and ``SET SCHEMA`` of whole objects (not of columns, constraints...)."""
+    name, stmt = _unwrap(wrapped)
+    if name == "RenameStmt":
+        if stmt.get("renameType") == "OBJECT_SCHEMA":
+            return (Rename((str(stmt.get("subname")),), (str(stmt.get("newname")),), schema=True),)
+        if stmt.get("renameType") in _SUBOBJECT_TYPES or not stmt.get("newname"):
+            return ()
+        old = _name_parts(stmt.get("relation") if stmt.get("relation") else stmt.get("object"))
+        if not old:
+            return ()
+        return (Rename(old, (*old[:-1], str(stmt["newname"]))),)
+    if name == "AlterObjectSchemaStmt" and stmt.get("newschema"):
+        old = _name_parts(stmt.get("relation") if stmt.get("relation") else stmt.get("object"))
+        if not old:
+            return ()
+        return (Rename(old, (str(stmt["newschema"]), old[-1])),)
+    return ()
+
+
+@lru_cache(maxsize=4096)
+def statement_renames(text: str) -> tuple[Rename, ...]:
+    """Renames in one statement's text.
+
+    >>> statement_renames("ALTER TABLE s.t RENAME TO t2")
+    (Rename(old=('s', 't'), new=('s', 't2'), schema=False),)
+    >>> statement_renames('ALTER TABLE "T" SET SCHEMA s2')
+    (Rename(old=('T',), new=('s2', 'T'), schema=False),)
+    >>> statement_renames("ALTER SCHEMA a RENAME TO b")
+    (Rename(old=('a',), new=('b',), schema=True),)
+    >>> statement_renames("ALTER TABLE t RENAME COLUMN a TO b")
+    ()
+    """
+    return tuple(r for stmt in _parse_statements(text) for r in _renames(stmt))
 
 
 def _explain_analyze(stmt: Tree) -> bool:

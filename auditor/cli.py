@@ -545,3 +545,107 @@ def reconcile(
     for line in summary_lines(result):
         typer.echo(line)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def timeline(
+    dsn: DsnOpt = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
+    ] = None,
+    log_line_prefix: Annotated[
+        str | None,
+        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
+    ] = None,
+    object_name: Annotated[
+        str | None,
+        typer.Option(
+            "--object",
+            help="NAME (any schema) or SCHEMA.NAME, quoted as in SQL; renames are followed.",
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Only steps of this role (log user or audit row's users)."),
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only steps of this session id (%c).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
+    ] = None,
+    database: DatabaseOpt = None,
+    schema: SchemaOpt = None,
+    output: Annotated[
+        str, typer.Option("--format", help="table (default), csv or json.")
+    ] = "table",
+    no_context: Annotated[
+        bool,
+        typer.Option(
+            "--no-context",
+            help="Leave out the steps that weakened a channel (trigger disabled, gaps, ...) "
+            "when they do not match the filters themselves.",
+        ),
+    ] = False,
+    config_file: ConfigOpt = None,
+) -> None:
+    """The story of an object, user or session: both channels, step by step, in order.
+
+    Each step shows the log's record (file:line), the trigger's rows (ids,
+    objects) and the finding class where they disagree.  Filters combine with
+    AND; without any, every step of the window is shown.
+    """
+    import shutil
+
+    from auditor import timeline as tl_mod
+
+    output = output.lower()
+    if output not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json, not {output!r}")
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        logs=log,
+        log_format=log_format,
+        log_line_prefix=log_line_prefix,
+        since=since,
+        until=until,
+        databases=database,
+        schema=schema,
+    )
+    story = tl_mod.timeline(
+        cfg, object_name=object_name, user=user, session=session, context=not no_context
+    )
+    if output == "json":
+        text = tl_mod.to_json(story)
+    elif output == "csv":
+        text = tl_mod.to_csv(story)
+    else:
+        tty = sys.stdout.isatty()
+        width = max(shutil.get_terminal_size((100, 24)).columns, 80) if tty else 100
+        text = tl_mod.render_table(story, width=width, color=tty)
+    _write_stdout(text)
+    if output != "table":
+        for note in story.notes:
+            typer.echo(f"auditor: note: {mask(note)}", err=True)
+
+
+def _write_stdout(text: str) -> None:
+    """Write text whatever its characters (undecodable log bytes come back escaped)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    else:
+        sys.stdout.flush()
+        buffer.write(text.encode("utf-8", "backslashreplace"))
+    sys.stdout.flush()

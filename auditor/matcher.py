@@ -578,6 +578,25 @@ class Matcher:
                     f"{where}: audit row(s) {ids} differ from their markers.",
                 )
             ]
+        gone = [f for f in markers_only if f.status not in ("aborted", "in progress")]
+        if rows and gone:
+            # Its other rows survive (e.g. DROP's sql_drop row), so the statement
+            # committed: the rows with only a marker were deleted.
+            ids = ", ".join(str(f.id) for f in gone)
+            return [(C.AUDIT_ROW_MISSING, None, f"{where}: audit row(s) {ids} are gone.")]
+        if rows and not any(f.event_name == "ddl_command_end" for f in chunk):
+            # Every successful eligible statement fires ddl_command_end once; a statement
+            # with only its table_rewrite/sql_drop rows ran with that trigger disabled.
+            kinds = "/".join(sorted({f.event_name for f in rows}))
+            ids = ", ".join(str(f.id) for f in rows)
+            return [
+                (
+                    C.UNREPORTED_DDL,
+                    None,
+                    f"{where} left no ddl_command_end firing (row or marker), only {kinds} "
+                    f"row(s) {ids}.{self._why_unreported(lg)}",
+                )
+            ]
         if rows:
             out: list[tuple[FindingClass, Severity | None, str]] = []
             rec = lg.record
@@ -644,8 +663,9 @@ class Matcher:
     def _why_unreported(self, lg: _Logged) -> str:
         """Point at the likely cause seen earlier in the same log, if any."""
         t = lg.record.time
+        here = _time_key(lg.record)  # %m has milliseconds: same-ms lines keep log order
         for other in reversed(self.logged):
-            if other.record.time is None or t is None or other.record.time >= t:
+            if other.record.time is None or t is None or _time_key(other.record) >= here:
                 continue
             for s in other.cls.statements:
                 et = s.event_trigger
