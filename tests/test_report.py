@@ -118,7 +118,9 @@ def _finding(n: int, cls: FindingClass, severity: Severity, **changes: Any) -> F
     }
     fields.update(changes)
     if "accounts_logged_ddl" not in changes:
-        fields["accounts_logged_ddl"] = int(bool(fields["statement"]) and fields["log_line"] is not None)
+        fields["accounts_logged_ddl"] = int(
+            bool(fields["statement"]) and fields["log_line"] is not None
+        )
     return Finding(**fields)
 
 
