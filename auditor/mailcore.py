@@ -732,14 +732,17 @@ class SmtpSession:
         sender: str,
         recipients: Sequence[str],
         *,
-        after_end_of_data: Callable[[], None] | None = None,
+        on_accepted: Callable[[], None] | None = None,
     ) -> dict[str, str]:
         """Send one message; returns the recipients the server refused (others got it).
 
-        ``after_end_of_data`` runs right after the final ``.`` was written and before
-        the server's reply is read: the moment the server may have accepted the
-        message.  The worker commits its delivery record there, so that only a crash
-        between those two system calls can leave a delivered message unrecorded.
+        ``on_accepted`` runs the moment the server's 250 to the end of the message is
+        read, before anything else: the worker commits its delivery record there, so
+        that only a crash in the microseconds between that reply and the COMMIT can
+        make it send a delivered message again (with the same Message-ID).  Without a
+        250 nothing is recorded and the message is sent again later: a server that
+        keeps a message whose client vanished before reading the reply (RFC 1047)
+        then gets it twice, never zero times.
         """
         smtp = self.connect()
         data = message_bytes(msg)
@@ -773,11 +776,11 @@ class SmtpSession:
                 body += b"\r\n"
             smtp.send(body + b".\r\n")
             stage = "end of data"
-            if after_end_of_data is not None:
-                after_end_of_data()
             code, resp = smtp.getreply()
             if code != 250:
                 raise smtplib.SMTPDataError(code, resp)
+            if on_accepted is not None:
+                on_accepted()
             return refused
         except DeliveryError:
             raise

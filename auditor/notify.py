@@ -12,12 +12,13 @@ commit, so SMTP never makes DDL wait.  The worker, for each database:
    known to be claimed (``sql/mail_install.sql`` explains the probe);
 2. **sends** what is due: each mail in its own transaction that locks its
    ``deliveries`` row (``FOR UPDATE SKIP LOCKED``) and marks it delivered; the
-   COMMIT is sent right after the message's final ``.``, before the server's reply
-   is read, so only a crash between those two system calls can leave a delivered
-   mail unrecorded (it would then be sent again, with the same Message-ID).  A
-   refusal or a lost reply undoes the mark; failures are retried with exponential
-   back-off and, after ``notify.failing_after`` attempts, reported as failing by
-   ``auditor status`` (and still retried);
+   COMMIT goes out through libpq the instant the server's 250 is read, so only a
+   crash in the microseconds between the two can make a delivered mail go out
+   again (with the same Message-ID).  Without a 250 (refused, connection lost, the
+   worker killed while the server was still thinking) nothing is committed and the
+   mail is sent again later: at least once, never lost.  Failures are retried with
+   exponential back-off and, after ``notify.failing_after`` attempts, reported as
+   failing by ``auditor status`` (and still retried);
 3. **waits** on ``LISTEN`` (with a poll every ``notify.poll_interval`` seconds as a
    fallback, and when a retry falls due) and reconnects when PostgreSQL goes away.
 
@@ -59,6 +60,7 @@ from auditor.outbox import render
 from auditor.redact import mask
 
 log = logging.getLogger("auditor.notify")
+log.addHandler(logging.NullHandler())  # the CLI adds its own; a library stays quiet
 
 APPLICATION = "auditor notify"
 #: How often ``--all-databases`` looks for newly created databases (seconds).
@@ -141,7 +143,7 @@ def format_report(report: NotifyReport) -> str:
 
 
 class _Commit:
-    """Sends COMMIT with libpq directly, the instant after the message's final dot."""
+    """Sends COMMIT with libpq directly, the instant the SMTP server accepted the message."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
@@ -276,8 +278,8 @@ class DatabaseMailer:
                         ],
                     )
                     claimed += 1
-                probe_id, probe_xmax = state["probe_id"], state["probe_xmax"]
-                if probe_id is not None and int(state["snapshot_xmin"]) >= int(probe_xmax):
+                probe_id, probe_xid = state["probe_id"], state["probe_xid"]
+                if probe_id is not None and int(state["snapshot_xmin"]) >= int(probe_xid):
                     reach = (
                         int(probe_id) if not truncated or top is None else min(int(probe_id), top)
                     )
@@ -305,11 +307,11 @@ class DatabaseMailer:
             cur.execute(render("mail_probe_set.sql", self.schema), [int(row["probe_id"])])
 
     # -- send ----------------------------------------------------------------------
-    def _record_failure(self, ids: Sequence[int], error: str, *, undo: bool = False) -> None:
+    def _record_failure(self, ids: Sequence[int], error: str) -> None:
         w = self.worker
         self._cursor().execute(
             render("mail_record_failure.sql", self.schema),
-            [list(ids), error, w.retry_initial, w.retry_max, w.failing_after, undo],
+            [list(ids), error, w.retry_initial, w.retry_max, w.failing_after],
         )
 
     def send_due(self, session: SmtpSession, *, ignore_schedule: bool = False) -> DatabaseReport:
@@ -366,12 +368,14 @@ class DatabaseMailer:
                     )
                     continue
                 failed += 1
+                unreachable = outcome.startswith("!")
+                outcome = outcome.lstrip("!")
                 errors.append(f"{d['message_id']}: {outcome}")
                 log.warning("%s: not delivered %s: %s", self.database, d["message_id"], outcome)
-                if outcome.startswith("!"):  # the SMTP server is unreachable: stop this round
+                if unreachable:  # the SMTP server cannot be reached: stop this round
                     rest = [int(x["id"]) for x in due[n + 1 :]]
                     if rest:
-                        self._record_failure(rest, outcome[1:])
+                        self._record_failure(rest, outcome)
                         failed += len(rest)
                     return self._report(delivered, failed, errors)
         return self._report(delivered, failed, errors)
@@ -381,7 +385,7 @@ class DatabaseMailer:
             self.database,
             delivered=delivered,
             failed=failed,
-            errors=tuple(e.lstrip("!") for e in errors),
+            errors=tuple(errors),
         )
 
     def _send_one(self, session: SmtpSession, did: int, msg: Any) -> str | None:
@@ -400,21 +404,12 @@ class DatabaseMailer:
             commit = _Commit(conn)
             try:
                 refused = session.send(
-                    msg,
-                    self.settings.mail_from,
-                    self.settings.recipients,
-                    after_end_of_data=commit.send,
+                    msg, self.settings.mail_from, self.settings.recipients, on_accepted=commit.send
                 )
-            except DeliveryError as exc:
-                if commit.sent:
-                    committed = True
-                    commit.finish()
-                    # Marked delivered at the final dot, then refused or no reply: undo.
-                    self._record_failure([did], str(exc), undo=True)
-                else:
-                    conn.execute("ROLLBACK")
-                    committed = True
-                    self._record_failure([did], str(exc))
+            except DeliveryError as exc:  # not accepted: nothing was committed
+                conn.execute("ROLLBACK")
+                committed = True
+                self._record_failure([did], str(exc))
                 return ("!" if exc.connection else "") + str(exc)
             committed = True
             try:

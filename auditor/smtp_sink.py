@@ -9,11 +9,13 @@ outage); :attr:`SmtpSink.reject` makes it answer every message with an error rep
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
@@ -38,11 +40,22 @@ class Received:
     message_id: str | None
 
 
+class _Controller(Controller):
+    def factory(self) -> Any:
+        with warnings.catch_warnings():
+            # "AUTH without requiring TLS": with implicit TLS the whole session is TLS,
+            # which aiosmtpd (it only knows STARTTLS) cannot tell.
+            warnings.simplefilter("ignore", UserWarning)
+            return super().factory()  # type: ignore[no-untyped-call]
+
+
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)
         return self.sink._store(envelope)
 
 
@@ -76,6 +89,8 @@ class SmtpSink:
             self._context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
         #: When set (e.g. ``"451 4.3.0 try again later"``), every message gets this reply.
         self.reject: str | None = None
+        #: Seconds the server thinks before answering the end of each message (a slow relay).
+        self.delay = 0.0
         #: Called with each accepted message's path (the bench uses it for timings).
         self.on_message: Callable[[Received], None] | None = None
         self.received: list[Received] = []
@@ -98,11 +113,12 @@ class SmtpSink:
             kwargs.update(
                 authenticator=self._authenticate,
                 auth_required=True,
-                auth_require_tls=self.security != "none",
+                # aiosmtpd only knows about STARTTLS; implicit TLS is encrypted anyway
+                auth_require_tls=self.security == "starttls",
             )
         deadline = time.monotonic() + 10
         while True:
-            controller = Controller(
+            controller = _Controller(
                 _Handler(self),
                 hostname="127.0.0.1",
                 port=self.port,

@@ -10,11 +10,13 @@
 -- Placeholder: {{schema}}.
 --
 -- mail_state.scanned_to: every audit row with a lower or equal id is claimed, or will
--- never become visible.  auditor notify advances it with a probe: (probe_id, probe_xmax)
--- = the events sequence's last value, then the next xid of a later snapshot.  Ids are
--- drawn after the inserting transaction has its xid (record_event() takes the xid
--- first), so once a snapshot's xmin reaches probe_xmax every row up to probe_id is
--- final, and a poll that claimed all visible rows up to it may move scanned_to there.
+-- never become visible.  auditor notify advances it with a probe: probe_id = the
+-- events sequence's last value, then probe_xid = an xid drawn after that read (by the
+-- statement that stores the probe).  Ids are drawn by transactions that already have
+-- their xid (record_event() takes the xid first), so every row up to probe_id belongs
+-- to a transaction older than probe_xid; once a snapshot's xmin reaches probe_xid they
+-- have all ended, and a claim that sees all visible rows up to probe_id may move
+-- scanned_to there.  (This needs the serial's default CACHE 1.)
 -- At the first install it starts at the current last row: history is not mailed.
 
 CREATE TABLE IF NOT EXISTS {schema}.deliveries (
@@ -47,7 +49,7 @@ CREATE TABLE IF NOT EXISTS {schema}.mail_state (
     id          integer PRIMARY KEY CHECK (id = 1),
     scanned_to  bigint  NOT NULL,
     probe_id    bigint,
-    probe_xmax  bigint
+    probe_xid   bigint
 );
 INSERT INTO {schema}.mail_state (id, scanned_to)
 SELECT 1, coalesce(pg_catalog.max(e.id), 0) FROM {schema}.events AS e

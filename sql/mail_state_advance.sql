@@ -4,5 +4,5 @@
 UPDATE {schema}.mail_state
    SET scanned_to = GREATEST(scanned_to, $1),
        probe_id = CASE WHEN $2 THEN NULL ELSE probe_id END,
-       probe_xmax = CASE WHEN $2 THEN NULL ELSE probe_xmax END
+       probe_xid = CASE WHEN $2 THEN NULL ELSE probe_xid END
  WHERE id = 1;
