@@ -80,6 +80,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("notify.retry_max", float, 900.0, "longest retry delay of a failed mail (s)"),
     Option("notify.failing_after", int, 5, "attempts after which a mail is reported failing"),
     Option("notify.batch_size", int, 200, "audit rows or mails handled per transaction"),
+    Option("notify.senders", int, 4, "mails sent side by side (SMTP connections per database)"),
     Option("severity", dict, {}, "per-class severity overrides {CLASS: severity}"),
     Option("allow", list, [], "allow-list rules; matching findings are kept but marked allowed"),
 )

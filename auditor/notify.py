@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from email.message import Message
 from typing import Any
 
 import psycopg
@@ -67,6 +68,8 @@ APPLICATION = "auditor notify"
 RESCAN_INTERVAL = 60.0
 #: Longest pause between two reconnection attempts (seconds).
 RECONNECT_MAX = 10.0
+#: How long the loop trusts what it read of a database's mail settings (seconds).
+CONFIG_MAX_AGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class WorkerSettings:
     retry_max: float = 900.0
     failing_after: int = 5
     batch_size: int = 200
+    senders: int = 4
 
     @classmethod
     def from_config(cls, cfg: Config) -> WorkerSettings:
@@ -85,14 +89,17 @@ class WorkerSettings:
             retry_max=float(cfg["notify.retry_max"]),
             failing_after=int(cfg["notify.failing_after"]),
             batch_size=int(cfg["notify.batch_size"]),
+            senders=int(cfg["notify.senders"]),
         )
         if out.poll_interval <= 0 or out.retry_initial <= 0 or out.retry_max < out.retry_initial:
             raise ConfigError(
                 "notify.poll_interval and notify.retry_initial must be positive and "
                 "notify.retry_max at least notify.retry_initial"
             )
-        if out.failing_after < 1 or out.batch_size < 1:
-            raise ConfigError("notify.failing_after and notify.batch_size must be at least 1")
+        if out.failing_after < 1 or out.batch_size < 1 or out.senders < 1:
+            raise ConfigError(
+                "notify.failing_after, notify.batch_size and notify.senders must be at least 1"
+            )
         return out
 
 
@@ -180,6 +187,18 @@ class _Commit:
             raise psycopg.OperationalError(self.error or "COMMIT failed")
 
 
+#: The outcome of a mail the round stopped before sending.
+_SKIPPED = "skipped"
+
+
+@dataclass
+class _Lane:
+    """One sender: its SMTP session and PostgreSQL connection, kept between rounds."""
+
+    session: SmtpSession
+    conn: psycopg.Connection[Any] | None = None
+
+
 class DatabaseMailer:
     """Claims and sends the mail of one database over one connection."""
 
@@ -205,6 +224,8 @@ class DatabaseMailer:
         self.server_port: int | None = None
         self.mode: str | None = None
         self.settings: MailSettings | None = None
+        self._loaded_at = 0.0
+        self.lanes: list[_Lane] = []
 
     # -- connection --------------------------------------------------------------
     def open(self) -> psycopg.Connection[Any]:
@@ -217,12 +238,27 @@ class DatabaseMailer:
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.close()
+        self._close_lanes()
+        self._loaded_at = 0.0
+
+    def _close_lanes(self) -> None:
+        lanes, self.lanes = self.lanes, []
+        for lane in lanes:
+            lane.session.close()
+            if lane.conn is not None:
+                lane.conn.close()
 
     def _cursor(self) -> psycopg.RawCursor[dict[str, Any]]:
         return psycopg.RawCursor(self.open(), row_factory=dict_row)
 
-    def load_config(self) -> None:
-        """Mail mode, port and (when the configuration has none) the stored recipients."""
+    def load_config(self, max_age: float = 0.0) -> None:
+        """Mail mode, port and (when the configuration has none) the stored recipients.
+
+        Read again when older than ``max_age`` seconds (the loop reads it every few
+        seconds, not for every DDL).
+        """
+        if self.settings is not None and time.monotonic() - self._loaded_at < max_age:
+            return
         conn = self.open()
         installed = conn.execute(sql_text("mail_installed.sql"), {"schema": self.schema})
         row = installed.fetchone()
@@ -236,7 +272,11 @@ class DatabaseMailer:
             raise AuditorError(f"database {self.database!r}: the settings row is missing")
         self.mode = stored["mail_mode"]
         self.server_port = stored["server_port_setting"]
-        self.settings = mail_config.mail_settings(self.cfg, stored=stored, templates=self.templates)
+        settings = mail_config.mail_settings(self.cfg, stored=stored, templates=self.templates)
+        if self.settings is None or settings.smtp != self.settings.smtp:
+            self._close_lanes()
+        self.settings = settings
+        self._loaded_at = time.monotonic()
 
     # -- claim ------------------------------------------------------------------
     def claim(self) -> int:
@@ -307,15 +347,22 @@ class DatabaseMailer:
             cur.execute(render("mail_probe_set.sql", self.schema), [int(row["probe_id"])])
 
     # -- send ----------------------------------------------------------------------
-    def _record_failure(self, ids: Sequence[int], error: str) -> None:
+    def _record_failure(
+        self, conn: psycopg.Connection[Any], ids: Sequence[int], error: str
+    ) -> None:
         w = self.worker
-        self._cursor().execute(
+        psycopg.RawCursor(conn).execute(
             render("mail_record_failure.sql", self.schema),
             [list(ids), error, w.retry_initial, w.retry_max, w.failing_after],
         )
 
-    def send_due(self, session: SmtpSession, *, ignore_schedule: bool = False) -> DatabaseReport:
-        """Send every mail that is due (or all undelivered ones), batch by batch."""
+    def send_due(self, *, ignore_schedule: bool = False) -> DatabaseReport:
+        """Send every mail that is due (or all undelivered ones), batch by batch.
+
+        Messages are built here; up to ``notify.senders`` lanes (a PostgreSQL and an
+        SMTP connection each) send them side by side.  When the SMTP server cannot be
+        reached, the round stops and the rest is recorded as a failed attempt too.
+        """
         assert self.settings is not None
         settings = self.settings
         delivered = failed = 0
@@ -337,7 +384,8 @@ class DatabaseMailer:
             rows: dict[int, list[EventRow]] = {}
             for r in cur.execute(render("mail_delivery_events.sql", self.schema), [ids]):
                 rows.setdefault(int(r["delivery_id"]), []).append(EventRow.from_mapping(r))
-            for n, d in enumerate(due):
+            jobs: list[tuple[int, str, Message]] = []
+            for d in due:
                 did = int(d["id"])
                 try:
                     if not rows.get(did):
@@ -351,65 +399,117 @@ class DatabaseMailer:
                         server_port=self.server_port,
                     )
                 except DeliveryError as exc:
-                    self._record_failure([did], str(exc))
+                    self._record_failure(self.open(), [did], str(exc))
                     failed += 1
                     errors.append(f"{d['message_id']}: {exc}")
                     continue
-                outcome = self._send_one(session, did, msg)
-                if outcome is None:
+                jobs.append((did, str(d["message_id"]), msg))
+            unreachable: str | None = None
+            skipped: list[int] = []
+            for (did, message_id, msg), outcome in zip(jobs, self._send_all(jobs), strict=True):
+                if outcome is _SKIPPED:
+                    skipped.append(did)
+                elif outcome is None:
                     continue  # another worker has it
-                if outcome == "delivered":
+                elif outcome == "delivered":
                     delivered += 1
                     log.info(
                         "%s: delivered %s (%s)",
                         self.database,
-                        d["message_id"],
+                        message_id,
                         msg["X-Auditor-Command-Tag"],
                     )
-                    continue
-                failed += 1
-                unreachable = outcome.startswith("!")
-                outcome = outcome.lstrip("!")
-                errors.append(f"{d['message_id']}: {outcome}")
-                log.warning("%s: not delivered %s: %s", self.database, d["message_id"], outcome)
-                if unreachable:  # the SMTP server cannot be reached: stop this round
-                    rest = [int(x["id"]) for x in due[n + 1 :]]
-                    if rest:
-                        self._record_failure(rest, outcome)
-                        failed += len(rest)
-                    return self._report(delivered, failed, errors)
-        return self._report(delivered, failed, errors)
-
-    def _report(self, delivered: int, failed: int, errors: list[str]) -> DatabaseReport:
+                else:
+                    failed += 1
+                    text = outcome.lstrip("!")
+                    if outcome.startswith("!"):
+                        unreachable = text
+                    errors.append(f"{message_id}: {text}")
+                    log.warning("%s: not delivered %s: %s", self.database, message_id, text)
+            if unreachable is not None:  # the SMTP server cannot be reached: stop this round
+                if skipped:
+                    self._record_failure(self.open(), skipped, unreachable)
+                    failed += len(skipped)
+                break
         return DatabaseReport(
-            self.database,
-            delivered=delivered,
-            failed=failed,
-            errors=tuple(errors),
+            self.database, delivered=delivered, failed=failed, errors=tuple(errors)
         )
 
-    def _send_one(self, session: SmtpSession, did: int, msg: Any) -> str | None:
+    def _lanes_for(self, count: int) -> list[_Lane]:
+        assert self.settings is not None
+        while len(self.lanes) < count:
+            self.lanes.append(_Lane(SmtpSession(self.settings.smtp)))
+        return self.lanes[:count]
+
+    def _send_all(self, jobs: Sequence[tuple[int, str, Message]]) -> list[str | None]:
+        """Each job's outcome (see _send_one; _SKIPPED when the round stopped first)."""
+        results: list[str | None] = [_SKIPPED] * len(jobs)
+        if not jobs:
+            return results
+        lanes = self._lanes_for(max(1, min(self.worker.senders, len(jobs))))
+        stop = threading.Event()
+        lock = threading.Lock()
+        pending = iter(range(len(jobs)))
+        failures: list[BaseException] = []
+
+        def run(lane: _Lane) -> None:
+            try:
+                while not stop.is_set():
+                    with lock:
+                        i = next(pending, None)
+                    if i is None:
+                        return
+                    did, _, msg = jobs[i]
+                    outcome = self._send_one(lane, did, msg)
+                    results[i] = outcome
+                    if outcome is not None and outcome.startswith("!"):
+                        stop.set()
+            except BaseException as exc:  # re-raised in the calling thread
+                failures.append(exc)
+                stop.set()
+
+        if len(lanes) == 1:
+            run(lanes[0])
+        else:
+            threads = [
+                threading.Thread(target=run, args=(lane,), name=f"auditor-send-{n}")
+                for n, lane in enumerate(lanes)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        if failures:
+            raise failures[0]
+        return results
+
+    def _lane_conn(self, lane: _Lane) -> psycopg.Connection[Any]:
+        if lane.conn is None or lane.conn.closed:
+            lane.conn = connect(self.dsn, dbname=self.database, application_name=APPLICATION)
+        return lane.conn
+
+    def _send_one(self, lane: _Lane, did: int, msg: Message) -> str | None:
         """'delivered', None (taken by another worker), or the error ('!…' = server down)."""
         assert self.settings is not None
-        conn = self.open()
-        cur = self._cursor()
+        conn = self._lane_conn(lane)
+        cur = psycopg.RawCursor(conn, row_factory=dict_row)
         conn.execute("BEGIN")
         committed = False
         try:
-            if cur.execute(render("mail_lock_delivery.sql", self.schema), [did]).fetchone() is None:
+            taken = cur.execute(render("mail_mark_delivered.sql", self.schema), [did]).fetchone()
+            if taken is None:
                 conn.execute("ROLLBACK")
                 committed = True
                 return None
-            cur.execute(render("mail_mark_delivered.sql", self.schema), [did, None])
             commit = _Commit(conn)
             try:
-                refused = session.send(
+                refused = lane.session.send(
                     msg, self.settings.mail_from, self.settings.recipients, on_accepted=commit.send
                 )
             except DeliveryError as exc:  # not accepted: nothing was committed
                 conn.execute("ROLLBACK")
                 committed = True
-                self._record_failure([did], str(exc))
+                self._record_failure(conn, [did], str(exc))
                 return ("!" if exc.connection else "") + str(exc)
             committed = True
             try:
@@ -425,7 +525,7 @@ class DatabaseMailer:
                 raise
             if refused:
                 note = "refused recipients: " + "; ".join(f"{k}: {v}" for k, v in refused.items())
-                self._cursor().execute(render("mail_mark_delivered.sql", self.schema), [did, note])
+                cur.execute(render("mail_note.sql", self.schema), [did, note])
             return "delivered"
         finally:
             if not committed and not conn.closed:
@@ -439,15 +539,18 @@ class DatabaseMailer:
         value = None if row is None else next(iter(row.values()))
         return None if value is None else max(0.0, float(value))
 
-    def cycle(self, *, ignore_schedule: bool = False, count: bool = False) -> DatabaseReport:
-        """Claim new rows and send what is due; one pass (``count``: count what is left)."""
-        self.load_config()
+    def cycle(
+        self, *, ignore_schedule: bool = False, count: bool = False, config_age: float = 0.0
+    ) -> DatabaseReport:
+        """Claim new rows and send what is due; one pass (``count``: count what is left).
+
+        The SMTP connections stay open for the next pass (see SmtpSession).
+        """
+        self.load_config(config_age)
         if self.mode == "none":
             return DatabaseReport(self.database, skipped="mail mode none")
         claimed = self.claim()
-        assert self.settings is not None
-        with SmtpSession(self.settings.smtp) as session:
-            report = self.send_due(session, ignore_schedule=ignore_schedule)
+        report = self.send_due(ignore_schedule=ignore_schedule)
         undelivered = self._undelivered() if count else 0
         return replace(report, claimed=claimed, undelivered=undelivered)
 
@@ -628,7 +731,7 @@ class _DatabaseLoop:
                     pass  # the rest of a statement's notifications: one pass serves them all
             now = time.monotonic()
             if woken or now - last >= poll or (due_at is not None and now >= due_at):
-                self._log(m.cycle())
+                self._log(m.cycle(config_age=CONFIG_MAX_AGE))
                 last = time.monotonic()
                 due = m.next_due()
                 # A mail due now but not sent (another worker holds it): look again in 1 s.
