@@ -605,13 +605,23 @@ def _setup(config: Config) -> _Setup:
     )
 
 
+def _template_databases(conn: psycopg.Connection[Any]) -> set[str]:
+    return {str(r[0]) for r in conn.execute(sql_text("databases.sql")).fetchall() if r[2]}
+
+
 def _list_targets(setup: _Setup) -> list[str]:
     """The databases to serve: the ones named, else (``--all-databases``) every one with auditor."""
+    return [name for name, _ in _list_targets_kind(setup)]
+
+
+def _list_targets_kind(setup: _Setup) -> list[tuple[str, bool]]:
+    """(database, is a template) for each database to serve."""
     with connect(setup.dsn, application_name=APPLICATION) as main:
         session = _session(main)
         names = _targets(main, session, setup.databases, setup.all_databases)
+        templates = _template_databases(main)
     if not setup.all_databases:
-        return names
+        return [(name, name in templates) for name in names]
     out = []
     for name in names:
         try:
@@ -619,7 +629,7 @@ def _list_targets(setup: _Setup) -> list[str]:
                 row = conn.execute(sql_text("mail_installed.sql"), {"schema": setup.schema})
                 found = row.fetchone()
             if found and found[0]:
-                out.append(name)
+                out.append((name, name in templates))
         except (ConnectionFailed, psycopg.Error) as exc:
             log.warning("%s: skipped: %s", name, exc)
     return out
@@ -660,11 +670,18 @@ def deliver_pending(config: Config) -> NotifyReport:
 
 
 class _DatabaseLoop:
-    """The long-running loop of one database (its own thread)."""
+    """The long-running loop of one database (its own thread).
 
-    def __init__(self, mailer: DatabaseMailer, stop: threading.Event) -> None:
+    A template database (template1, which install covers so that new databases
+    inherit the auditor) is only visited every poll interval and never held open:
+    CREATE DATABASE refuses to copy a template that has other sessions for more
+    than five seconds.
+    """
+
+    def __init__(self, mailer: DatabaseMailer, stop: threading.Event, *, visit: bool) -> None:
         self.mailer = mailer
         self.stop = stop
+        self.visit = visit
         self.thread = threading.Thread(
             target=self.run, name=f"auditor-notify-{mailer.database}", daemon=True
         )
@@ -679,7 +696,26 @@ class _DatabaseLoop:
         finally:
             conn.close()
 
+    def _visits(self) -> None:
+        m = self.mailer
+        while not self.stop.is_set():
+            try:
+                self._log(m.cycle())
+            except (ConnectionFailed, psycopg.Error) as exc:
+                reason = str(exc) if isinstance(exc, ConnectionFailed) else _pg_error(exc)
+                log.warning("%s: %s", m.database, mask(reason))
+            except AuditorError as exc:
+                log.error("%s: %s", m.database, mask(str(exc)))
+            except Exception:  # keep the other databases served; say what happened
+                log.exception("%s: unexpected error", m.database)
+            finally:
+                m.close()
+            self.stop.wait(m.worker.poll_interval)
+
     def run(self) -> None:
+        if self.visit:
+            self._visits()
+            return
         m = self.mailer
         pause = 0.5
         while not self.stop.is_set():
@@ -766,9 +802,9 @@ def run_worker(
     loops: dict[str, _DatabaseLoop] = {}
 
     def start_new() -> None:
-        for name in _list_targets(setup):
+        for name, template in _list_targets_kind(setup):
             if name not in loops:
-                loop = _DatabaseLoop(_mailer(setup, name), stop)
+                loop = _DatabaseLoop(_mailer(setup, name), stop, visit=template)
                 loops[name] = loop
                 loop.thread.start()
                 log.info("%s: serving DDL mail of schema %s", name, setup.schema)

@@ -478,6 +478,23 @@ def test_a_long_open_transaction_is_mailed_when_it_commits(db, smtp_sink) -> Non
     assert sorted("slow_one" in text_part(m) for m in msgs) == [False, True]
 
 
+def test_all_databases_never_holds_template1_open(smtp_sink) -> None:
+    """New databases are copied from template1, which refuses a copy while in use."""
+    with TempCluster() as c:
+        capture.install(c.dsn(), all_databases=True)
+        cfg = config(c.dsn(), smtp_sink, all_databases=True, **{"notify.poll_interval": 0.5})
+        with worker(cfg):
+            for i in range(3):
+                c.execute(f"CREATE DATABASE born_{i}")  # would fail after 5 s of a held template1
+                time.sleep(0.7)
+            c.execute("CREATE TABLE in_template (id int)", dbname="template1")
+            c.execute("CREATE TABLE in_postgres (id int)")
+            msgs = smtp_sink.wait_for(2)
+            time.sleep(0.5)
+        bodies = sorted(m["X-Auditor-Database"] for m in msgs)
+        assert bodies == ["postgres", "template1"]
+
+
 def test_two_workers_never_send_a_mail_twice(db, smtp_sink) -> None:
     capture.install(db.dsn())
     cfg = config(db.dsn(), smtp_sink)
