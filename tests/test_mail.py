@@ -562,6 +562,26 @@ def test_once_for_cron_and_status(db, smtp_sink) -> None:
     assert "cannot connect" in result.output and "Traceback" not in result.output
 
 
+def test_one_worker_serves_several_databases(db, smtp_sink) -> None:
+    other = f"{db.name}_b"
+    with db.cluster.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(other)))
+    try:
+        for name in (db.name, other):
+            capture.install(db.cluster.dsn(name))
+            db.cluster.execute(f"CREATE TABLE in_{name} (id int)", dbname=name)
+        cfg = config(db.dsn(), smtp_sink, databases=[db.name, other])
+        report = notify.deliver_pending(cfg)
+        assert [d.database for d in report.databases] == [db.name, other]
+        assert report.exit_code == 0
+        assert sorted(m["X-Auditor-Database"] for m in smtp_sink.messages()) == [db.name, other]
+    finally:
+        with db.cluster.connect() as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(other))
+            )
+
+
 def test_a_mail_that_keeps_failing_is_kept_and_reported(db, smtp_sink) -> None:
     capture.install(db.dsn())
     db.run("CREATE TABLE refused_by_relay (id int)")
@@ -673,6 +693,17 @@ def test_plpython_mode_mails_from_inside_the_server(db, smtp_sink) -> None:
     # a worker running next to it sends nothing again
     assert notify.deliver_pending(config(db.dsn(), smtp_sink)).exit_code == 0
     assert len(smtp_sink.messages()) == 3
+
+
+def test_plpython_mode_mails_the_ddl_of_an_ordinary_role(db, smtp_sink) -> None:
+    role = db.create_role("mail_plpy_app")  # before install: its GRANT is not mailed
+    plpython_install(db, smtp_sink, strict=True)
+    db.run("CREATE TABLE by_app (id int)", role=role)
+    (msg,) = smtp_sink.messages()
+    text = text_part(msg)
+    assert f"Session user:  {role}" in text and "public.by_app" in text
+    with db.connect(role) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT auditor.send_mails(1, 1)")  # only the trigger may run it
 
 
 def test_strict_mode_refuses_ddl_while_smtp_is_down(db, smtp_sink) -> None:
