@@ -25,7 +25,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -33,23 +33,24 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from auditor import __version__
+from auditor import __version__, outbox
 from auditor.db import connect, describe_dsn, server_settings, sql_text
 from auditor.digest import parse_objects_json, row_digest
 from auditor.errors import AuditorError, ConfigError, InstallError
 from auditor.model import AuditEvent, AuditObject
 
 #: Version of the SQL layout written by this package (recorded in ``installs``).
-SCHEMA_VERSION = 1
+#: 2: the mail side (deliveries, delivery_events, mail_state, mail_config).
+SCHEMA_VERSION = 2
 #: The events the audit trigger function is attached to.
 EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).
 PROTECTED_TABLES = ("events", "installs")
 #: Functions that run with the owner's rights and must keep a fixed search_path.
-DEFINER_FUNCTIONS = ("record_event",)
+DEFINER_FUNCTIONS = ("record_event", *outbox.PLPYTHON_FUNCTIONS)
 FIXED_SEARCH_PATH = "search_path=pg_catalog, pg_temp"
-#: Mail modes this version can install (the mail side adds ``plpython``).
-MAIL_MODES = ("outbox", "none")
+#: Mail modes this version can install (see auditor.outbox).
+MAIL_MODES = outbox.MAIL_MODES
 INSTALL_APPLICATION = "auditor install"
 READER_ROLE_COMMENT = "auditor: read-only role for reconcile (created by auditor install)"
 #: Settings below these levels drop DDL statements or the markers from the log.
@@ -116,11 +117,12 @@ def render(template: str, schema: str, **values: sql.Composable) -> str:
 
 
 @cache
-def expected_functions(schema: str) -> dict[str, str]:
+def expected_functions(schema: str, mail_mode: str | None = "outbox") -> dict[str, str]:
     """``{function name: md5 of its body}`` exactly as this package installs them.
 
-    Read from ``capture_install.sql`` with a real PostgreSQL parser (pglast), so
-    it always matches the file; ``status`` compares it with ``pg_proc.prosrc``.
+    Read from ``capture_install.sql`` (and the mail mode's SQL) with a real
+    PostgreSQL parser (pglast), so it always matches the files; ``status`` compares
+    it with ``pg_proc.prosrc``.
     """
     import pglast
     from pglast import ast
@@ -133,6 +135,7 @@ def expected_functions(schema: str) -> dict[str, str]:
         name = stmt.funcname[-1].sval
         body = next(o.arg[0].sval for o in stmt.options if o.defname == "as")
         out[name] = hashlib.md5(body.encode("utf-8")).hexdigest()
+    out.update(outbox.expected_mail_functions(schema, mail_mode))
     return out
 
 
@@ -152,7 +155,7 @@ def psql_quote(arg: str) -> str:
 class Problem:
     """Something that weakens a channel (``weakens``) or deserves a look (warning)."""
 
-    channel: str  # "trigger" or "log"
+    channel: str  # "trigger", "log" or "mail"
     message: str
     weakens: bool = True
     database: str | None = None
@@ -171,6 +174,8 @@ class DatabaseInstall:
     previous_version: str | None
     statements: tuple[str, ...]
     notices: tuple[str, ...] = ()
+    #: Statements that carry a secret (the SMTP password): run, never printed.
+    secret_statements: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,11 @@ class InstallReport:
             parts.extend(
                 s.rstrip() + ("" if s.rstrip().endswith(";") else ";") for s in db.statements
             )
+            if db.secret_statements:
+                parts.append(
+                    "-- install also stores the SMTP password (mail_set_password.sql); "
+                    "it is never printed"
+                )
             parts.append("COMMIT;")
         return "\n".join(parts) + "\n"
 
@@ -250,6 +260,7 @@ class DatabaseStatus:
     functions_ok: bool = False
     problems: tuple[Problem, ...] = ()
     error: str | None = None
+    mail: outbox.MailStatus | None = None
 
     @property
     def weakened(self) -> bool:
@@ -513,14 +524,22 @@ def _stray_event_triggers(state: Mapping[str, Any], schema: str) -> list[str]:
 # -- install ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Plan:
+    action: str
+    previous_version: str | None
+    statements: list[str]
+    secrets: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
 def _install_plan(
     conn: psycopg.Connection[Any],
     session: _Session,
     schema: str,
-    mail_mode: str,
+    mail: outbox.MailInstall,
     reader_role: str | None,
-) -> tuple[str, str | None, list[str]]:
-    """(action, previous version, statements) to install into the connected database."""
+) -> _Plan:
+    """The statements to install into the connected database (and the action it is)."""
     state = _state(conn, schema)
     if _foreign_schema(state):
         raise InstallError(
@@ -540,11 +559,23 @@ def _install_plan(
     stmts: list[str] = ["SET LOCAL search_path = pg_catalog, pg_temp"]
     # Drop the old event triggers first: the rest of the install is then not audited
     # by a half-replaced copy, and renamed triggers of older versions go away.
-    for name in [*event_trigger_names(schema).values(), *_stray_event_triggers(state, schema)]:
-        stmts.append(
-            sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
-        )
+    drops = [
+        sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
+        for name in [*event_trigger_names(schema).values(), *_stray_event_triggers(state, schema)]
+    ]
+    stmts.extend(drops)
+    mail_plan = outbox.mail_plan(
+        conn,
+        session.database,
+        schema,
+        mail,
+        reader_role=reader_role,
+        previous_notify_role=previous.get("notify_role"),
+        disable_audit=drops,
+    )
+    stmts.extend(mail_plan.before)
     stmts.append(render("capture_install.sql", schema))
+    stmts.extend(mail_plan.after)
     owner = next(
         (r["owner"] for r in state.get("relations") or [] if r["name"] == "events"), session.role
     )
@@ -570,19 +601,23 @@ def _install_plan(
         render(
             "capture_record_install.sql",
             schema,
-            mail_mode=sql.Literal(mail_mode),
+            mail_mode=sql.Literal(mail.mode),
+            strict=sql.Literal(mail.strict),
             package_version=sql.Literal(__version__),
             schema_version=sql.Literal(SCHEMA_VERSION),
             reader_role=sql.Literal(reader_role),
+            notify_role=sql.Literal(mail.notify_role),
         )
     )
     stmts.append(render("capture_event_triggers.sql", schema))
-    return action, previous_version, stmts
+    return _Plan(action, previous_version, stmts, mail_plan.secrets)
 
 
-def _reader_role_state(conn: psycopg.Connection[Any], role: str) -> tuple[bool, bool, int]:
+def _reader_role_state(
+    conn: psycopg.Connection[Any], role: str, comment: str = READER_ROLE_COMMENT
+) -> tuple[bool, bool, int]:
     row = conn.execute(
-        sql_text("capture_reader_role.sql"), {"role": role, "comment": READER_ROLE_COMMENT}
+        sql_text("capture_reader_role.sql"), {"role": role, "comment": comment}
     ).fetchone()
     if row is None:
         return False, False, 0
@@ -598,18 +633,24 @@ def install(
     reader_role: str | None = None,
     mail_mode: str = "outbox",
     dry_run: bool = False,
+    mail: outbox.MailInstall | None = None,
 ) -> InstallReport:
     """Install (or upgrade in place) the trigger channel; one transaction per database.
 
     Refuses without superuser, before changing anything.  With ``dry_run`` nothing
     is changed and the report's :meth:`InstallReport.script` is the exact SQL.
+    ``mail`` (mode, strictness, recipients and SMTP settings, notify role) wins over
+    ``mail_mode``.
     """
     check_schema_name(schema)
-    if mail_mode not in MAIL_MODES:
-        raise ConfigError(
-            f"mail mode {mail_mode!r} is not available in this version "
-            f"(use {' or '.join(MAIL_MODES)})"
-        )
+    if mail is None:
+        if mail_mode not in MAIL_MODES:
+            raise ConfigError(
+                f"mail mode {mail_mode!r} is not available in this version "
+                f"(use {' or '.join(MAIL_MODES)})"
+            )
+        mail = outbox.MailInstall(mode=mail_mode)
+    mail.check()
     if reader_role is not None and not reader_role.strip():
         raise ConfigError("the reader role name is empty")
     server = describe_dsn(dsn)
@@ -620,25 +661,24 @@ def install(
         warnings = tuple(assess_settings(server_settings(main), _role_settings(main)))
         cluster: list[str] = []
         created: list[str] = []
-        if reader_role:
-            exists, _, _ = _reader_role_state(main, reader_role)
+        for role, comment in (
+            (reader_role, READER_ROLE_COMMENT),
+            (mail.notify_role, outbox.NOTIFY_ROLE_COMMENT),
+        ):
+            if not role or role in created:
+                continue
+            exists, _, _ = _reader_role_state(main, role, comment)
             if not exists:
-                created.append(reader_role)
+                created.append(role)
                 cluster.append(
                     sql.SQL(sql_text("capture_create_reader.sql"))
-                    .format(
-                        reader_role=sql.Identifier(reader_role),
-                        comment=sql.Literal(READER_ROLE_COMMENT),
-                    )
+                    .format(reader_role=sql.Identifier(role), comment=sql.Literal(comment))
                     .as_string(None)
                 )
-        plans: list[tuple[str, str, str | None, list[str]]] = []
+        plans: list[tuple[str, _Plan]] = []
         for name in targets:
             with connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn:
-                action, previous, stmts = _install_plan(
-                    conn, session, schema, mail_mode, reader_role
-                )
-            plans.append((name, action, previous, stmts))
+                plans.append((name, _install_plan(conn, session, schema, mail, reader_role)))
         if dry_run:
             return InstallReport(
                 server,
@@ -646,7 +686,16 @@ def install(
                 __version__,
                 True,
                 tuple(cluster),
-                tuple(DatabaseInstall(n, a, p, tuple(s)) for n, a, p, s in plans),
+                tuple(
+                    DatabaseInstall(
+                        n,
+                        p.action,
+                        p.previous_version,
+                        tuple(p.statements),
+                        secret_statements=len(p.secrets),
+                    )
+                    for n, p in plans
+                ),
                 warnings,
                 tuple(created),
             )
@@ -654,12 +703,10 @@ def install(
             try:
                 main.execute(stmt)
             except psycopg.Error as exc:
-                raise InstallError(
-                    f"{server}: creating the reader role failed: {_pg_error(exc)}"
-                ) from None
+                raise InstallError(f"{server}: creating a role failed: {_pg_error(exc)}") from None
 
     done: list[DatabaseInstall] = []
-    for name, action, previous, stmts in plans:
+    for name, plan in plans:
         notices: list[str] = []
 
         def keep_notice(diag: psycopg.errors.Diagnostic, notices: list[str] = notices) -> None:
@@ -670,15 +717,26 @@ def install(
             with connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn:
                 conn.add_notice_handler(keep_notice)
                 with conn.transaction():
-                    for stmt in stmts:
+                    for stmt in plan.statements:
                         conn.execute(stmt)
+                    for stmt, params in plan.secrets:
+                        conn.execute(stmt, params)
         except psycopg.Error as exc:
             finished = ", ".join(d.name for d in done) or "none"
             raise InstallError(
                 f"install into database {name!r} failed and was rolled back: {_pg_error(exc)} "
                 f"(databases already installed: {finished})"
             ) from None
-        done.append(DatabaseInstall(name, action, previous, tuple(stmts), tuple(notices)))
+        done.append(
+            DatabaseInstall(
+                name,
+                plan.action,
+                plan.previous_version,
+                tuple(plan.statements),
+                tuple(notices),
+                len(plan.secrets),
+            )
+        )
     return InstallReport(
         server, schema, __version__, False, tuple(cluster), tuple(done), warnings, tuple(created)
     )
@@ -689,8 +747,8 @@ def install(
 
 def _uninstall_plan(
     conn: psycopg.Connection[Any], session: _Session, schema: str
-) -> tuple[bool, int, list[str], str | None]:
-    """(anything to remove, audit rows that go with it, statements, reader role)."""
+) -> tuple[bool, int, list[str], list[tuple[str, str]]]:
+    """(anything to remove, audit rows that go with it, statements, (role, comment)s)."""
     state = _state(conn, schema)
     strays = _stray_event_triggers(state, schema)
     ours_by_name = [
@@ -700,7 +758,7 @@ def _uninstall_plan(
     ]
     if not state.get("schema_exists"):
         if not strays and not ours_by_name:
-            return False, 0, [], None
+            return False, 0, [], []
     elif _foreign_schema(state):
         raise InstallError(
             f"database {session.database!r}: schema {schema!r} was not created by auditor; "
@@ -714,7 +772,7 @@ def _uninstall_plan(
             sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name)).as_string(None)
         )
     # Functions of older versions (recorded by their install) that this version does not know.
-    current = set(expected_functions(schema))
+    current = set(expected_functions(schema, "plpython"))
     live = {f["name"] for f in state.get("functions") or []}
     recorded = set((previous.get("functions") or {}).keys())
     for fname in sorted((recorded & live) - current):
@@ -724,7 +782,9 @@ def _uninstall_plan(
             .as_string(None)
         )
     if state.get("schema_exists"):
+        extra = outbox.uninstall_statements(conn, schema)  # read before the schema goes
         stmts.append(render("capture_uninstall.sql", schema))
+        stmts.extend(extra)
     else:
         for name in event_trigger_names(schema).values():
             stmts.append(
@@ -732,7 +792,15 @@ def _uninstall_plan(
                 .format(sql.Identifier(name))
                 .as_string(None)
             )
-    return True, int(info.get("events") or 0), stmts, previous.get("reader_role")
+    roles = [
+        (role, comment)
+        for role, comment in (
+            (previous.get("reader_role"), READER_ROLE_COMMENT),
+            (previous.get("notify_role"), outbox.NOTIFY_ROLE_COMMENT),
+        )
+        if role
+    ]
+    return True, int(info.get("events") or 0), stmts, roles
 
 
 def uninstall(
@@ -750,15 +818,14 @@ def uninstall(
         session = _session(main)
         _require_superuser(dsn, session, "uninstall")
         targets = _targets(main, session, databases, all_databases)
-    plans: list[tuple[str, bool, int, list[str], str | None]] = []
+    plans: list[tuple[str, bool, int, list[str], list[tuple[str, str]]]] = []
     for name in targets:
         with connect(dsn, dbname=name, application_name=INSTALL_APPLICATION) as conn:
             plans.append((name, *_uninstall_plan(conn, session, schema)))
     results: list[DatabaseUninstall] = []
-    readers: set[str] = set()
-    for name, present, rows, stmts, reader in plans:
-        if reader:
-            readers.add(reader)
+    readers: dict[str, str] = {}
+    for name, present, rows, stmts, roles in plans:
+        readers.update(roles)
         if present and not dry_run:
             try:
                 with (
@@ -777,8 +844,8 @@ def uninstall(
     cluster: list[str] = []
     dropped: list[str] = []
     with connect(dsn, application_name=INSTALL_APPLICATION) as main:
-        for role in sorted(readers):
-            exists, ours, deps = _reader_role_state(main, role)
+        for role, comment in sorted(readers.items()):
+            exists, ours, deps = _reader_role_state(main, role, comment)
             # Only a role install created, and only once nothing grants it anything.
             if exists and ours and (deps == 0 or dry_run):
                 stmt = sql.SQL("DROP ROLE {}").format(sql.Identifier(role)).as_string(None)
@@ -789,7 +856,7 @@ def uninstall(
                         main.execute(stmt)
                     except psycopg.Error as exc:
                         raise InstallError(
-                            f"{server}: dropping the reader role {role!r} failed: {_pg_error(exc)}"
+                            f"{server}: dropping the role {role!r} failed: {_pg_error(exc)}"
                         ) from None
     return UninstallReport(server, schema, dry_run, tuple(results), tuple(cluster), tuple(dropped))
 
@@ -853,8 +920,9 @@ def _assess_database(
     install_row = info.get("install") or {}
     version = install_row.get("package_version")
     schema_version = install_row.get("schema_version")
+    mail_mode = (info.get("settings") or {}).get("mail_mode")
     if version == __version__ and schema_version == SCHEMA_VERSION:
-        expected = expected_functions(schema)
+        expected = expected_functions(schema, mail_mode)
     else:
         expected = dict(install_row.get("functions") or {})
         if install_row:
@@ -895,7 +963,7 @@ def _assess_database(
     # Protections: append-only triggers (ALWAYS, statement level, no WHEN), privileges.
     n_before = len(problems)
     relations = {r["name"]: r for r in state.get("relations") or []}
-    for table in ("events", "installs", "settings"):
+    for table in ("events", "installs", "settings", *outbox.MAIL_TABLES):
         if table not in relations:
             bad(f"table {schema}.{table} is missing")
     if state.get("schema_public_privileges"):
@@ -933,10 +1001,30 @@ def _assess_database(
             or trig["function"] != "refuse_change"
         ):
             bad(f"append-only trigger {tname} on {schema}.{table} was redefined")
+    mail_trigger = next(
+        (t for t in by_table.get("events", []) if t["name"] == outbox.MAIL_TRIGGER), None
+    )
+    if mail_mode == "plpython":
+        where = f"{outbox.MAIL_TRIGGER} on {schema}.events"
+        if mail_trigger is None:
+            bad(f"mail trigger {where} is missing: DDL is not mailed")
+        elif mail_trigger["enabled"] == "D":
+            bad(f"mail trigger {where} is disabled: DDL is not mailed")
+        elif mail_trigger["enabled"] != "A":
+            bad(f"mail trigger {where} is not ENABLE ALWAYS")
+        elif (
+            not mail_trigger.get("deferred")
+            or mail_trigger["function_schema"] != schema
+            or mail_trigger["function"] != "mail_on_commit"
+        ):
+            bad(f"mail trigger {where} was redefined")
     for table, trigs in sorted(by_table.items()):
         for t in trigs:
-            if t["name"] != f"{table}_append_only":
-                bad(f"unexpected trigger {t['name']} on {schema}.{table}")
+            if t["name"] == f"{table}_append_only":
+                continue
+            if t is mail_trigger and mail_mode == "plpython":
+                continue
+            bad(f"unexpected trigger {t['name']} on {schema}.{table}")
     settings = info.get("settings")
     if relations.get("settings") is not None and not settings:
         bad(
@@ -945,6 +1033,10 @@ def _assess_database(
             weakens=False,
         )
     protections_ok = len(problems) == n_before
+    mail_status = info.get("mail")
+    if isinstance(mail_status, outbox.MailStatus):
+        for message, weakens in outbox.mail_problems(mail_status, mail_mode, datetime.now(tz=UTC)):
+            problems.append(Problem("mail", message, weakens, name))
     return DatabaseStatus(
         name,
         True,
@@ -958,6 +1050,7 @@ def _assess_database(
         protections_ok=protections_ok,
         functions_ok=functions_ok,
         problems=tuple(problems),
+        mail=mail_status if isinstance(mail_status, outbox.MailStatus) else None,
     )
 
 
@@ -966,6 +1059,8 @@ def database_status(conn: psycopg.Connection[Any], schema: str = "auditor") -> D
     check_schema_name(schema)
     state = _state(conn, schema)
     info = _install_info(conn, schema, state) if _ours(state) else {}
+    if info:
+        info["mail"] = outbox.read_mail_status(conn, schema)
     return _assess_database(_session(conn).database, schema, state, info)
 
 
@@ -1059,6 +1154,17 @@ def format_status(report: StatusReport) -> str:
                     )
                 )
             )
+            if db.mail is not None and db.mail_mode != "none":
+                m = db.mail
+                lines.append(
+                    f"  mail: {m.delivered} delivered, {m.pending} pending, {m.failing} failing, "
+                    f"{m.unclaimed} audit row(s) not yet picked up by auditor notify"
+                )
+                for f in m.failing_mails:
+                    lines.append(
+                        f"    failing {f.message_id} ({', '.join(f.command_tags)}), "
+                        f"{f.attempts} attempts: {f.last_error}"
+                    )
         else:
             lines.append(f"database {db.name}: not installed")
         lines.extend(f"  ! {p.message}" for p in db.problems if p.weakens)

@@ -110,6 +110,34 @@ AllDatabasesOpt = Annotated[
 SchemaOpt = Annotated[
     str | None, typer.Option("--schema", help="Schema of the audit table (default auditor).")
 ]
+MailToOpt = Annotated[
+    list[str] | None,
+    typer.Option("--mail-to", help="Recipient of DDL mails (repeatable; or mail_to: in config)."),
+]
+MailFromOpt = Annotated[str | None, typer.Option("--mail-from", help="Sender address.")]
+SmtpHostOpt = Annotated[str | None, typer.Option("--smtp-host", help="SMTP server.")]
+SmtpPortOpt = Annotated[int | None, typer.Option("--smtp-port", help="SMTP port.")]
+SmtpSecurityOpt = Annotated[
+    str | None, typer.Option("--smtp-security", help="none, starttls or tls.")
+]
+SmtpUserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--smtp-user",
+        help="SMTP login; the password comes from smtp.password or AUDITOR_SMTP_PASSWORD only.",
+    ),
+]
+
+
+def _smtp_flags(
+    host: str | None, port: int | None, security: str | None, user: str | None
+) -> dict[str, Any]:
+    return {
+        "smtp.host": host,
+        "smtp.port": port,
+        "smtp.security": security,
+        "smtp.username": user,
+    }
 
 
 def _dsn(cfg: Config) -> str:
@@ -130,15 +158,34 @@ def install(
         typer.Option("--reader-role", help="Create/grant a read-only role for reconcile."),
     ] = None,
     mail_mode: Annotated[
-        str | None, typer.Option("--mail-mode", help="outbox (NOTIFY per row) or none.")
+        str | None,
+        typer.Option(
+            "--mail-mode",
+            help="outbox (default: NOTIFY, auditor notify mails), plpython (the server "
+            "mails from inside the transaction) or none.",
+        ),
     ] = None,
+    mail_to: MailToOpt = None,
+    mail_from: MailFromOpt = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="plpython mode: refuse DDL whose mail cannot be delivered."),
+    ] = False,
+    notify_role: Annotated[
+        str | None,
+        typer.Option("--notify-role", help="Create/grant a role for auditor notify to run as."),
+    ] = None,
+    smtp_host: SmtpHostOpt = None,
+    smtp_port: SmtpPortOpt = None,
+    smtp_security: SmtpSecurityOpt = None,
+    smtp_user: SmtpUserOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the exact SQL; change nothing.")
     ] = False,
     config_file: ConfigOpt = None,
 ) -> None:
     """Install the audit schema and ENABLE ALWAYS event triggers (idempotent, upgrades in place)."""
-    from auditor import capture
+    from auditor import capture, mail, outbox
 
     cfg = _config(
         config_file,
@@ -148,6 +195,18 @@ def install(
         schema=schema,
         reader_role=reader_role,
         mail_mode=mail_mode,
+        mail_to=mail_to,
+        mail_from=mail_from,
+        strict=strict or None,
+        notify_role=notify_role,
+        **_smtp_flags(smtp_host, smtp_port, smtp_security, smtp_user),
+    )
+    mode = str(cfg["mail_mode"])
+    settings = None
+    if mode == "plpython" or (mode == "outbox" and cfg["mail_to"]):
+        settings = mail.mail_settings(cfg, require_recipients=mode == "plpython")
+    mail_install = outbox.MailInstall(
+        mode=mode, strict=bool(cfg["strict"]), settings=settings, notify_role=cfg["notify_role"]
     )
     report = capture.install(
         _dsn(cfg),
@@ -155,8 +214,8 @@ def install(
         all_databases=cfg["all_databases"],
         schema=cfg["schema"],
         reader_role=cfg["reader_role"],
-        mail_mode=cfg["mail_mode"],
         dry_run=dry_run,
+        mail=mail_install,
     )
     for problem in report.warnings:
         typer.echo(f"auditor: warning: {mask(str(problem))}", err=True)
@@ -232,6 +291,73 @@ def status(
     for error in report.errors:
         typer.echo(f"auditor: error: {mask(error)}", err=True)
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def notify(
+    dsn: DsnOpt = None,
+    database: DatabaseOpt = None,
+    all_databases: AllDatabasesOpt = False,
+    schema: SchemaOpt = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Send what is pending, then exit (for cron).")
+    ] = False,
+    smtp_host: SmtpHostOpt = None,
+    smtp_port: SmtpPortOpt = None,
+    smtp_security: SmtpSecurityOpt = None,
+    smtp_user: SmtpUserOpt = None,
+    mail_to: MailToOpt = None,
+    mail_from: MailFromOpt = None,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Mail every DDL to the DBA team: LISTEN for audit rows, one mail per statement.
+
+    Runs until stopped (SIGTERM, Ctrl-C); with --once it sends what is pending and
+    exits 0 (all delivered), 1 (mail still undelivered) or 2 (a database unreachable).
+    """
+    import logging
+    import signal
+    import threading
+
+    from auditor import notify as notify_mod
+
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        databases=database,
+        all_databases=all_databases or None,
+        schema=schema,
+        mail_to=mail_to,
+        mail_from=mail_from,
+        **_smtp_flags(smtp_host, smtp_port, smtp_security, smtp_user),
+    )
+    _dsn(cfg)
+    if once:
+        result = notify_mod.deliver_pending(cfg)
+        typer.echo(notify_mod.format_report(result))
+        raise typer.Exit(result.exit_code)
+
+    class _Masked(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return mask(super().format(record))
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Masked("%(asctime)s auditor notify: %(message)s"))
+    logger = logging.getLogger("auditor.notify")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        notify_mod.run_worker(cfg, stop)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        logger.removeHandler(handler)
 
 
 @app.command()

@@ -80,6 +80,8 @@ CREATE TABLE IF NOT EXISTS {schema}.installs (
     reader_role     text,
     functions       jsonb       NOT NULL      -- {{proname: md5(prosrc)}}
 );
+-- Added in schema version 2 (the mail side): the role auditor notify runs as.
+ALTER TABLE {schema}.installs ADD COLUMN IF NOT EXISTS notify_role text;
 
 -- Settings read by the trigger at each firing (one row).  The mail side extends it.
 CREATE TABLE IF NOT EXISTS {schema}.settings (
@@ -241,6 +243,9 @@ BEGIN
       FROM pg_stat_get_activity(pg_backend_pid()) AS a;
     r.vxid := v_act.vxid;
 
+    -- The transaction id before the row id: auditor notify relies on every id being
+    -- drawn by a transaction that already has its xid (see mail_install.sql).
+    r.xid := pg_current_xact_id()::text::bigint;
     r.id := nextval('{schema}.events_id_seq'::regclass);
     r.event := tg_event;
     r.command_tag := tg_tag;
@@ -271,7 +276,6 @@ BEGIN
     r.backend_pid := pg_backend_pid();
     r.session_id := to_hex(trunc(extract(epoch FROM v_act.backend_start))::bigint) || '.'
                     || to_hex(pg_backend_pid());
-    r.xid := pg_current_xact_id()::text::bigint;
 
     INSERT INTO {schema}.events SELECT r.* RETURNING xmin INTO v_xmin;
     IF v_xmin IS NULL THEN

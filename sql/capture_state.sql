@@ -56,6 +56,7 @@ SELECT pg_catalog.jsonb_build_object(
         SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'table', c.relname, 'name', t.tgname, 'enabled', t.tgenabled,
                    'type', t.tgtype, 'has_when', t.tgqual IS NOT NULL,
+                   'deferred', t.tgdeferrable AND t.tginitdeferred,
                    'function_schema', fn.nspname, 'function', p.proname)
                  ORDER BY c.relname, t.tgname)
           FROM ns

@@ -11,10 +11,15 @@
 DROP EVENT TRIGGER IF EXISTS {ddl_command_end_trigger};
 DROP EVENT TRIGGER IF EXISTS {sql_drop_trigger};
 DROP EVENT TRIGGER IF EXISTS {table_rewrite_trigger};
+DROP TRIGGER IF EXISTS events_mail ON {schema}.events;
+DROP FUNCTION IF EXISTS {schema}.mail_on_commit();
+DROP FUNCTION IF EXISTS {schema}.send_mails(bigint, bigint);
 DROP FUNCTION IF EXISTS {schema}.record_event();
 DROP FUNCTION IF EXISTS {schema}.after_event({schema}.events);
 DROP FUNCTION IF EXISTS {schema}.row_digest({schema}.events);
 DROP FUNCTION IF EXISTS {schema}.canon_text(text);
+DROP TABLE IF EXISTS {schema}.delivery_events, {schema}.deliveries, {schema}.mail_state,
+    {schema}.mail_config;
 DROP TABLE IF EXISTS {schema}.events, {schema}.installs, {schema}.settings;
 DROP FUNCTION IF EXISTS {schema}.refuse_change();
 DROP SCHEMA IF EXISTS {schema};

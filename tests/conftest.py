@@ -174,3 +174,12 @@ def logs(cluster: TempCluster) -> ClusterLogs:
 def module_logs(cluster: TempCluster) -> ClusterLogs:
     """``logs`` for module-scoped fixtures that play a scenario once for many tests."""
     return ClusterLogs(cluster)
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message as a .eml file."""
+    from auditor.smtp_sink import SmtpSink
+
+    with SmtpSink(tmp_path / "mail") as sink:
+        yield sink
