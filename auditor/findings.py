@@ -77,7 +77,10 @@ MEANING: dict[FindingClass, str] = {
     C.EVENT_TRIGGER_DDL: (
         "Event-trigger DDL is never reported by event triggers; only the log shows it."
     ),
-    C.CONFIG_DRIFT: "Something weakened one of the two audit channels.",
+    C.CONFIG_DRIFT: (
+        "A setting or object one of the two audit channels depends on was changed "
+        "(logging settings, the audit triggers, the audit table's protections)."
+    ),
     C.LOG_GAP: (
         "Part of the window is not covered by readable log; DDL in that stretch cannot "
         "be cross-checked."

@@ -701,6 +701,9 @@ class Matcher:
                 if c.value is None
                 else f"{c.name} set to {c.value!r} ({c.scope})"
             )
+            text += (
+                ": this weakens the channel" if weak else "; not weakening by itself, but review it"
+            )
             if worst is None or sev.rank > worst[0].rank:
                 worst = (sev, text)
         return worst

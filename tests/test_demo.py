@@ -1,0 +1,88 @@
+"""`auditor demo` end to end, as a new user runs it: every scripted step explained."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from auditor.demo import steps
+
+
+def _processes_under(directory: Path) -> list[str]:
+    """Command lines of live processes that mention ``directory`` (the cluster's servers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(directory) in cmd and state != "Z":
+            found.append(cmd)
+    return found
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    # The cluster's directory goes here; the server's OS user must be able to enter it.
+    tmp = Path(tempfile.mkdtemp(prefix="auditor-demo-test-"))
+    tmp.chmod(0o755)
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditor", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
+    # The demo ran (exit 0); the reconcile inside it would exit 1: the evasions are findings.
+    assert proc.returncode == 0, proc.stderr
+    assert "report.html" in proc.stdout and "Traceback" not in proc.stderr
+    assert "exit 1:" in proc.stdout
+
+    data = json.loads((out / "findings.json").read_text())
+    by_app: dict[str, Counter[str]] = {}
+    for f in data["findings"]:
+        by_app.setdefault(f["application"] or "", Counter())[f["class"]] += 1
+    for step in steps():
+        got = by_app.get(step.app, Counter())
+        assert got == Counter(c.value for c in step.expect), (step.key, got)
+        for f in data["findings"]:
+            if f["application"] == step.app:
+                assert f["allowed"] == step.allowed, step.key
+    # Live state and reloads: the downgraded trigger, log_statement none then back.
+    untied = Counter(f["class"] for f in data["findings"] if not f["application"])
+    assert untied == Counter({"CONFIG_DRIFT": 3})
+
+    s = data["summary"]
+    assert s["logged_ddl"] == s["matched"] + sum(f["accounts_logged_ddl"] for f in data["findings"])
+    rows = {(f["database"], i) for f in data["findings"] for i in f["audit_event_ids"]}
+    assert s["audit_rows"] == s["matched_audit_rows"] + len(rows)
+    assert s["matched"] >= 8
+
+    # The password of the new superuser never reaches an output.
+    for name in ("findings.json", "findings.csv", "report.html", "README.txt"):
+        assert "hunter2" not in (out / name).read_text(), name
+
+    mails = sorted((out / "mails").glob("*.eml"))
+    assert len(mails) >= 15
+    texts = [m.read_text(errors="replace") for m in mails]
+    assert any("CREATE EXTENSION" in t for t in texts)
+    assert sum("CREATE EXTENSION" in t.split("\n\n", 1)[0] for t in texts) == 1  # one mail
+    assert not any("hunter2" in t for t in texts)
+
+    readme = (out / "README.txt").read_text()
+    for step in steps():
+        assert step.key in readme
+    assert {p.suffix for p in (out / "logs").iterdir()} == {".log", ".csv", ".json"}
+
+    # Nothing left behind: no server process, no cluster directory.
+    assert _processes_under(tmp) == []
+    assert not any(p.name.startswith("auditor-cluster-") for p in tmp.iterdir())
+    tmp.rmdir()
