@@ -640,6 +640,10 @@ def reconcile(
     reader_role: Annotated[
         str | None, typer.Option("--reader-role", help="Read the audit tables as this role.")
     ] = None,
+    mail_to: Annotated[
+        list[str] | None,
+        typer.Option("--mail-to", help="Mail the summary and report.html here (repeatable)."),
+    ] = None,
     config_file: ConfigOpt = None,
 ) -> None:
     """Pair the server log with the audit table and explain every difference.
@@ -666,10 +670,16 @@ def reconcile(
         all_databases=all_databases or None,
         schema=schema,
         reader_role=reader_role,
+        report_mail_to=mail_to,
     )
     result = run_reconcile(cfg)
     for line in summary_lines(result):
         typer.echo(line)
+    if result.mailed:
+        typer.echo(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
+    if result.mail_error:
+        typer.echo(f"auditor: error: {mask(result.mail_error)}", err=True)
+        raise typer.Exit(2)
     raise typer.Exit(result.exit_code)
 
 

@@ -61,6 +61,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("mail_mode", str, "outbox", "outbox, plpython or none"),
     Option("mail_to", list, [], "recipients of DDL mails and reports"),
     Option("mail_cc", list, [], "copy recipients"),
+    Option("report_mail_to", list, [], "recipients of reconcile's report (reconcile --mail-to)"),
     Option("mail_from", str, None, "sender address"),
     Option("strict", bool, False, "reject DDL whose mail cannot be delivered"),
     Option("smtp.host", str, "localhost", "SMTP server"),

@@ -595,6 +595,8 @@ class ReconcileResult:
     paths: dict[str, Path]
     exit_code: int
     fail_on: Severity
+    mailed: str | None = None  # Message-ID of the report mail, when one was sent
+    mail_error: str | None = None  # why the report mail could not be sent
 
 
 def _marker_xids(records: Iterable[LogRecord], schema: str) -> dict[str, set[int]]:
@@ -786,7 +788,43 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
     failing = [
         f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank
     ]
-    return ReconcileResult(a.document, paths, 1 if failing else 0, a.fail_on)
+    result = ReconcileResult(a.document, paths, 1 if failing else 0, a.fail_on)
+    if cfg["report_mail_to"]:
+        # The reports are written whatever happens to the mail; a failed mail is
+        # reported (exit 2 from the CLI) after the summary, not instead of it.
+        try:
+            result = replace(result, mailed=mail_report(cfg, result))
+        except AuditorError as exc:
+            result = replace(result, mail_error=str(exc))
+    return result
+
+
+def mail_report(cfg: Config, result: ReconcileResult) -> str:
+    """Send the summary with report.html attached (SMTP settings shared with the worker)."""
+    from auditor.mail import send_report
+    from auditor.report import summary_text
+
+    doc = result.document
+    server = cfg["mail.server_name"] or _server_label(cfg["dsn"])
+    worst = "needs a human" if result.exit_code else "nothing at or above " + result.fail_on.value
+    subject = f"auditor reconcile on {server}: {summary_text(doc).split(';')[0]} ({worst})"
+    body = "\n".join(summary_lines(result)) + "\n\nThe full report is attached (report.html).\n"
+    return send_report(
+        cfg,
+        subject,
+        body,
+        result.paths["html"].read_bytes(),
+        recipients=list(cfg["report_mail_to"]),
+    )
+
+
+def _server_label(dsn: Any) -> str:
+    from auditor.db import describe_dsn
+
+    if not dsn:
+        return "logs only"
+    where = describe_dsn(str(dsn))
+    return where.split("@", 1)[-1].rsplit("/", 1)[0]
 
 
 def summary_lines(result: ReconcileResult) -> list[str]:

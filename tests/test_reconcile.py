@@ -720,3 +720,41 @@ def test_several_databases_read_with_the_reader_role(rc: TempCluster, tmp_path: 
     assert sorted(f.database for f in indirect) == sorted(names)
     assert doc.summary.matched == 2 and doc.summary.audit_rows == 4
     assert_accounts(result)
+
+
+# ---------------------------------------------------------------------------- report mail
+
+
+def test_reconcile_mails_the_report(adb: Audited, smtp_sink: Any, tmp_path: Path) -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    adb.run("DO $$ BEGIN CREATE TABLE mailed (id int); END $$")
+    adb.cluster.flush_logs()
+    args = ["reconcile", "--dsn", adb.cluster.dsn(adb.name), "--log", str(adb.cluster.log_dir),
+            "--since", adb.t0.isoformat(), "--database", adb.name, "--out", str(tmp_path / "r"),
+            "--mail-to", "dba@example.com"]  # fmt: skip
+    env = {"AUDITOR_SMTP_HOST": "127.0.0.1", "AUDITOR_SMTP_PORT": str(smtp_sink.port),
+           "AUDITOR_MAIL_FROM": "auditor@example.com"}  # fmt: skip
+    out = CliRunner().invoke(app, args, env=env)
+    assert out.exit_code == 0, out.output
+    assert "report mailed to dba@example.com" in out.output
+    (path,) = smtp_sink.paths()
+    msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    assert msg["To"] == "dba@example.com" and "1 finding" in msg["Subject"]
+    body = msg.get_body(("plain",)).get_content()
+    assert "INDIRECT_DDL" in body
+    (attachment,) = list(msg.iter_attachments())
+    assert attachment.get_filename() == "report.html"
+    assert attachment.get_payload(decode=True) == (tmp_path / "r" / "report.html").read_bytes()
+
+    # SMTP down: the reports are still written, the summary printed, and exit 2 says why.
+    smtp_sink.stop()
+    out = CliRunner().invoke(app, [*args[:-4], "--out", str(tmp_path / "r2"), *args[-2:]], env=env)
+    assert out.exit_code == 2
+    assert "INDIRECT_DDL" in out.output and "not mailed" in out.output
+    assert (tmp_path / "r2" / "report.html").is_file()
