@@ -758,3 +758,22 @@ def test_reconcile_mails_the_report(adb: Audited, smtp_sink: Any, tmp_path: Path
     assert out.exit_code == 2
     assert "INDIRECT_DDL" in out.output and "not mailed" in out.output
     assert (tmp_path / "r2" / "report.html").is_file()
+
+
+def test_report_command_reproduces_the_reconcile_outputs(adb: Audited, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    adb.run("DO $$ BEGIN CREATE TABLE again (id int); END $$")
+    adb.fails("CREATE TABLE again (id int)")
+    result = adb.reconcile()
+    assert len(result.document.findings) == 2
+    out = CliRunner().invoke(
+        app,
+        ["report", str(result.paths["json"]), "--html", str(tmp_path / "r.html"),
+         "--csv", str(tmp_path / "r.csv")],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "r.html").read_bytes() == result.paths["html"].read_bytes()
+    assert (tmp_path / "r.csv").read_bytes() == result.paths["csv"].read_bytes()
