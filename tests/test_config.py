@@ -39,3 +39,18 @@ def test_secrets_are_masked_in_describe() -> None:
     )
     shown = str(cfg.describe())
     assert "topsecret" not in shown and "hunter2" not in shown
+
+
+def test_the_sample_config_documents_every_option_and_loads() -> None:
+    from pathlib import Path
+
+    from auditor.config import OPTIONS, read_config_file
+    from auditor.findings import Policy
+
+    sample = Path(__file__).resolve().parents[1] / "auditor.yaml.example"
+    values = read_config_file(sample)  # raises on unknown keys or wrong types
+    documented = set(values)
+    missing = sorted(o.name for o in OPTIONS if o.name not in documented)
+    assert missing == [], f"auditor.yaml.example lacks: {missing}"
+    policy = Policy.from_config(values["severity"], values["allow"])
+    assert len(policy.allow) == 2
