@@ -288,6 +288,7 @@ class Matcher:
         self.findings: list[Finding] = []
         self.result = MatchResult(self.findings)
         self._gap_rows: dict[int, list[Firing]] = defaultdict(list)
+        self._trigger_change_list: list[tuple[_Logged, StatementClass]] | None = None
         statements: list[LogRecord] = []
         errors: list[LogRecord] = []
         markers: list[tuple[LogRecord, Marker]] = []
@@ -644,22 +645,33 @@ class Matcher:
     def _why_unreported(self, lg: _Logged) -> str:
         """Point at the likely cause seen earlier in the same log, if any."""
         t = lg.record.time
-        for other in reversed(self.logged):
+        for other, s in reversed(self._trigger_changes()):
             if other.record.time is None or t is None or other.record.time >= t:
                 continue
-            for s in other.cls.statements:
-                et = s.event_trigger
-                if (
-                    et is not None
-                    and set(et.names) & self.ctx.trigger_names
-                    and et.action in ("disable", "enable", "enable replica", "drop")
-                ):
-                    return (
-                        f" Earlier, {other.record.user or '?'} ran "
-                        f"'{s.text[:80]}' ({_short(other.record.source.file)}:"
-                        f"{other.record.source.line})."
-                    )
+            return (
+                f" Earlier, {other.record.user or '?'} ran "
+                f"'{s.text[:80]}' ({_short(other.record.source.file)}:"
+                f"{other.record.source.line})."
+            )
         return ""
+
+    def _trigger_changes(self) -> list[tuple[_Logged, StatementClass]]:
+        """Logged statements that disable, enable or drop the auditor's triggers, in order,
+        each with its first such statement (found once: a run may hold many UNREPORTED)."""
+        if self._trigger_change_list is None:
+            found = []
+            for other in self.logged:
+                for s in other.cls.statements:
+                    et = s.event_trigger
+                    if (
+                        et is not None
+                        and set(et.names) & self.ctx.trigger_names
+                        and et.action in ("disable", "enable", "enable replica", "drop")
+                    ):
+                        found.append((other, s))
+                        break
+            self._trigger_change_list = found
+        return self._trigger_change_list
 
     def _touches_audit_objects(self, s: StatementClass) -> bool:
         schema = self.ctx.schema
