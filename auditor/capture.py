@@ -1129,36 +1129,31 @@ def format_uninstall(report: UninstallReport) -> str:
 # -- reading the audit table ------------------------------------------------------
 
 
+#: A JSON number with a fraction or an exponent (or text that looks like one).
+_FLOAT_LIKE = re.compile(r"[0-9][.eE][-+0-9]")
+
+
 def _parse_objects(objects_json: str) -> Any:
     """The ``objects`` jsonb text parsed as :func:`auditor.digest.parse_objects_json` does.
 
-    orjson first (several times faster); the few values that came out as floats are
-    where ``parse_objects_json`` keeps a Decimal, so such text is parsed again by it.
+    With orjson (several times faster) unless the text may hold a number with a
+    fraction or an exponent, which ``parse_objects_json`` keeps as a Decimal.
+
+    >>> _parse_objects('[{"objid": 1, "x": "a.b"}]'), _parse_objects('[{"x": 1.50}]')
+    ([{'objid': 1, 'x': 'a.b'}], [{'x': Decimal('1.50')}])
     """
-    try:
-        parsed = orjson.loads(objects_json)
-    except orjson.JSONDecodeError:
-        return parse_objects_json(objects_json)
-    if isinstance(parsed, list):
-        for o in parsed:
-            if isinstance(o, dict):
-                if any(_has_float(v) for v in o.values()):
-                    return parse_objects_json(objects_json)
-            elif _has_float(o):
-                return parse_objects_json(objects_json)
-    elif _has_float(parsed):
-        return parse_objects_json(objects_json)
-    return parsed
+    if _FLOAT_LIKE.search(objects_json) is None:
+        try:
+            return orjson.loads(objects_json)
+        except orjson.JSONDecodeError:
+            pass
+    return parse_objects_json(objects_json)
 
 
-def _has_float(v: Any) -> bool:
-    if isinstance(v, float):
-        return True
-    if isinstance(v, list):
-        return any(_has_float(x) for x in v)
-    if isinstance(v, dict):
-        return any(_has_float(x) for x in v.values())
-    return False
+def _opt_int(v: Any) -> int | None:
+    if type(v) is int:
+        return v
+    return int(v) if v is not None and not isinstance(v, bool) else None
 
 
 def _objects(
@@ -1166,35 +1161,32 @@ def _objects(
 ) -> tuple[AuditObject, ...]:
     """The row's objects; ``same`` (optional) shares repeated strings between rows."""
     parsed = _parse_objects(objects_json)
+    if not isinstance(parsed, list) or not parsed:
+        return ()
     out: list[AuditObject] = []
     keep = same or (lambda v: v)
-    for o in parsed if isinstance(parsed, list) else []:
+    for o in parsed:
         if not isinstance(o, dict):
             continue
         get = o.get
-
-        def opt_int(key: str, get: Callable[[str], Any] = get) -> int | None:
-            v = get(key)
-            return int(v) if v is not None and not isinstance(v, bool) else None
-
         object_type, schema_name, tag = get("object_type"), get("schema_name"), get("command_tag")
         out.append(
             AuditObject(
-                object_type=keep(object_type) if isinstance(object_type, str) else object_type,
-                schema_name=keep(schema_name) if isinstance(schema_name, str) else schema_name,
-                object_identity=get("object_identity"),
-                in_extension=get("in_extension"),
-                command_tag=keep(tag) if isinstance(tag, str) else tag,
-                object_name=get("object_name"),
-                original=get("original"),
-                normal=get("normal"),
-                is_temporary=get("is_temporary"),
-                address_names=tuple(get("address_names") or ()),
-                address_args=tuple(get("address_args") or ()),
-                classid=opt_int("classid"),
-                objid=opt_int("objid"),
-                objsubid=opt_int("objsubid"),
-                rewrite_reason=opt_int("rewrite_reason"),
+                keep(object_type) if isinstance(object_type, str) else object_type,
+                keep(schema_name) if isinstance(schema_name, str) else schema_name,
+                get("object_identity"),
+                get("in_extension"),
+                keep(tag) if isinstance(tag, str) else tag,
+                get("object_name"),
+                get("original"),
+                get("normal"),
+                get("is_temporary"),
+                tuple(get("address_names") or ()),
+                tuple(get("address_args") or ()),
+                _opt_int(get("classid")),
+                _opt_int(get("objid")),
+                _opt_int(get("objsubid")),
+                _opt_int(get("rewrite_reason")),
             )
         )
     return tuple(out)

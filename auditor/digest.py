@@ -68,19 +68,17 @@ def _utc_fast(ts: datetime) -> str:
     >>> t = datetime(2026, 1, 2, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=2)))
     >>> _utc_fast(t) == utc_text(t), _utc_fast(t.astimezone(UTC)) == utc_text(t)
     (True, True)
+    >>> _utc_fast(t.replace(microsecond=0)) == utc_text(t.replace(microsecond=0))
+    True
     """
-    if ts.tzinfo is not UTC:
-        if ts.tzinfo is None:
-            raise ValueError(
-                "audit timestamps are timestamptz; a naive datetime cannot be digested"
-            )
+    offset = ts.utcoffset()
+    if offset is None:
+        raise ValueError("audit timestamps are timestamptz; a naive datetime cannot be digested")
+    if offset:
         ts = ts.astimezone(UTC)
     if ts.year < 1000:  # strftime's %Y does not pad such years: keep its text
         return utc_text(ts)
-    return (
-        f"{ts.year}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:"
-        f"{ts.second:02d}.{ts.microsecond:06d}Z"
-    )
+    return ts.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def _field(value: str | int | datetime | None) -> str:
@@ -164,15 +162,16 @@ def fields_digest(fields: Sequence[str | int | datetime | None], objects_json: s
     """
     if len(fields) != 20:
         raise ValueError(f"expected 20 column values besides objects, got {len(fields)}")
-    f = _field
-    text = "".join(
-        (
-            ROW_DIGEST_PREFIX,
-            f(fields[0]),
-            f(fields[1]),
-            f(fields[2]),
-            f"{len(objects_json)}:{objects_json}",
-            *map(f, fields[3:]),
-        )
-    )
+    parts = [ROW_DIGEST_PREFIX]
+    add = parts.append
+    for i, v in enumerate(fields):
+        if i == 3:
+            add(f"{len(objects_json)}:{objects_json}")
+        if type(v) is str:
+            add(f"{len(v)}:{v}")
+        elif v is None:
+            add("~")
+        else:
+            add(_field(v))
+    text = "".join(parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
