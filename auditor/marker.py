@@ -76,11 +76,5 @@ def parse_marker(message: str) -> Marker | None:
     m = _MARKER.match(message.strip())
     if m is None:
         return None
-    return Marker(
-        schema=m["schema"],
-        id=int(m["id"]),
-        xid=int(m["xid"]),
-        event=m["event"],
-        digest=m["digest"],
-        tag=m["tag"],
-    )
+    schema, ident, xid, event, digest, tag = m.groups()
+    return Marker(schema, int(ident), int(xid), event, digest, tag)

@@ -20,11 +20,12 @@ close to the end of the window to be judged yet).
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -638,8 +639,30 @@ class Analysis:
     until: datetime
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a run builds its evidence.
+
+    A night's million log records and audit rows all live until the reports are
+    written, and build almost no reference cycles; the collector would walk them
+    again and again as they accumulate (a third of the run time at 100 k statements).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def analyse(cfg: Config, *, now: datetime | None = None, use_state: bool = True) -> Analysis:
     """Read logs and audit rows, pair them, apply the policy (nothing is written)."""
+    with _gc_paused():
+        return _analyse(cfg, now=now, use_state=use_state)
+
+
+def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
     tz: tzinfo = UTC
     fail_on = parse_severity(str(cfg["fail_on"]))
     policy = Policy.from_config(cfg["severity"], cfg["allow"])
@@ -766,7 +789,8 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
     from auditor.report import write_reports
 
     a = analyse(cfg, now=now)
-    paths = write_reports(a.document, Path(str(cfg["out"])))
+    with _gc_paused():
+        paths = write_reports(a.document, Path(str(cfg["out"])))
     if a.state_path is not None and a.state is not None:
         new_state = State(files={**a.state.files, **a.new_files}, until=a.until)
         horizon = a.until - OVERLAP
