@@ -77,4 +77,14 @@ def parse_marker(message: str) -> Marker | None:
     if m is None:
         return None
     schema, ident, xid, event, digest, tag = m.groups()
-    return Marker(schema, int(ident), int(xid), event, digest, tag)
+    same = _SAME.setdefault
+    if len(_SAME) > 10_000:
+        _SAME.clear()
+    return Marker(
+        same(schema, schema), int(ident), int(xid), same(event, event), digest, same(tag, tag)
+    )
+
+
+#: One object per schema, event and tag text: a night holds a million markers
+#: and a few dozen distinct values.
+_SAME: dict[str, str] = {}

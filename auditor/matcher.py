@@ -92,7 +92,7 @@ class MatchContext:
     carry_after: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Firing:
     """One firing of an audit trigger: its row, its marker, or both."""
 
@@ -147,7 +147,7 @@ class Firing:
         return bool(ctx and "\n" in ctx.strip())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Execution:
     """The firings of one execution of one query string in one session."""
 
@@ -163,7 +163,7 @@ class _Execution:
         return any(f.event is not None for f in self.firings)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Logged:
     record: LogRecord
     text: str
@@ -171,7 +171,7 @@ class _Logged:
     error: LogRecord | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One step of the merged story of both channels (for ``auditor timeline``).
 
