@@ -35,6 +35,7 @@ Generated logs go to ``bench/data/reconcile/`` (gitignored), reports to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -355,33 +356,30 @@ def synthesize(cluster: TempCluster, cloner: Cloner, clones: int, out_dir: Path)
     capture.install(cluster.dsn(cloner.db), databases=[cloner.db])
     rows_total = 0
     records = 0
-    files: list[tuple[Any, Any, Any]] = []
+    columns = ", ".join(k if k != "objects_json" else "objects" for k in ROW_COLUMNS)
     with psycopg.connect(cluster.dsn(cloner.db), autocommit=True) as conn:
-        for c in range(clones):
-            recs, lines = cloner.clone(c)
-            if c % CLONES_PER_FILE == 0:
-                for fh in (x for f in files for x in f):
-                    fh.close()
-                stamp = (recs[0][0] or "")[:19].replace("-", "").replace(":", "").replace(" ", "-")
-                base = out_dir / f"postgresql-{stamp}"
-                files = [
-                    (
-                        open(f"{base}.csv", "w", encoding="utf-8", newline=""),
-                        open(f"{base}.json", "w", encoding="utf-8", newline=""),
-                        open(f"{base}.log", "w", encoding="utf-8", newline=""),
-                    )
+        for first in range(0, clones, CLONES_PER_FILE):
+            # One file per CLONES_PER_FILE clones, named like the server's rotated files.
+            batches = [cloner.clone(c) for c in range(first, min(clones, first + CLONES_PER_FILE))]
+            head = batches[0][0][0][0] or ""
+            base = (
+                out_dir
+                / f"postgresql-{head[:19].replace('-', '').replace(':', '').replace(' ', '-')}"
+            )
+            with contextlib.ExitStack() as stack:
+                fhs = [
+                    stack.enter_context(open(f"{base}.{ext}", "w", encoding="utf-8", newline=""))
+                    for ext in ("csv", "json", "log")
                 ]
-            records += write_all(recs, *files[0])
-            with (
-                conn.cursor() as cur,
-                cur.copy(
-                    f"COPY {SCHEMA}.events ({', '.join(k if k != 'objects_json' else 'objects' for k in ROW_COLUMNS)}) FROM STDIN"
-                ) as cp,
-            ):
-                cp.write("".join(lines))
-            rows_total += len(lines)
-        for fh in (x for f in files for x in f):
-            fh.close()
+                for recs, lines in batches:
+                    records += write_all(recs, *fhs)
+                    with (
+                        conn.cursor() as cur,
+                        cur.copy(f"COPY {SCHEMA}.events ({columns}) FROM STDIN") as cp,
+                    ):
+                        cp.write("".join(lines))
+                    rows_total += len(lines)
+            del batches
         conn.execute(
             f"SELECT setval('{SCHEMA}.events_id_seq', (SELECT max(id) FROM {SCHEMA}.events))"
         )
@@ -633,20 +631,22 @@ def main() -> int:
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    """Markdown table; ``logs`` and ``audit`` overlap (the rows are read in a thread)."""
     head = (
-        "| input | format | logged DDL | audit rows | log MB | findings | logs s | audit s "
-        "| match s | report s | total s | peak RSS MB (workers) | check |\n"
+        "| input | format | logged DDL | audit rows | log MB | findings | logs s | audit s (∥) "
+        "| match s | report s | total s | peak RSS MB (+ workers) | check |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     lines = [head]
     for r in results:
         p = r["phases"]
+        check = r["check"] if len(r["check"]) < 40 else r["check"][:37] + "..."
         lines.append(
-            f"| {r['size']} | {r['format']} | {r['logged_ddl']} | {r['audit_rows']} "
-            f"| {r['log_bytes'] / 1e6:.0f} | {r['findings']} | {p.get('logs', 0):.1f} "
+            f"| {r['size']} | {r['format']} | {r['logged_ddl']:,} | {r['audit_rows']:,} "
+            f"| {r['log_bytes'] / 1e6:,.0f} | {r['findings']:,} | {p.get('logs', 0):.1f} "
             f"| {p.get('audit', 0):.1f} | {p.get('match', 0):.1f} | {p.get('report', 0):.1f} "
-            f"| {r['process_wall']:.1f} | {r['maxrss_self_kb'] / 1024:.0f} "
-            f"({r['maxrss_workers_kb'] / 1024:.0f}) | {r['check']} |"
+            f"| {r['process_wall']:.1f} | {r['maxrss_self_kb'] / 1024:,.0f} "
+            f"(+ {r['maxrss_workers_kb'] / 1024:,.0f}) | {check} |"
         )
     return "\n".join(lines)
 
