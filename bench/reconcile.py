@@ -627,7 +627,14 @@ def main() -> int:
     args.json.write_text(json.dumps(results, indent=1))
     print()
     print(table(results))
-    return 0 if all(r["check"] == "PASS" for r in results) else 1
+    failed = [f"{r['size']} {r['format']}" for r in results if r["check"] != "PASS"]
+    print()
+    print(
+        f"FAIL: {', '.join(failed)}"
+        if failed
+        else f"PASS: all {len(results)} inputs reconciled exactly (planted findings, accounting)"
+    )
+    return 1 if failed else 0
 
 
 def table(results: list[dict[str, Any]]) -> str:
