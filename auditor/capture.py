@@ -23,19 +23,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from auditor import __version__, outbox
 from auditor.db import connect, describe_dsn, server_settings, sql_text
-from auditor.digest import parse_objects_json, row_digest
+from auditor.digest import fields_digest, parse_objects_json
 from auditor.errors import AuditorError, ConfigError, InstallError
 from auditor.model import AuditEvent, AuditObject
 
@@ -1234,68 +1235,162 @@ def format_uninstall(report: UninstallReport) -> str:
 # -- reading the audit table ------------------------------------------------------
 
 
-def _objects(objects_json: str) -> tuple[AuditObject, ...]:
-    parsed = parse_objects_json(objects_json)
+#: A JSON number with a fraction or an exponent (or text that looks like one).
+_FLOAT_LIKE = re.compile(r"[0-9][.eE][-+0-9]")
+
+
+def _parse_objects(objects_json: str) -> Any:
+    """The ``objects`` jsonb text parsed as :func:`auditor.digest.parse_objects_json` does.
+
+    With orjson (several times faster) unless the text may hold a number with a
+    fraction or an exponent, which ``parse_objects_json`` keeps as a Decimal.
+
+    >>> _parse_objects('[{"objid": 1, "x": "a.b"}]'), _parse_objects('[{"x": 1.50}]')
+    ([{'objid': 1, 'x': 'a.b'}], [{'x': Decimal('1.50')}])
+    """
+    if _FLOAT_LIKE.search(objects_json) is None:
+        try:
+            return orjson.loads(objects_json)
+        except orjson.JSONDecodeError:
+            pass
+    return parse_objects_json(objects_json)
+
+
+def _opt_int(v: Any) -> int | None:
+    if type(v) is int:
+        return v
+    return int(v) if v is not None and not isinstance(v, bool) else None
+
+
+def _objects(
+    objects_json: str, same: Callable[[Any], Any] | None = None
+) -> tuple[AuditObject, ...]:
+    """The row's objects; ``same`` (optional) shares repeated strings between rows."""
+    parsed = _parse_objects(objects_json)
+    if not isinstance(parsed, list) or not parsed:
+        return ()
     out: list[AuditObject] = []
-    for o in parsed if isinstance(parsed, list) else []:
+    keep = same or (lambda v: v)
+    for o in parsed:
         if not isinstance(o, dict):
             continue
-
-        def opt_int(key: str, o: dict[str, Any] = o) -> int | None:
-            v = o.get(key)
-            return int(v) if v is not None and not isinstance(v, bool) else None
-
+        get = o.get
+        object_type, schema_name, tag = get("object_type"), get("schema_name"), get("command_tag")
         out.append(
             AuditObject(
-                object_type=o.get("object_type"),
-                schema_name=o.get("schema_name"),
-                object_identity=o.get("object_identity"),
-                in_extension=o.get("in_extension"),
-                command_tag=o.get("command_tag"),
-                object_name=o.get("object_name"),
-                original=o.get("original"),
-                normal=o.get("normal"),
-                is_temporary=o.get("is_temporary"),
-                address_names=tuple(o.get("address_names") or ()),
-                address_args=tuple(o.get("address_args") or ()),
-                classid=opt_int("classid"),
-                objid=opt_int("objid"),
-                objsubid=opt_int("objsubid"),
-                rewrite_reason=opt_int("rewrite_reason"),
+                keep(object_type) if isinstance(object_type, str) else object_type,
+                keep(schema_name) if isinstance(schema_name, str) else schema_name,
+                get("object_identity"),
+                get("in_extension"),
+                keep(tag) if isinstance(tag, str) else tag,
+                get("object_name"),
+                get("original"),
+                get("normal"),
+                get("is_temporary"),
+                tuple(get("address_names") or ()),
+                tuple(get("address_args") or ()),
+                _opt_int(get("classid")),
+                _opt_int(get("objid")),
+                _opt_int(get("objsubid")),
+                _opt_int(get("rewrite_reason")),
             )
         )
     return tuple(out)
 
 
+#: Columns of ``capture_read_events.sql`` whose values repeat from row to row
+#: (names, addresses, ports, pids, tags): one object each is kept, not one per row.
+_SHARED_COLUMNS = (1, 2, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17)
+#: Columns that rows of one statement repeat (query, statement time, session, vxid,
+#: xid, xmin): shared with the previous row when equal.
+_RUN_COLUMNS = (4, 6, 18, 19, 20, 21)
+
+
+class _Rows:
+    """Builds AuditEvents from ``capture_read_events.sql`` tuples, sharing repeated strings.
+
+    A night's million rows repeat a handful of user, database, address,
+    application and tag values, and rows of one statement repeat its query,
+    session id and vxid: keeping one object per value instead of one per row
+    is most of the memory the rows take.
+    """
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._seen: dict[Any, Any] = {}
+        self._last: list[Any] = [None] * 22
+
+    def same(self, value: Any) -> Any:
+        seen = self._seen
+        got = seen.get(value)
+        if got is None:
+            if len(seen) > 100_000:
+                seen.clear()
+            seen[value] = value
+            return value
+        return got
+
+    def event(self, r: Sequence[Any]) -> AuditEvent:
+        row = list(r)
+        same = self.same
+        for i in _SHARED_COLUMNS:
+            v = row[i]
+            if v is not None:
+                row[i] = same(v)
+        last = self._last
+        for i in _RUN_COLUMNS:
+            v = row[i]
+            if v is not None and v == last[i]:
+                row[i] = last[i]
+        self._last = row
+        objects_json = row[3]
+        (ident, event, tag, _, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app, pid,
+         sid, vxid, xid, xmin) = row  # fmt: skip
+        digest = fields_digest(
+            (ident, event, tag, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app, pid,
+             sid, vxid, xid),
+            objects_json,
+        )  # fmt: skip
+        return AuditEvent(
+            schema=self.schema,
+            id=int(ident),
+            event=event,
+            command_tag=tag,
+            objects=_objects(objects_json, same),
+            query=query,
+            statement_time=st,
+            clock_time=ct,
+            session_user=su,
+            current_user=cu,
+            login_user=lu,
+            database=db,
+            client_addr=ca,
+            client_port=cp,
+            server_addr=sa,
+            server_port=sp,
+            application_name=app,
+            backend_pid=int(pid),
+            session_id=sid,
+            vxid=vxid,
+            xid=int(xid),
+            row_xmin=int(xmin),
+            digest=digest,
+            objects_json=objects_json,
+            caller_context=caller,
+        )
+
+
 def _event(schema: str, r: Mapping[str, Any]) -> AuditEvent:
-    base = AuditEvent(
-        schema=schema,
-        id=int(r["id"]),
-        event=r["event"],
-        command_tag=r["command_tag"],
-        objects=_objects(r["objects_json"]),
-        query=r["query"],
-        statement_time=r["statement_time"],
-        clock_time=r["clock_time"],
-        session_user=r["session_user_name"],
-        current_user=r["current_user_name"],
-        login_user=r["login_user_name"],
-        database=r["database_name"],
-        client_addr=r["client_addr"],
-        client_port=r["client_port"],
-        server_addr=r["server_addr"],
-        server_port=r["server_port"],
-        application_name=r["application_name"],
-        backend_pid=int(r["backend_pid"]),
-        session_id=r["session_id"],
-        vxid=r["vxid"],
-        xid=int(r["xid"]),
-        row_xmin=int(r["row_xmin"]),
-        digest="",
-        objects_json=r["objects_json"],
-        caller_context=r["caller_context"],
-    )
-    return replace(base, digest=row_digest(base))
+    """One AuditEvent from a ``capture_read_events.sql`` row given as a mapping."""
+    return _Rows(schema).event([r[c] for c in _READ_COLUMNS])
+
+
+_READ_COLUMNS = (
+    "id", "event", "command_tag", "objects_json", "query", "caller_context", "statement_time",
+    "clock_time", "session_user_name", "current_user_name", "login_user_name", "database_name",
+    "client_addr", "client_port", "server_addr", "server_port", "application_name",
+    "backend_pid", "session_id", "vxid", "xid", "row_xmin",
+)  # fmt: skip
 
 
 def read_audit_events(
@@ -1326,14 +1421,20 @@ def read_audit_events(
     }
 
     def batches() -> Iterator[AuditEvent]:
-        with conn.cursor(row_factory=dict_row) as cur:
+        build = _Rows(schema).event
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            names = tuple(d.name for d in cur.description or ())
+            if names != _READ_COLUMNS:
+                raise AuditorError(f"capture_read_events.sql returns {names}, not {_READ_COLUMNS}")
             while True:
-                rows = cur.execute(query, params).fetchall()
+                rows = cur.fetchall()
                 for r in rows:
-                    yield _event(schema, r)
+                    yield build(r)
                 if len(rows) < batch_size:
                     return
-                params["after_id"] = int(rows[-1]["id"])
+                params["after_id"] = int(rows[-1][0])
+                cur.execute(query, params)
 
     if conn.autocommit:
         with conn.transaction():

@@ -959,15 +959,20 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
         tree = orjson.loads(parse_sql_json(query))
     except ParseError as exc:
         return _fallback(query, str(exc))
-    data = query.encode("utf-8")
+    ascii_only = query.isascii()  # then byte offsets are character offsets
+    data = query if ascii_only else query.encode("utf-8")
     statements = []
     for raw in tree.get("stmts", ()):
         # libpg_query's offsets count bytes of the UTF-8 text.
         start = int(raw.get("stmt_location", 0))
         length = int(raw.get("stmt_len", 0))
         end = start + length if length else len(data)
-        text = data[start:end].decode("utf-8", "replace").strip()
-        location = len(data[:start].decode("utf-8", "replace"))
+        if ascii_only:
+            text, location = query[start:end].strip(), start
+        else:
+            assert isinstance(data, bytes)
+            text = data[start:end].decode("utf-8", "replace").strip()
+            location = len(data[:start].decode("utf-8", "replace"))
         name, body = _unwrap(raw.get("stmt"))
         if name is None:
             continue

@@ -76,11 +76,15 @@ def parse_marker(message: str) -> Marker | None:
     m = _MARKER.match(message.strip())
     if m is None:
         return None
+    schema, ident, xid, event, digest, tag = m.groups()
+    same = _SAME.setdefault
+    if len(_SAME) > 10_000:
+        _SAME.clear()
     return Marker(
-        schema=m["schema"],
-        id=int(m["id"]),
-        xid=int(m["xid"]),
-        event=m["event"],
-        digest=m["digest"],
-        tag=m["tag"],
+        same(schema, schema), int(ident), int(xid), same(event, event), digest, same(tag, tag)
     )
+
+
+#: One object per schema, event and tag text: a night holds a million markers
+#: and a few dozen distinct values.
+_SAME: dict[str, str] = {}

@@ -24,9 +24,10 @@ exactly one finding; :class:`MatchResult` carries the counts that prove it.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
@@ -91,7 +92,7 @@ class MatchContext:
     carry_after: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Firing:
     """One firing of an audit trigger: its row, its marker, or both."""
 
@@ -146,7 +147,7 @@ class Firing:
         return bool(ctx and "\n" in ctx.strip())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Execution:
     """The firings of one execution of one query string in one session."""
 
@@ -162,7 +163,7 @@ class _Execution:
         return any(f.event is not None for f in self.firings)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Logged:
     record: LogRecord
     text: str
@@ -170,7 +171,7 @@ class _Logged:
     error: LogRecord | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One step of the merged story of both channels (for ``auditor timeline``).
 
@@ -288,6 +289,7 @@ class Matcher:
         self.findings: list[Finding] = []
         self.result = MatchResult(self.findings)
         self._gap_rows: dict[int, list[Firing]] = defaultdict(list)
+        self._trigger_change_list: list[tuple[_Logged, StatementClass]] | None = None
         statements: list[LogRecord] = []
         errors: list[LogRecord] = []
         markers: list[tuple[LogRecord, Marker]] = []
@@ -307,7 +309,7 @@ class Matcher:
                     if rec.statement:
                         last_text[key] = rec.statement
                     elif key in last_text:
-                        rec = replace(rec, statement=last_text[key])
+                        rec = _with_statement(rec, last_text[key])
                     markers.append((rec, m))
             else:
                 self.others.append(rec)
@@ -664,22 +666,33 @@ class Matcher:
         """Point at the likely cause seen earlier in the same log, if any."""
         t = lg.record.time
         here = _time_key(lg.record)  # %m has milliseconds: same-ms lines keep log order
-        for other in reversed(self.logged):
+        for other, s in reversed(self._trigger_changes()):
             if other.record.time is None or t is None or _time_key(other.record) >= here:
                 continue
-            for s in other.cls.statements:
-                et = s.event_trigger
-                if (
-                    et is not None
-                    and set(et.names) & self.ctx.trigger_names
-                    and et.action in ("disable", "enable", "enable replica", "drop")
-                ):
-                    return (
-                        f" Earlier, {other.record.user or '?'} ran "
-                        f"'{s.text[:80]}' ({_short(other.record.source.file)}:"
-                        f"{other.record.source.line})."
-                    )
+            return (
+                f" Earlier, {other.record.user or '?'} ran "
+                f"'{s.text[:80]}' ({_short(other.record.source.file)}:"
+                f"{other.record.source.line})."
+            )
         return ""
+
+    def _trigger_changes(self) -> list[tuple[_Logged, StatementClass]]:
+        """Logged statements that disable, enable or drop the auditor's triggers, in order,
+        each with its first such statement (found once: a run may hold many UNREPORTED)."""
+        if self._trigger_change_list is None:
+            found = []
+            for other in self.logged:
+                for s in other.cls.statements:
+                    et = s.event_trigger
+                    if (
+                        et is not None
+                        and set(et.names) & self.ctx.trigger_names
+                        and et.action in ("disable", "enable", "enable replica", "drop")
+                    ):
+                        found.append((other, s))
+                        break
+            self._trigger_change_list = found
+        return self._trigger_change_list
 
     def _touches_audit_objects(self, s: StatementClass) -> bool:
         schema = self.ctx.schema
@@ -995,6 +1008,17 @@ class Matcher:
                 "which is weaker."
             )
         return self.result
+
+
+_RECORD_VALUES = operator.attrgetter(*(f.name for f in fields(LogRecord)))
+_STATEMENT_AT = [f.name for f in fields(LogRecord)].index("statement")
+
+
+def _with_statement(rec: LogRecord, text: str) -> LogRecord:
+    """``replace(rec, statement=text)``, without its per-field bookkeeping (markers: 1M a night)."""
+    values = list(_RECORD_VALUES(rec))
+    values[_STATEMENT_AT] = text
+    return LogRecord(*values)
 
 
 def _time_key(rec: LogRecord) -> tuple[datetime, str, int]:

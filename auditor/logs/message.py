@@ -251,38 +251,73 @@ def build_record(
     if classify and (statement or prepare_text) and kind in _CLASSIFIED:
         verdict = classify_texts((statement, prepare_text))
         is_ddl, is_relevant = verdict.is_ddl, verdict.is_relevant
+    session_id = _shared(_none(session_id))
+    if statement and kind == MessageKind.MARKER:
+        # The first marker of a statement repeats the text of its statement record.
+        last = _LAST_STATEMENT.get(session_id)
+        if last == statement:
+            statement = last
+    elif statement and kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
+        if len(_LAST_STATEMENT) > 10_000:
+            _LAST_STATEMENT.clear()
+        _LAST_STATEMENT[session_id] = statement
     return LogRecord(
         source=source,
-        severity=severity,
+        severity=_shared(severity) or severity,
         kind=kind,
         message=message,
         time=time,
         statement=statement,
-        session_id=_none(session_id),
+        session_id=session_id,
         line_num=line_num,
-        vxid=_none(vxid),
+        vxid=_shared(_none(vxid)),
         xid=xid,
         pid=pid,
-        user=_none(user),
-        database=_none(database),
-        application=_none(application),
-        client=_none(client),
-        sqlstate=_none(sqlstate),
+        user=_shared(_none(user)),
+        database=_shared(_none(database)),
+        application=_shared(_none(application)),
+        client=_shared(_none(client)),
+        sqlstate=_shared(_none(sqlstate)),
         detail=detail or None,
         hint=hint or None,
-        context=context or None,
+        context=_shared(context),
         protocol=protocol,
         prepared_name=prepared_name,
         portal=portal,
         parameters=parameters,
         duration_ms=duration,
-        backend_type=_none(backend_type),
-        command_tag=_none(command_tag),
+        backend_type=_shared(_none(backend_type)),
+        command_tag=_shared(_none(command_tag)),
         client_port=client_port,
         prepare_text=prepare_text,
         is_ddl=is_ddl,
         is_relevant=is_relevant,
     )
+
+
+#: One object per distinct value of the fields that repeat from record to record
+#: (user, database, session, context...): a night's log holds millions of records
+#: and a few hundred distinct values, and reconcile keeps every record it reads.
+_SHARED: dict[str, str] = {}
+#: Session id -> text of its last statement record (markers repeat it).
+_LAST_STATEMENT: dict[str | None, str] = {}
+
+
+def _shared(value: str | None) -> str | None:
+    """``value`` ("" as None), as the one object kept for equal values.
+
+    >>> _shared("") is None, _shared("ab" * 3) is _shared("".join(["ab"] * 3))
+    (True, True)
+    """
+    if not value:
+        return None
+    got = _SHARED.get(value)
+    if got is None:
+        if len(_SHARED) >= 50_000:
+            _SHARED.clear()
+        _SHARED[value] = value
+        return value
+    return got
 
 
 def decode(raw: bytes) -> tuple[str, bool]:

@@ -123,9 +123,13 @@ class StderrReader:
                     return None
                 e = nl + 1
                 continue
+            nl = buf.find(b"\n", e)
+            if nl < 0 and not final:
+                # The next line is cut by the window's end: it may be this record's
+                # CONTEXT or STATEMENT line, whose prefix is not complete yet.
+                return None
             sev = self.severity_at(buf, e)
             if sev is not None and sev in _SECONDARY:
-                nl = buf.find(b"\n", e)
                 if nl < 0:
                     return None
                 e = nl + 1
