@@ -73,7 +73,9 @@ class Gap:
     line: int | None = None
 
     def covers(self, t: datetime | None) -> bool:
-        if t is None:
+        """Whether ``t`` falls in the gap; a gap with no known span covers no time
+        (it is reported, but audit rows are not held against it)."""
+        if t is None or (self.start is None and self.end is None):
             return False
         return (self.start is None or t >= self.start) and (self.end is None or t <= self.end)
 

@@ -19,6 +19,7 @@ close to the end of the window to be judged yet).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gc
 import hashlib
@@ -214,10 +215,18 @@ class LogSide:
     session_ids: bool = True
 
 
-def _warning_gaps(name: str, warnings: list[ReadWarning]) -> list[Gap]:
-    """Consecutive unreadable lines of one file become one gap."""
+def _warning_gaps(
+    name: str, warnings: list[ReadWarning], times: list[tuple[int, datetime]]
+) -> list[Gap]:
+    """Consecutive unreadable lines of one file become one gap.
+
+    Its time span runs from the last readable record before the lines to the
+    first one after them (``times``: (offset, time) of the file's records, in
+    order), so that only audit rows in that stretch are held against the gap.
+    """
     gaps: list[Gap] = []
     run: list[ReadWarning] = []
+    offsets = [o for o, _ in times]
 
     def flush() -> None:
         if not run:
@@ -228,10 +237,14 @@ def _warning_gaps(name: str, warnings: list[ReadWarning]) -> list[Gap]:
             if len(run) == 1
             else f"lines {first.source.line}-{last.source.line} ({len(run)} warnings)"
         )
+        i = bisect.bisect_left(offsets, first.source.offset)
+        j = bisect.bisect_right(offsets, last.source.offset)
+        start = times[i - 1][1] if i > 0 else None
+        end = times[j][1] if j < len(times) else None
         gaps.append(
             Gap(
-                None,
-                None,
+                start,
+                end,
                 f"{name}: {lines} could not be read: {first.message}.",
                 name,
                 first.source.line,
@@ -345,7 +358,13 @@ def read_logs(
             )
         )
         side.warnings.extend(str(w) for w in ws)
-        side.gaps.extend(_warning_gaps(st.source, ws))
+        if ws:
+            times = sorted(
+                (r.source.offset, r.time)
+                for r in side.records
+                if r.source.file == st.source and r.time is not None
+            )
+            side.gaps.extend(_warning_gaps(st.source, ws, times))
         if st.records:
             side.usable += 1
         if st.prefix is not None and "%c" not in st.prefix:

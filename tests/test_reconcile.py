@@ -403,6 +403,10 @@ def test_rolled_back_savepoint_in_committed_transaction(adb: Audited) -> None:
 
 
 def test_log_gap_for_a_missing_file_and_garbled_lines(adb: Audited, tmp_path: Path) -> None:
+    with psycopg.connect(adb.cluster.dsn(adb.name), autocommit=True) as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET log_statement = 'none'")
+        cur.execute("CREATE TABLE quiet_before_gap (id int)")
     adb.run("CREATE TABLE before_gap (id int)")
     adb.cluster.flush_logs()
     logs = tmp_path / "logs"
@@ -421,6 +425,10 @@ def test_log_gap_for_a_missing_file_and_garbled_lines(adb: Audited, tmp_path: Pa
     assert all(g.severity == Severity.HIGH for g in gaps)
     # The rest of the input was still read: the table before the gap matched.
     assert result.document.summary.matched == 1
+    # The garbled line spans only its neighbours' times: earlier evidence keeps its class.
+    (unlogged,) = only(result, C.UNLOGGED_DDL)
+    assert unlogged.statement == "CREATE TABLE quiet_before_gap (id int)"
+    assert all(g.audit_event_ids == () for g in gaps)
     assert_accounts(result)
 
 
