@@ -78,21 +78,6 @@ def _root(
     """Forensic auditor for PostgreSQL schema changes."""
 
 
-@app.command()
-def demo(
-    out: Annotated[
-        Path, typer.Option("--out", help="Directory for the reports, mails and logs.")
-    ] = Path("auditor-demo"),
-    config_file: ConfigOpt = None,
-) -> None:
-    """Run the whole product on a throwaway cluster and leave the results in --out."""
-    from auditor.demo import run_demo
-
-    _config(config_file)
-    result = run_demo(out, echo=lambda line: typer.echo(line))
-    typer.echo(result.summary)
-
-
 DsnOpt = Annotated[
     str | None,
     typer.Option("--dsn", help="libpq connection string of the server (or AUDITOR_DSN)."),
@@ -361,6 +346,89 @@ def notify(
 
 
 @app.command()
+def reconcile(
+    dsn: DsnOpt = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
+    ] = None,
+    log_line_prefix: Annotated[
+        str | None,
+        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="State file for incremental (nightly) runs.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (default ./auditor-report)."),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option("--fail-on", help="Exit 1 on findings at or above: info..critical."),
+    ] = None,
+    database: DatabaseOpt = None,
+    all_databases: AllDatabasesOpt = False,
+    schema: SchemaOpt = None,
+    reader_role: Annotated[
+        str | None, typer.Option("--reader-role", help="Read the audit tables as this role.")
+    ] = None,
+    mail_to: Annotated[
+        list[str] | None,
+        typer.Option("--mail-to", help="Mail the summary and report.html here (repeatable)."),
+    ] = None,
+    config_file: ConfigOpt = None,
+) -> None:
+    """Pair the server log with the audit table and explain every difference.
+
+    Writes findings.json, findings.csv and report.html into --out and prints a
+    summary.  Exit 0: nothing at or above --fail-on (default high); 1: findings
+    that need a human; 2: input that could not be read.
+    """
+    from auditor.reconcile import reconcile as run_reconcile
+    from auditor.reconcile import summary_lines
+
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        logs=log,
+        log_format=log_format,
+        log_line_prefix=log_line_prefix,
+        since=since,
+        until=until,
+        state=str(state) if state else None,
+        out=str(out) if out else None,
+        fail_on=fail_on,
+        databases=database,
+        all_databases=all_databases or None,
+        schema=schema,
+        reader_role=reader_role,
+        report_mail_to=mail_to,
+    )
+    result = run_reconcile(cfg)
+    for line in summary_lines(result):
+        typer.echo(line)
+    if result.mailed:
+        typer.echo(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
+    if result.mail_error:
+        typer.echo(f"auditor: error: {mask(result.mail_error)}", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
 def report(
     findings_json: Annotated[
         Path, typer.Argument(help="findings.json written by reconcile.", show_default=False)
@@ -381,6 +449,110 @@ def report(
     typer.echo(summary_text(doc))
     for path in written.values():
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def timeline(
+    dsn: DsnOpt = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
+    ] = None,
+    log_line_prefix: Annotated[
+        str | None,
+        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
+    ] = None,
+    object_name: Annotated[
+        str | None,
+        typer.Option(
+            "--object",
+            help="NAME (any schema) or SCHEMA.NAME, quoted as in SQL; renames are followed.",
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Only steps of this role (log user or audit row's users)."),
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only steps of this session id (%c).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
+    ] = None,
+    database: DatabaseOpt = None,
+    schema: SchemaOpt = None,
+    output: Annotated[
+        str, typer.Option("--format", help="table (default), csv or json.")
+    ] = "table",
+    no_context: Annotated[
+        bool,
+        typer.Option(
+            "--no-context",
+            help="Leave out the steps that weakened a channel (trigger disabled, gaps, ...) "
+            "when they do not match the filters themselves.",
+        ),
+    ] = False,
+    config_file: ConfigOpt = None,
+) -> None:
+    """The story of an object, user or session: both channels, step by step, in order.
+
+    Each step shows the log's record (file:line), the trigger's rows (ids,
+    objects) and the finding class where they disagree.  Filters combine with
+    AND; without any, every step of the window is shown.
+    """
+    import shutil
+
+    from auditor import timeline as tl_mod
+
+    output = output.lower()
+    if output not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json, not {output!r}")
+    cfg = _config(
+        config_file,
+        dsn=dsn,
+        logs=log,
+        log_format=log_format,
+        log_line_prefix=log_line_prefix,
+        since=since,
+        until=until,
+        databases=database,
+        schema=schema,
+    )
+    story = tl_mod.timeline(
+        cfg, object_name=object_name, user=user, session=session, context=not no_context
+    )
+    if output == "json":
+        text = tl_mod.to_json(story)
+    elif output == "csv":
+        text = tl_mod.to_csv(story)
+    else:
+        tty = sys.stdout.isatty()
+        width = max(shutil.get_terminal_size((100, 24)).columns, 80) if tty else 100
+        text = tl_mod.render_table(story, width=width, color=tty)
+    _write_stdout(text)
+    if output != "table":
+        for note in story.notes:
+            typer.echo(f"auditor: note: {mask(note)}", err=True)
+
+
+def _write_stdout(text: str) -> None:
+    """Write text whatever its characters (undecodable log bytes come back escaped)."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    else:
+        sys.stdout.flush()
+        buffer.write(text.encode("utf-8", "backslashreplace"))
+    sys.stdout.flush()
 
 
 @app.command()
@@ -594,194 +766,22 @@ def _table_line(row: dict[str, Any] | None) -> str:
     return "  ".join([*cells, body])
 
 
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the reports, mails and logs.")
+    ] = Path("auditor-demo"),
+    config_file: ConfigOpt = None,
+) -> None:
+    """Run the whole product on a throwaway cluster and leave the results in --out."""
+    from auditor.demo import run_demo
+
+    _config(config_file)
+    result = run_demo(out, echo=lambda line: typer.echo(line))
+    typer.echo(result.summary)
+
+
 def main() -> None:
     """Console-script entry point (``auditor`` and ``python -m auditor``)."""
     app(prog_name="auditor")
     sys.exit(0)
-
-
-@app.command()
-def reconcile(
-    dsn: DsnOpt = None,
-    log: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--log",
-            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
-    ] = None,
-    log_line_prefix: Annotated[
-        str | None,
-        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
-    ] = None,
-    state: Annotated[
-        Path | None, typer.Option("--state", help="State file for incremental (nightly) runs.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Output directory (default ./auditor-report)."),
-    ] = None,
-    fail_on: Annotated[
-        str | None,
-        typer.Option("--fail-on", help="Exit 1 on findings at or above: info..critical."),
-    ] = None,
-    database: DatabaseOpt = None,
-    all_databases: AllDatabasesOpt = False,
-    schema: SchemaOpt = None,
-    reader_role: Annotated[
-        str | None, typer.Option("--reader-role", help="Read the audit tables as this role.")
-    ] = None,
-    mail_to: Annotated[
-        list[str] | None,
-        typer.Option("--mail-to", help="Mail the summary and report.html here (repeatable)."),
-    ] = None,
-    config_file: ConfigOpt = None,
-) -> None:
-    """Pair the server log with the audit table and explain every difference.
-
-    Writes findings.json, findings.csv and report.html into --out and prints a
-    summary.  Exit 0: nothing at or above --fail-on (default high); 1: findings
-    that need a human; 2: input that could not be read.
-    """
-    from auditor.reconcile import reconcile as run_reconcile
-    from auditor.reconcile import summary_lines
-
-    cfg = _config(
-        config_file,
-        dsn=dsn,
-        logs=log,
-        log_format=log_format,
-        log_line_prefix=log_line_prefix,
-        since=since,
-        until=until,
-        state=str(state) if state else None,
-        out=str(out) if out else None,
-        fail_on=fail_on,
-        databases=database,
-        all_databases=all_databases or None,
-        schema=schema,
-        reader_role=reader_role,
-        report_mail_to=mail_to,
-    )
-    result = run_reconcile(cfg)
-    for line in summary_lines(result):
-        typer.echo(line)
-    if result.mailed:
-        typer.echo(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
-    if result.mail_error:
-        typer.echo(f"auditor: error: {mask(result.mail_error)}", err=True)
-        raise typer.Exit(2)
-    raise typer.Exit(result.exit_code)
-
-
-@app.command()
-def timeline(
-    dsn: DsnOpt = None,
-    log: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--log",
-            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
-    ] = None,
-    log_line_prefix: Annotated[
-        str | None,
-        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
-    ] = None,
-    object_name: Annotated[
-        str | None,
-        typer.Option(
-            "--object",
-            help="NAME (any schema) or SCHEMA.NAME, quoted as in SQL; renames are followed.",
-        ),
-    ] = None,
-    user: Annotated[
-        str | None,
-        typer.Option("--user", help="Only steps of this role (log user or audit row's users)."),
-    ] = None,
-    session: Annotated[
-        str | None, typer.Option("--session", help="Only steps of this session id (%c).")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
-    ] = None,
-    database: DatabaseOpt = None,
-    schema: SchemaOpt = None,
-    output: Annotated[
-        str, typer.Option("--format", help="table (default), csv or json.")
-    ] = "table",
-    no_context: Annotated[
-        bool,
-        typer.Option(
-            "--no-context",
-            help="Leave out the steps that weakened a channel (trigger disabled, gaps, ...) "
-            "when they do not match the filters themselves.",
-        ),
-    ] = False,
-    config_file: ConfigOpt = None,
-) -> None:
-    """The story of an object, user or session: both channels, step by step, in order.
-
-    Each step shows the log's record (file:line), the trigger's rows (ids,
-    objects) and the finding class where they disagree.  Filters combine with
-    AND; without any, every step of the window is shown.
-    """
-    import shutil
-
-    from auditor import timeline as tl_mod
-
-    output = output.lower()
-    if output not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json, not {output!r}")
-    cfg = _config(
-        config_file,
-        dsn=dsn,
-        logs=log,
-        log_format=log_format,
-        log_line_prefix=log_line_prefix,
-        since=since,
-        until=until,
-        databases=database,
-        schema=schema,
-    )
-    story = tl_mod.timeline(
-        cfg, object_name=object_name, user=user, session=session, context=not no_context
-    )
-    if output == "json":
-        text = tl_mod.to_json(story)
-    elif output == "csv":
-        text = tl_mod.to_csv(story)
-    else:
-        tty = sys.stdout.isatty()
-        width = max(shutil.get_terminal_size((100, 24)).columns, 80) if tty else 100
-        text = tl_mod.render_table(story, width=width, color=tty)
-    _write_stdout(text)
-    if output != "table":
-        for note in story.notes:
-            typer.echo(f"auditor: note: {mask(note)}", err=True)
-
-
-def _write_stdout(text: str) -> None:
-    """Write text whatever its characters (undecodable log bytes come back escaped)."""
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
-    else:
-        sys.stdout.flush()
-        buffer.write(text.encode("utf-8", "backslashreplace"))
-    sys.stdout.flush()
