@@ -771,12 +771,13 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", help="Directory for the reports, mails and logs.")
     ] = Path("auditor-demo"),
-    config_file: ConfigOpt = None,
 ) -> None:
-    """Run the whole product on a throwaway cluster and leave the results in --out."""
+    """Run the whole product on a throwaway cluster and leave the results in --out.
+
+    Self-contained: it reads no auditor.yaml and no AUDITOR_* variables.
+    """
     from auditor.demo import run_demo
 
-    _config(config_file)
     result = run_demo(out, echo=lambda line: typer.echo(line))
     typer.echo(result.summary)
 

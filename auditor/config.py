@@ -194,10 +194,12 @@ def load_config(
     *,
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    search_default: bool = True,
 ) -> Config:
     """Merge flags > environment > YAML file > defaults into one :class:`Config`.
 
     ``flags`` holds only options the user gave (``None`` means not given).
+    ``search_default=False`` ignores ``./auditor.yaml`` (the demo is self-contained).
 
     >>> cfg = load_config({"smtp.port": 2525}, environ={"AUDITOR_SMTP_HOST": "mx"})
     >>> cfg["smtp.host"], cfg["smtp.port"], cfg["schema"]
@@ -212,7 +214,7 @@ def load_config(
     path = config_file
     if path is None and "AUDITOR_CONFIG" in environ:
         path = Path(environ["AUDITOR_CONFIG"])
-    if path is None and DEFAULT_CONFIG_FILE.is_file():
+    if path is None and search_default and DEFAULT_CONFIG_FILE.is_file():
         path = DEFAULT_CONFIG_FILE
     if path is not None:
         if not path.is_file():

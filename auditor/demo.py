@@ -294,7 +294,7 @@ def _mail_worker(cluster: TempCluster, directory: Path) -> Iterator[Any]:
                 "mail_from": "auditor@example.com",
             },
             environ={},
-            config_file=None,
+            search_default=False,
         )
         stop = threading.Event()
         ready = threading.Event()
@@ -371,6 +371,7 @@ def run_demo(out: Path, echo: Callable[[str], None] = print) -> DemoResult:
                 ],
             },
             environ={},
+            search_default=False,
         )
         result = reconcile(cfg)
     readme = out / "README.txt"

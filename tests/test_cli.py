@@ -44,7 +44,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path) -> None:
     bad = tmp_path / "auditor.yaml"
     bad.write_text("smtp:\n  port: [1, 2\n")
     out = subprocess.run(
-        [sys.executable, "-m", "auditor", "demo", "--config", str(bad)],
+        [sys.executable, "-m", "auditor", "status", "--config", str(bad)],
         capture_output=True,
         text=True,
     )
