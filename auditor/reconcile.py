@@ -397,7 +397,9 @@ def _coverage_gaps(
     """Stretches with audit rows but no log coverage, and a window start before any log."""
     if not side.coverage:
         if events:
-            return [Gap(None, None, "No readable log covers the window.", None, None)]
+            first = min(e.statement_time for e in events)
+            last = max(e.statement_time for e in events)
+            return [Gap(first, last, "No readable log covers the window.", None, None)]
         return []
     spans = sorted(side.coverage)
     merged: list[list[datetime]] = []
@@ -414,6 +416,31 @@ def _coverage_gaps(
                 merged[0][0],
                 f"The window starts at {since.isoformat()} but the first log "
                 f"record read is from {merged[0][0].isoformat()}.",
+                None,
+                None,
+            )
+        )
+    slack = timedelta(seconds=5)  # the collector writes within milliseconds
+    before = [e.statement_time for e in events if e.statement_time < merged[0][0] - slack]
+    if before and not gaps:
+        gaps.append(
+            Gap(
+                min(before),
+                merged[0][0],
+                f"Audit rows exist from {min(before).isoformat()}, but the first log record "
+                f"read is from {merged[0][0].isoformat()}.",
+                None,
+                None,
+            )
+        )
+    after = [e.statement_time for e in events if e.statement_time > merged[-1][1] + slack]
+    if after:
+        gaps.append(
+            Gap(
+                merged[-1][1],
+                max(after),
+                f"The logs read end at {merged[-1][1].isoformat()}, but audit rows exist "
+                f"until {max(after).isoformat()} (a log file missing from --log?).",
                 None,
                 None,
             )

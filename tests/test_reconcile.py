@@ -785,3 +785,22 @@ def test_report_command_reproduces_the_reconcile_outputs(adb: Audited, tmp_path:
     assert out.exit_code == 0, out.output
     assert (tmp_path / "r.html").read_bytes() == result.paths["html"].read_bytes()
     assert (tmp_path / "r.csv").read_bytes() == result.paths["csv"].read_bytes()
+
+
+def test_rows_after_the_last_log_read_are_a_log_gap_not_unlogged(adb: Audited, tmp_path: Path) -> None:
+    import shutil
+
+    adb.run("CREATE TABLE early (id int)")
+    adb.cluster.flush_logs()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for p in adb.cluster.log_dir.glob("*.csv"):
+        shutil.copyfile(p, logs / p.name)  # a log shipper that stopped here
+    time.sleep(6)  # past the five-second slack of log coverage
+    adb.run("CREATE TABLE late (id int)")
+    result = adb.reconcile(logs=[str(logs)])
+    assert not only(result, C.UNLOGGED_DDL)
+    (gap,) = only(result, C.LOG_GAP)
+    assert "logs read end" in gap.explanation and len(gap.audit_event_ids) == 1
+    assert result.document.summary.matched == 1
+    assert_accounts(result)
