@@ -210,6 +210,8 @@ class LogSide:
     gaps: list[Gap] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     coverage: list[tuple[datetime, datetime]] = field(default_factory=list)
+    #: Records read past the window's end (incremental runs keep them for the next run).
+    later: list[LogRecord] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     usable: int = 0
     session_ids: bool = True
@@ -702,6 +704,7 @@ class Analysis:
     new_files: dict[str, dict[str, Any]]
     events: list[AuditEvent]
     until: datetime
+    later: list[LogRecord] = field(default_factory=list)
 
 
 def _read_window(
@@ -728,6 +731,9 @@ def _read_window(
         and all(s.format == "unreadable" for s in logs.summaries)
     ):
         raise LogInputError("nothing usable could be read: " + "; ".join(logs.warnings[:3]))
+    if state is not None and until is not None:
+        # Read (the offsets move past them) but after the window: the next run's.
+        logs.later = [r for r in logs.records if r.time is not None and r.time >= until]
     records = [r for r in logs.records if _in_window(r.time, since, until)]
     scope = set(cfg["databases"])
     if scope:
@@ -801,12 +807,14 @@ def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
                 all_databases=bool(cfg["all_databases"]),
                 reader_role=cfg["reader_role"],
                 since=rows_since,
-                until=until,
+                # An open-ended run stops at its start time: evidence written while it
+                # reads does not count (it is next run's), for rows and log lines alike.
+                until=effective_until,
                 judged=state.judged if state else {},
                 marker_xids=xids_wanted,
             )
         try:
-            logs, records = _read_window(cfg, specs, dsn, since, until, state, tz)
+            logs, records = _read_window(cfg, specs, dsn, since, effective_until, state, tz)
             xids_wanted.set_result(_marker_xids(records, schema))
         finally:
             if not xids_wanted.done():  # the logs failed: let the thread end
@@ -870,7 +878,16 @@ def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
         notes=tuple(notes),
     )
     return Analysis(
-        doc, result, extra, fail_on, state, state_path, logs.files, audit.events, effective_until
+        doc,
+        result,
+        extra,
+        fail_on,
+        state,
+        state_path,
+        logs.files,
+        audit.events,
+        effective_until,
+        logs.later,
     )
 
 
@@ -894,7 +911,7 @@ def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
                 new_state.judged.setdefault(e.database, {})[str(e.id)] = (
                     e.statement_time.isoformat()
                 )
-        new_state.carried_records = a.result.carried_records
+        new_state.carried_records = [*a.result.carried_records, *a.later]
         new_state.carried_events = a.result.carried_events
         new_state.save(a.state_path)
     failing = [

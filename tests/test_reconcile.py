@@ -787,7 +787,9 @@ def test_report_command_reproduces_the_reconcile_outputs(adb: Audited, tmp_path:
     assert (tmp_path / "r.csv").read_bytes() == result.paths["csv"].read_bytes()
 
 
-def test_rows_after_the_last_log_read_are_a_log_gap_not_unlogged(adb: Audited, tmp_path: Path) -> None:
+def test_rows_after_the_last_log_read_are_a_log_gap_not_unlogged(
+    adb: Audited, tmp_path: Path
+) -> None:
     import shutil
 
     adb.run("CREATE TABLE early (id int)")
@@ -804,3 +806,21 @@ def test_rows_after_the_last_log_read_are_a_log_gap_not_unlogged(adb: Audited, t
     assert "logs read end" in gap.explanation and len(gap.audit_event_ids) == 1
     assert result.document.summary.matched == 1
     assert_accounts(result)
+
+
+def test_state_keeps_log_records_read_past_the_window_end(adb: Audited, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    adb.run("DO $$ BEGIN CREATE TABLE first_half (id int); END $$")
+    time.sleep(0.05)
+    middle = datetime.now(UTC)
+    time.sleep(0.05)
+    adb.run("CREATE TABLE second_half (id int)")
+    adb.fails("CREATE TABLE second_half (id int)")
+    first = adb.reconcile(state=str(state), until=middle.isoformat())
+    assert [f.cls for f in first.document.findings] == [C.INDIRECT_DDL]
+    # The second half's lines were read (the file offset moved past them) but lie after
+    # --until: the next run must still see them.
+    second = adb.reconcile(state=str(state), since=None)
+    assert [f.cls for f in second.document.findings] == [C.FAILED_DDL]
+    assert second.document.summary.matched == 1
+    assert_accounts(second)
