@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
+from auditor.capture import AuditObjects
 from auditor.classify import QueryClassification, SettingChange, StatementClass, classify
 from auditor.findings import make_finding
 from auditor.marker import Marker, parse_marker
@@ -133,7 +134,12 @@ class Firing:
 
     @property
     def in_extension(self) -> bool:
-        return self.event is not None and any(o.in_extension for o in self.event.objects)
+        if self.event is None:
+            return False
+        objects = self.event.objects
+        if isinstance(objects, AuditObjects):  # answers without parsing the objects
+            return objects.in_extension()
+        return any(o.in_extension for o in objects)
 
     @property
     def nested(self) -> bool:

@@ -6,6 +6,7 @@ from the audit table is evidence, and evidence is never edited in place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -269,7 +270,7 @@ class AuditEvent:
     id: int
     event: str
     command_tag: str
-    objects: tuple[AuditObject, ...]
+    objects: Sequence[AuditObject]  # a tuple, or capture.AuditObjects (parsed on demand)
     query: str | None
     statement_time: datetime
     clock_time: datetime

@@ -109,6 +109,11 @@ CLASS_MEANING: dict[str, str] = {
 
 _SEVERITIES_HIGH_FIRST = tuple(reversed(Severity))
 
+#: report.html lists at most this many findings of each class (the most severe,
+#: then the oldest, first), so that a night with tens of thousands of findings
+#: still opens in a browser; findings.json and findings.csv hold every finding.
+HTML_PER_CLASS = 1000
+
 
 # --------------------------------------------------------------------------- JSON
 
@@ -889,8 +894,11 @@ def _opt_value(value: str | None) -> str:
     return "~" if value is None else "=" + value
 
 
-def _view(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything the template shows, computed from the JSON form of the document."""
+def _view(data: Mapping[str, Any], per_class: int | None = HTML_PER_CLASS) -> dict[str, Any]:
+    """Everything the template shows, computed from the JSON form of the document.
+
+    At most ``per_class`` findings of each class are listed (None: all of them).
+    """
     tz = _display_tz(data)
     since = _local(_parse_time(data["window"]["since"]), tz)
     until = _local(_parse_time(data["window"]["until"]), tz)
@@ -899,12 +907,27 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
     findings = data["findings"]
     sev_rank = {s.value: s.rank for s in Severity}
 
-    rows = []
+    # Default order: most severe first, then by time, then as the reconciler listed them.
+    order = []
     times: list[tuple[datetime, str]] = []
     for index, f in enumerate(findings):
         t = _local(_parse_time(f["time"]), tz)
         if t is not None:
             times.append((t.replace(tzinfo=None), f["severity"]))
+        epoch = _epoch_ms(_parse_time(f["time"]), tz)
+        rank = sev_rank[f["severity"]]
+        order.append(((-rank, epoch == "", int(epoch or 0), index), t, epoch, rank))
+    order.sort(key=lambda o: o[0])
+    # The HTML lists the first ``per_class`` findings of each class in that order;
+    # findings.json and findings.csv hold them all, and every count stays complete.
+    taken: Counter[str] = Counter()
+    rows = []
+    for key, t, epoch, rank in order:
+        index = key[3]
+        f = findings[index]
+        if per_class is not None and taken[f["class"]] >= per_class:
+            continue
+        taken[f["class"]] += 1
         ev = f.get("evidence") or {}
         log = ev.get("log") if isinstance(ev.get("log"), dict) else None
         audit = [a for a in (ev.get("audit") or []) if isinstance(a, dict)]
@@ -916,8 +939,8 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
                 "index": index,
                 "anchor": f"finding-{index + 1}",
                 "time": _fmt_time(t),
-                "t": _epoch_ms(_parse_time(f["time"]), tz),
-                "rank": sev_rank[f["severity"]],
+                "t": epoch,
+                "rank": rank,
                 "tags": ", ".join(f["command_tags"]),
                 "audit_ids": ", ".join(str(i) for i in f["audit_event_ids"]),
                 "excerpt": _excerpt(f["statement"]) or _excerpt(f["explanation"]),
@@ -943,8 +966,6 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
                 ),
             }
         )
-    # Default order: most severe first, then by time, then as the reconciler listed them.
-    rows.sort(key=lambda r: (-r["rank"], r["t"] == "", int(r["t"] or 0), r["index"]))
 
     counted_class = Counter(f["class"] for f in findings)
     counted_sev = Counter(f["severity"] for f in findings)
@@ -971,6 +992,7 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
             "count": by_class.get(c, 0),
             "listed": counted_class.get(c, 0),
             "allowed": allowed_class.get(c, 0),
+            "shown": taken.get(c, 0),
             "worst": next((s.value for s in Severity if s.rank == class_worst.get(c)), None),
             "meaning": CLASS_MEANING.get(c, ""),
         }
@@ -1022,7 +1044,7 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
     dbs = data["sources"]["databases"]
 
     def distinct(key: str) -> list[dict[str, str]]:
-        values = sorted({f[key] for f in findings}, key=lambda v: (v is None, v or ""))
+        values = sorted({r["f"][key] for r in rows}, key=lambda v: (v is None, v or ""))
         return [{"value": _opt_value(v), "label": "(none)" if v is None else v} for v in values]
 
     return {
@@ -1033,6 +1055,13 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
         "generated": _fmt_time(generated),
         "rows": rows,
         "total": len(findings),
+        "listed": len(rows),
+        "per_class": per_class,
+        "capped": [
+            {"name": r["name"], "shown": r["shown"], "count": r["listed"]}
+            for r in class_rows
+            if r["shown"] < r["listed"]
+        ],
         "allowed_total": sum(1 for f in findings if f.get("allowed")),
         "active_total": len(active),
         "worst": worst_name,
@@ -1072,7 +1101,7 @@ def _view(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _render(data: Mapping[str, Any]) -> str:
+def _render(data: Mapping[str, Any], per_class: int | None = None) -> str:
     env = _environment()
     template = env.from_string(_asset("report.html.j2"))
     style, script = _asset("report.css"), _asset("report.js")
@@ -1088,17 +1117,23 @@ def _render(data: Mapping[str, Any]) -> str:
             "form-action 'none'",
         )
     )
-    return template.render(view=_view(data), style=Markup(style), script=Markup(script), csp=csp)
+    return template.render(
+        view=_view(data, per_class), style=Markup(style), script=Markup(script), csp=csp
+    )
 
 
 def _html_bytes(data: Mapping[str, Any]) -> bytes:
     # Lone surrogates left in attributes become character references (shown as U+FFFD).
-    return _render(data).encode("utf-8", "xmlcharrefreplace")
+    return _render(data, HTML_PER_CLASS).encode("utf-8", "xmlcharrefreplace")
 
 
-def render_html(doc: FindingsDocument) -> str:
-    """The self-contained report.html of ``doc`` (no network, no clock, escaped throughout)."""
-    return _render(document_to_json(doc))
+def render_html(doc: FindingsDocument, *, per_class: int | None = HTML_PER_CLASS) -> str:
+    """The self-contained report.html of ``doc`` (no network, no clock, escaped throughout).
+
+    It lists at most ``per_class`` findings of each class (None: every finding),
+    and says so; its counts are always the whole document's.
+    """
+    return _render(document_to_json(doc), per_class)
 
 
 def write_reports(doc: FindingsDocument, out_dir: Path) -> dict[str, Path]:

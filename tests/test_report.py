@@ -394,6 +394,55 @@ def test_html_has_every_finding_as_a_row_with_its_attributes(doc: FindingsDocume
     assert users == {"", "~", "=alice", "=bob", "=" + HOSTILE_USER}
 
 
+def test_html_lists_at_most_per_class_findings_of_a_class_and_says_so() -> None:
+    # 7 UNLOGGED_DDL findings (2 critical, 5 medium), 2 FAILED_DDL; at most 3 per class.
+    unlogged = tuple(
+        _finding(n, FindingClass.UNLOGGED_DDL, Severity.CRITICAL if n in (5, 6) else Severity.MEDIUM)
+        for n in range(1, 8)
+    )
+    failed = tuple(_finding(n, FindingClass.FAILED_DDL, Severity.LOW) for n in (8, 9))
+    big = make_document(unlogged + failed)
+    dom = parse(render_html(big, per_class=3))
+    rows = dom.find_all("details", "finding")
+    # The most severe first, then the oldest: the two critical ones, then F0001.
+    listed = [r.attrs["data-id"] for r in rows]
+    assert listed == ["F0005", "F0006", "F0001", "F0008", "F0009"]
+    assert dom.by_id("shown-count").text() == "5"
+    note = dom.by_id("capped").text()
+    assert "Showing 5 of 9 findings" in note and "at most 3 findings of each class" in note
+    assert "UNLOGGED_DDL 3 of 7." in note and "FAILED_DDL" not in note
+    assert "findings.json and findings.csv" in note
+    # Counts stay the whole document's: class table, severity cards, accounting.
+    cell = dom.by_id("count-class-UNLOGGED_DDL").find("td", "num")
+    assert cell.attrs["data-count"] == "7" and "(3 shown below)" in cell.text()
+    assert "shown below" not in dom.by_id("count-class-FAILED_DDL").text()
+    assert dom.by_id("count-severity-medium").attrs["data-count"] == "5"
+    acc = dom.by_id("accounting")
+    assert "ok" in acc.classes and not acc.find_all("p", "problem")
+    # Without a limit (or under it) every finding is listed and there is no note.
+    dom = parse(render_html(big, per_class=None))
+    assert len(dom.find_all("details", "finding")) == 9 and not dom.find_all(id="capped")
+    assert parse(render_html(big)).find_all(id="capped") == []
+
+
+def test_written_html_lists_1000_findings_of_a_class_json_and_csv_all(tmp_path: Path) -> None:
+    many = tuple(
+        _finding(n, FindingClass.UNREPORTED_DDL, Severity.HIGH, audit_event_ids=())
+        for n in range(1, 1003)
+    )
+    paths = write_reports(make_document(many), tmp_path)
+    dom = parse(paths["html"].read_text(encoding="utf-8"))
+    assert len(dom.find_all("details", "finding")) == 1000
+    assert "Showing 1000 of 1002 findings" in dom.by_id("capped").text()
+    assert len(json.loads(paths["json"].read_text(encoding="utf-8"))["findings"]) == 1002
+    assert len(paths["csv"].read_text(encoding="utf-8").splitlines()) == 1003
+    # auditor report renders the same capped HTML from the saved JSON.
+    out = tmp_path / "again.html"
+    result = CliRunner().invoke(app, ["report", str(paths["json"]), "--html", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == paths["html"].read_bytes()
+
+
 def test_default_order_puts_the_most_severe_first(doc: FindingsDocument) -> None:
     dom = parse(render_html(doc))
     ranks = [int(r.attrs["data-rank"]) for r in dom.find_all("details", "finding")]
