@@ -397,7 +397,9 @@ def test_html_has_every_finding_as_a_row_with_its_attributes(doc: FindingsDocume
 def test_html_lists_at_most_per_class_findings_of_a_class_and_says_so() -> None:
     # 7 UNLOGGED_DDL findings (2 critical, 5 medium), 2 FAILED_DDL; at most 3 per class.
     unlogged = tuple(
-        _finding(n, FindingClass.UNLOGGED_DDL, Severity.CRITICAL if n in (5, 6) else Severity.MEDIUM)
+        _finding(
+            n, FindingClass.UNLOGGED_DDL, Severity.CRITICAL if n in (5, 6) else Severity.MEDIUM
+        )
         for n in range(1, 8)
     )
     failed = tuple(_finding(n, FindingClass.FAILED_DDL, Severity.LOW) for n in (8, 9))
