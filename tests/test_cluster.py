@@ -11,24 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import processes_mentioning
 
 from auditor.cluster import TempCluster, find_bindir
 
 
 def _live_pids_using(path: Path) -> list[int]:
-    """PIDs of non-zombie processes whose command line mentions ``path``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if str(path) in cmdline and state != "Z":
-            found.append(int(proc.name))
-    return found
+    return sorted(processes_mentioning(path))
 
 
 def _postmaster_pid(cluster: TempCluster) -> int:

@@ -10,23 +10,14 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from proc_helpers import processes_mentioning
+
 from auditor.demo import steps
 
 
 def _processes_under(directory: Path) -> list[str]:
     """Command lines of live processes that mention ``directory`` (the cluster's servers)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if str(directory) in cmd and state != "Z":
-            found.append(cmd)
-    return found
+    return list(processes_mentioning(directory).values())
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:

@@ -6,12 +6,9 @@ checks the warning (file and line) and that every other record is still read.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from logs_helpers import EXT, files, identity, meta, read
 
 from auditor.model import LogRecord, MessageKind

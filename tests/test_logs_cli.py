@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
 from logs_helpers import files, meta
 
 from auditor.logs.render import COLUMNS

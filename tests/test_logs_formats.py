@@ -10,11 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from logs_helpers import (
     COMMON_FIELDS,
     FIXTURE_NAMES,

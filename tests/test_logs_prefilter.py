@@ -9,14 +9,10 @@ formats, and check that the fast classifier agrees with the full one.
 from __future__ import annotations
 
 import contextlib
-import sys
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from logs_helpers import FIXTURE_NAMES, files, identity, meta, read
 
 import auditor.logs.prefilter as prefilter

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 import zstandard
-
-sys.path.insert(0, str(Path(__file__).parent))
 from logs_helpers import EXT, files, identity, meta, read
 
 import auditor.logs.scan as scan_mod

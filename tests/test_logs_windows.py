@@ -11,12 +11,9 @@ window, and no warning.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from logs_helpers import files, meta
 
 from auditor.logs.reader import SourceRead
