@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -1257,38 +1257,79 @@ def _parse_objects(objects_json: str) -> Any:
 
 
 def _opt_int(v: Any) -> int | None:
+    """An integer field of an object; anything else (an altered row can hold any JSON) is None.
+
+    >>> _opt_int(5), _opt_int("12"), _opt_int("x"), _opt_int(True), _opt_int(float("inf"))
+    (5, 12, None, None, None)
+    """
     if type(v) is int:
         return v
-    return int(v) if v is not None and not isinstance(v, bool) else None
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
-def _objects(
-    objects_json: str, same: Callable[[Any], Any] | None = None
-) -> tuple[AuditObject, ...]:
-    """The row's objects; ``same`` (optional) shares repeated strings between rows."""
+def _opt_text(v: Any) -> str | None:
+    """A text field of an object; another JSON value is kept as its JSON text.
+
+    >>> _opt_text("public.t"), _opt_text(None), _opt_text(5), _opt_text(["a"])
+    ('public.t', None, '5', '["a"]')
+    """
+    if v is None or type(v) is str:
+        return v
+    try:
+        return orjson.dumps(v, default=str).decode()
+    except TypeError:
+        return str(v)
+
+
+def _opt_bool(v: Any) -> bool | None:
+    return v if type(v) is bool else None
+
+
+def _texts(v: Any) -> tuple[str, ...]:
+    """``address_names`` / ``address_args``: a list of texts, or () for anything else."""
+    if not isinstance(v, list):
+        return ()
+    return tuple(t for t in (_opt_text(x) for x in v) if t is not None)
+
+
+def _objects(objects_json: str) -> tuple[AuditObject, ...]:
+    """The row's objects as the trigger writes them.
+
+    Rows are evidence that an intruder may have rewritten (the digest then says
+    so): any JSON at all must parse into something a report can show, never raise.
+
+    >>> _objects('{"not": "a list"}'), _objects('[3, "x", null]')
+    ((), ())
+    >>> o, = _objects('[{"object_identity": 5, "classid": "x", "address_names": 7}]')
+    >>> o.object_identity, o.classid, o.address_names
+    ('5', None, ())
+    """
     parsed = _parse_objects(objects_json)
     if not isinstance(parsed, list) or not parsed:
         return ()
     out: list[AuditObject] = []
-    keep = same or (lambda v: v)
     for o in parsed:
         if not isinstance(o, dict):
             continue
         get = o.get
-        object_type, schema_name, tag = get("object_type"), get("schema_name"), get("command_tag")
         out.append(
             AuditObject(
-                keep(object_type) if isinstance(object_type, str) else object_type,
-                keep(schema_name) if isinstance(schema_name, str) else schema_name,
-                get("object_identity"),
-                get("in_extension"),
-                keep(tag) if isinstance(tag, str) else tag,
-                get("object_name"),
-                get("original"),
-                get("normal"),
-                get("is_temporary"),
-                tuple(get("address_names") or ()),
-                tuple(get("address_args") or ()),
+                _opt_text(get("object_type")),
+                _opt_text(get("schema_name")),
+                _opt_text(get("object_identity")),
+                _opt_bool(get("in_extension")),
+                _opt_text(get("command_tag")),
+                _opt_text(get("object_name")),
+                _opt_bool(get("original")),
+                _opt_bool(get("normal")),
+                _opt_bool(get("is_temporary")),
+                _texts(get("address_names")),
+                _texts(get("address_args")),
                 _opt_int(get("classid")),
                 _opt_int(get("objid")),
                 _opt_int(get("objsubid")),
@@ -1341,7 +1382,7 @@ class AuditObjects(Sequence[AuditObject]):
                 '"in_extension": null'
             ):
                 return False
-        return any(o.in_extension for o in self._objects())
+        return any(o.in_extension is True for o in self._objects())
 
     @overload
     def __getitem__(self, index: int) -> AuditObject: ...

@@ -123,7 +123,7 @@ def event_fields(event: AuditEvent) -> list[str | int | datetime | None]:
         event.session_user,
         event.current_user,
         event.login_user,
-        event.database,
+        event.database if event.database_in_row is None else event.database_in_row,
         event.client_addr,
         event.client_port,
         event.server_addr,

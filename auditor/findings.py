@@ -59,7 +59,8 @@ MEANING: dict[FindingClass, str] = {
     ),
     C.AUDIT_ROW_MISSING: (
         "The trigger's marker proves an audit row was written by a transaction that "
-        "committed, but the row is no longer in the audit table: someone deleted it."
+        "committed, but the row is no longer in the audit table: someone deleted it (or "
+        "changed its statement time to move it out of the window read)."
     ),
     C.AUDIT_ROW_ALTERED: (
         "The audit row no longer matches the digest its trigger wrote to the log at the "

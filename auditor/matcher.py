@@ -107,22 +107,35 @@ class Firing:
     status: str | None  # commit status of the marker's xid (None: unknown/not asked)
 
     @property
+    def trusted_event(self) -> AuditEvent | None:
+        """The row, unless its marker shows it was changed: then the log's side is trusted.
+
+        An altered row's session, vxid, query, time or tag may be exactly what the
+        intruder changed, so pairing and timing use its marker's log record instead.
+        """
+        return None if self.altered else self.event
+
+    @property
     def time(self) -> datetime | None:
-        if self.event is not None:
-            return self.event.statement_time
+        if (e := self.trusted_event) is not None:
+            return e.statement_time
         return self.marker_record.time if self.marker_record else None
 
     @property
     def tag(self) -> str:
-        if self.event is not None:
-            return self.event.command_tag
-        return self.marker.tag if self.marker else "???"
+        if (e := self.trusted_event) is not None:
+            return e.command_tag
+        if self.marker is not None:
+            return self.marker.tag
+        return self.event.command_tag if self.event is not None else "???"
 
     @property
     def event_name(self) -> str:
-        if self.event is not None:
-            return self.event.event
-        return self.marker.event if self.marker else "?"
+        if (e := self.trusted_event) is not None:
+            return e.event
+        if self.marker is not None:
+            return self.marker.event
+        return self.event.event if self.event is not None else "?"
 
     @property
     def altered(self) -> bool:
@@ -149,9 +162,11 @@ class Firing:
         the client sent the statement); a marker's CONTEXT has a line more than the
         trigger function's own.
         """
-        if self.event is not None:
-            return bool(self.event.caller_context)
+        if (e := self.trusted_event) is not None:
+            return bool(e.caller_context)
         ctx = self.marker_record.context if self.marker_record else None
+        if ctx is None and self.event is not None:
+            return bool(self.event.caller_context)
         return bool(ctx and "\n" in ctx.strip())
 
 
@@ -168,7 +183,8 @@ class _Execution:
 
     @property
     def has_rows(self) -> bool:
-        return any(f.event is not None for f in self.firings)
+        """Timed by its rows' statement time (else by its markers' log time)."""
+        return any(f.trusted_event is not None for f in self.firings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +279,8 @@ def _firing_view(f: Firing) -> dict[str, object]:
             xid=e.xid,
             row_xmin=e.row_xmin,
         )
+        if e.database_in_row is not None:
+            view["database_in_row"] = e.database_in_row
     else:
         view["row"] = "absent"
     if f.marker is not None and f.marker_record is not None:
@@ -367,8 +385,7 @@ class Matcher:
         return firings
 
     def _exec_key(self, f: Firing) -> tuple[Any, ...]:
-        if f.event is not None:
-            e = f.event
+        if (e := f.trusted_event) is not None:
             return (e.database, e.session_id, e.vxid, e.query or "", e.backend_pid)
         rec = f.marker_record
         assert rec is not None
@@ -381,7 +398,7 @@ class Matcher:
             groups[self._exec_key(f)].append(f)
         executions: list[_Execution] = []
         for key, firings in groups.items():
-            with_rows = sorted((f for f in firings if f.event), key=lambda f: f.id)
+            with_rows = sorted((f for f in firings if f.trusted_event), key=lambda f: f.id)
             runs: dict[datetime, _Execution] = {}
             for f in with_rows:
                 assert f.event is not None
@@ -390,7 +407,7 @@ class Matcher:
                     runs[t] = _Execution(key, t, query=key[3], database=key[0])
                 runs[t].firings.append(f)
             starts = sorted(runs)
-            for f in sorted((f for f in firings if not f.event), key=lambda f: f.id):
+            for f in sorted((f for f in firings if not f.trusted_event), key=lambda f: f.id):
                 mt = f.time
                 i = bisect.bisect_right(starts, mt) - 1 if mt is not None else -1
                 if i >= 0:

@@ -294,3 +294,6 @@ class AuditEvent:
     #: trigger (``SQL statement "..."`` and the DO block, function or procedure that
     #: ran it), which ``log_statement`` never logs.
     caller_context: str | None = None
+    #: The row's own ``database_name`` when it differs from the database the row was
+    #: read from (``database``), which only an altered row can show.
+    database_in_row: str | None = None

@@ -519,7 +519,7 @@ def read_audit(
             _set_role(conn, db.name, reader_role)
             skip = {int(i) for i in judged.get(db.name, {})}
             rows = [
-                e
+                e if e.database == db.name else _read_from(e, db.name)
                 for e in capture.read_audit_events(conn, schema, since=since, until=until)
                 if e.id not in skip
             ]
@@ -537,6 +537,16 @@ def read_audit(
     side.monitored = frozenset(monitored)
     side.install_texts = frozenset(_install_texts(schema))
     return side
+
+
+def _read_from(event: AuditEvent, database: str) -> AuditEvent:
+    """A row whose ``database_name`` names another database: it belongs where it was read.
+
+    The trigger writes ``current_database()``, so only an altered row can differ;
+    pairing it with its marker and accounting for it go by the database it is in,
+    and its own claim stays in the evidence (``database_in_row``).
+    """
+    return replace(event, database=database, database_in_row=event.database)
 
 
 def _set_role(conn: Any, database: str, reader_role: str | None) -> None:

@@ -716,6 +716,7 @@ _AUDIT_KEYS = (
     "current_user",
     "user",
     "database",
+    "database_in_row",
     "client",
     "client_addr",
     "client_port",

@@ -204,6 +204,106 @@ def test_audit_row_altered_after_update(adb: Audited) -> None:
     assert_accounts(result)
 
 
+@pytest.mark.parametrize(
+    "objects",
+    [
+        '[{"object_identity": 5, "object_type": ["x"], "classid": "not a number",'
+        ' "objid": 1.5e400, "address_names": 7, "address_args": {"a": 1},'
+        ' "in_extension": "yes"}, 3, "text", null]',
+        '{"not": "a list"}',
+        '"just a string"',
+    ],
+)
+def test_hostile_objects_in_an_altered_row_are_reported_not_crashed_on(
+    adb: Audited, objects: str
+) -> None:
+    # An intruder who rewrites the objects column to break the reconcile itself.
+    adb.run("CREATE TABLE broken_objects (id int)", app="victim")
+    (row_id,) = audit_ids(adb)
+    adb.run(
+        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
+        f"UPDATE auditor.events SET objects = '{objects}'::jsonb WHERE id = {row_id};"
+        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
+        app="forger",
+    )
+    result = adb.reconcile()
+    (f,) = only(result, C.AUDIT_ROW_ALTERED)
+    assert f.statement == "CREATE TABLE broken_objects (id int)"
+    assert f.audit_event_ids == (row_id,)
+    assert_accounts(result)
+    # Every report was written, with the altered row in the evidence.
+    html = result.paths["html"].read_text(encoding="utf-8")
+    assert "broken_objects" in html
+    data = json.loads(result.paths["json"].read_text(encoding="utf-8"))
+    (altered,) = [x for x in data["findings"] if x["class"] == "AUDIT_ROW_ALTERED"]
+    assert [a["id"] for a in altered["evidence"]["audit"]] == [row_id]
+    # The story of the object is told too, from the log's side.
+    from auditor.timeline import timeline
+
+    adb.cluster.flush_logs()
+    flags = {
+        "dsn": adb.cluster.dsn(adb.name),
+        "logs": [str(adb.cluster.log_dir)],
+        "since": adb.t0.isoformat(),
+        "databases": [adb.name],
+    }
+    story = timeline(load_config(flags, environ={}), object_name="broken_objects")
+    assert any(s.finding and s.finding.cls == C.AUDIT_ROW_ALTERED for s in story.steps)
+
+
+@pytest.mark.parametrize(
+    ("prepare", "change"),
+    [
+        (
+            "",
+            "event = 'bogus', command_tag = '', query = NULL, caller_context = repeat('x', 100000)",
+        ),
+        ("", "session_id = '', vxid = 'not/a/vxid', backend_pid = -1, xid = -5"),
+        ("", "database_name = 'elsewhere', client_addr = '::1', client_port = -3"),
+        ("", "statement_time = 'infinity', clock_time = '-infinity'"),
+        ("", "statement_time = '1970-01-01', session_user_name = E'\\u202e\\x01'"),
+        (
+            "ALTER TABLE auditor.events ALTER statement_time DROP NOT NULL,"
+            " ALTER clock_time DROP NOT NULL, ALTER event DROP NOT NULL,"
+            " ALTER command_tag DROP NOT NULL, ALTER session_id DROP NOT NULL,"
+            " ALTER objects DROP NOT NULL, ALTER backend_pid DROP NOT NULL;",
+            "statement_time = NULL, clock_time = NULL, event = NULL, command_tag = NULL,"
+            " session_id = NULL, objects = NULL, backend_pid = NULL",
+        ),
+    ],
+)
+def test_a_row_rewritten_with_odd_values_is_reported_not_crashed_on(
+    adb: Audited, prepare: str, change: str
+) -> None:
+    adb.run("CREATE TABLE odd_values (id int)", app="victim")
+    (row_id,) = audit_ids(adb)
+    adb.run(
+        prepare + "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
+        f"UPDATE auditor.events SET {change} WHERE id = {row_id};"
+        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
+        app="forger",
+    )
+    result = adb.reconcile()
+    # The statement is reported (the row no longer proves it), the counts add up,
+    # and every report was written.
+    about = [
+        f for f in result.document.findings if f.statement == "CREATE TABLE odd_values (id int)"
+    ]
+    assert about and {f.cls for f in about} <= {C.AUDIT_ROW_ALTERED, C.AUDIT_ROW_MISSING}
+    assert_accounts(result)
+    assert all(p.exists() for p in result.paths.values())
+    if "statement_time = NULL" in change:
+        # A row without a statement time is in no window: its marker finds it missing,
+        # and the explanation says a changed time is one way to get there.
+        (f,) = about
+        assert f.cls == C.AUDIT_ROW_MISSING and "changed its statement time" in f.explanation
+    if "elsewhere" in change:
+        (f,) = about
+        assert f.cls == C.AUDIT_ROW_ALTERED and f.audit_event_ids == (row_id,)
+        (row,) = f.evidence["audit"]
+        assert row["database"] == adb.name and row["database_in_row"] == "elsewhere"
+
+
 def test_unlogged_ddl_after_set_log_statement_none(adb: Audited) -> None:
     with psycopg.connect(
         adb.cluster.dsn(adb.name, application_name="quiet"), autocommit=True
