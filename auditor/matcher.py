@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import bisect
 import operator
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import PurePath
 from typing import Any
 
@@ -320,6 +322,7 @@ class Matcher:
         errors: list[LogRecord] = []
         markers: list[tuple[LogRecord, Marker]] = []
         self.others: list[LogRecord] = []
+        self.forged: list[tuple[LogRecord, Marker]] = []
         # Only the first marker of a statement carries its STATEMENT text; the others
         # inherit it from the previous marker of the same session and transaction.
         last_text: dict[tuple[str | None, str | None, int | None], str] = {}
@@ -330,7 +333,13 @@ class Matcher:
                 errors.append(rec)
             elif rec.kind == MessageKind.MARKER:
                 m = parse_marker(rec.message)
-                if m is not None and m.schema == ctx.schema:
+                if (
+                    m is not None
+                    and m.schema == ctx.schema
+                    and forged_marker(rec.context, m.schema)
+                ):
+                    self.forged.append((rec, m))
+                elif m is not None and m.schema == ctx.schema:
                     key = (rec.session_id, rec.vxid, None if rec.session_id else rec.pid)
                     if rec.statement:
                         last_text[key] = rec.statement
@@ -938,6 +947,36 @@ class Matcher:
                 evidence={"log": _record_view(rec), "audit": []},
             )
 
+    def _forged_findings(self) -> None:
+        """A marker-shaped LOG line that the audit trigger did not write."""
+        for rec, m in self.forged:
+            first = (rec.context or "").strip().split("\n", 1)[0]
+            self._add(
+                C.CONFIG_DRIFT,
+                step_record=rec,
+                key=(_short(rec.source.file), rec.source.offset),
+                reason=(
+                    f"A forged audit marker: the log line claims audit row {m.id} "
+                    f"({m.tag}, xid {m.xid}) of schema {m.schema!r}, but its CONTEXT is "
+                    f"{first!r}, not the audit trigger {m.schema}.record_event(); someone "
+                    "wrote it with RAISE LOG to mislead the reconcile, which ignored it "
+                    "for pairing."
+                ),
+                severity=Severity.CRITICAL,
+                time=rec.time,
+                database=rec.database,
+                user=rec.user,
+                application=rec.application,
+                client=rec.client,
+                session_id=rec.session_id,
+                vxid=rec.vxid,
+                statement=rec.statement,
+                log_file=rec.source.file,
+                log_line=rec.source.line,
+                command_tags=[m.tag],
+                evidence={"log": _record_view(rec), "audit": []},
+            )
+
     def _gap_findings(self) -> None:
         for i, gap in enumerate(self.ctx.gaps):
             rows = self._gap_rows.get(i, [])
@@ -1025,6 +1064,7 @@ class Matcher:
             if not ex.paired:
                 self._unpaired_execution(ex)
         self._other_records()
+        self._forged_findings()
         self._gap_findings()
         if not self.uses_session:
             self.result.notes.append(
@@ -1044,6 +1084,35 @@ def _with_statement(rec: LogRecord, text: str) -> LogRecord:
     values = list(_RECORD_VALUES(rec))
     values[_STATEMENT_AT] = text
     return LogRecord(*values)
+
+
+def forged_marker(context: str | None, schema: str) -> bool:
+    """A marker whose CONTEXT shows it was not raised by ``<schema>.record_event()``.
+
+    The trigger function runs with its own search_path, so PL/pgSQL names it
+    schema-qualified in the first CONTEXT line; no other function can carry that
+    name, since only the auditor's owner can create functions in its schema.  A
+    record without CONTEXT (``log_error_verbosity = terse``) cannot be told apart
+    and is trusted.
+
+    >>> forged_marker("PL/pgSQL function auditor.record_event() line 123 at RAISE", "auditor")
+    False
+    >>> forged_marker("PL/pgSQL function inline_code_block line 1 at RAISE", "auditor")
+    True
+    >>> forged_marker("PL/pgSQL function evil.record_event() line 123 at RAISE", "auditor")
+    True
+    >>> forged_marker(None, "auditor")
+    False
+    """
+    return bool(context) and _trigger_context(schema).match(context or "") is None
+
+
+@cache
+def _trigger_context(schema: str) -> re.Pattern[str]:
+    name = re.escape(schema)
+    return re.compile(
+        rf'\s*PL/pgSQL function (?:{name}|"{name}")\.record_event\(\) line \d+ at RAISE\s*(?:\n|$)'
+    )
 
 
 def _time_key(rec: LogRecord) -> tuple[datetime, str, int]:

@@ -304,6 +304,34 @@ def test_a_row_rewritten_with_odd_values_is_reported_not_crashed_on(
         assert row["database"] == adb.name and row["database_in_row"] == "elsewhere"
 
 
+def test_a_forged_marker_is_reported_and_never_paired(adb: Audited) -> None:
+    # Any role can RAISE LOG a marker-shaped line.  One for the row id the next DDL
+    # will get, written first (it would win the pairing), and one for a row that
+    # never existed (it would read as a deleted row).
+    adb.admin("DROP ROLE IF EXISTS rec_forger; CREATE ROLE rec_forger LOGIN")
+    adb.run("GRANT CREATE ON SCHEMA public TO rec_forger")
+    (next_id,) = adb.run("SELECT last_value + 1 FROM auditor.events_id_seq")[0]
+    forge = (
+        "DO $$ BEGIN RAISE LOG 'auditor-marker v1 schema=auditor id=% xid=% "
+        "event=ddl_command_end digest=% tag=CREATE TABLE', {id}, txid_current() % 4294967296, "
+        "repeat('0', 64); END $$"
+    )
+    adb.run(forge.format(id=next_id) + "; CREATE TABLE forged_first (id int)", user="rec_forger")
+    adb.run(forge.format(id=987654), app="forger", user="rec_forger")
+    result = adb.reconcile()
+    forged = [f for f in only(result, C.CONFIG_DRIFT) if "forged audit marker" in f.explanation]
+    assert len(forged) == 2
+    assert {f.severity for f in forged} == {Severity.CRITICAL}
+    assert all("inline_code_block" in f.explanation for f in forged)
+    assert {f.user for f in forged} == {"rec_forger"}
+    # The real marker pairs with its row: the DDL is matched, nothing reads as altered
+    # or deleted.
+    classes = {f.cls for f in result.document.findings}
+    assert not classes & {C.AUDIT_ROW_ALTERED, C.AUDIT_ROW_MISSING, C.UNLOGGED_DDL}
+    assert_accounts(result)
+    assert result.document.summary.matched >= 1
+
+
 def test_unlogged_ddl_after_set_log_statement_none(adb: Audited) -> None:
     with psycopg.connect(
         adb.cluster.dsn(adb.name, application_name="quiet"), autocommit=True
