@@ -387,6 +387,15 @@ def assess_settings(
                 "marker lines (level LOG) are not logged",
             )
         )
+    if settings.get("log_error_verbosity") == "terse":
+        problems.append(
+            Problem(
+                "log",
+                "log_error_verbosity = 'terse': log lines carry no CONTEXT, so a marker "
+                "forged with RAISE LOG cannot be told from the audit trigger's (use default)",
+                weakens=False,
+            )
+        )
     if settings.get("event_triggers") == "off":
         problems.append(
             Problem("trigger", "event_triggers = off: no event trigger fires in this cluster")

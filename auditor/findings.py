@@ -80,8 +80,8 @@ MEANING: dict[FindingClass, str] = {
     ),
     C.CONFIG_DRIFT: (
         "A setting or object one of the two audit channels depends on was changed "
-        "(logging settings, the audit triggers, the audit table's protections), or the "
-        "log holds a forged audit marker."
+        "(logging settings, the audit triggers, the audit table's protections), or a "
+        "log line was forged to look like the server's or the audit trigger's."
     ),
     C.LOG_GAP: (
         "Part of the window is not covered by readable log; DDL in that stretch cannot "

@@ -107,15 +107,18 @@ class Firing:
     marker: Marker | None
     marker_record: LogRecord | None
     status: str | None  # commit status of the marker's xid (None: unknown/not asked)
+    #: The row, unless its marker shows it was changed: then the log's side is
+    #: trusted.  An altered row's session, vxid, query, time or tag may be exactly
+    #: what the intruder changed, so pairing and timing use its marker's log record.
+    trusted_event: AuditEvent | None = field(init=False)
 
-    @property
-    def trusted_event(self) -> AuditEvent | None:
-        """The row, unless its marker shows it was changed: then the log's side is trusted.
-
-        An altered row's session, vxid, query, time or tag may be exactly what the
-        intruder changed, so pairing and timing use its marker's log record instead.
-        """
-        return None if self.altered else self.event
+    def __post_init__(self) -> None:
+        altered = (
+            self.event is not None
+            and self.marker is not None
+            and self.event.digest != self.marker.digest
+        )
+        object.__setattr__(self, "trusted_event", None if altered else self.event)
 
     @property
     def time(self) -> datetime | None:
@@ -141,11 +144,7 @@ class Firing:
 
     @property
     def altered(self) -> bool:
-        return (
-            self.event is not None
-            and self.marker is not None
-            and self.event.digest != self.marker.digest
-        )
+        return self.event is not None and self.trusted_event is None
 
     @property
     def in_extension(self) -> bool:
@@ -934,13 +933,29 @@ class Matcher:
                 continue
             change = SettingChange(m.group(1), m.group(2), "server reload")
             sev, text = self._setting_drift([change]) or (Severity.HIGH, "")
+            reason = f"The server reloaded its configuration: {text}."
+            if rec.context:
+                # The server writes this line itself, never from inside a function.
+                first = rec.context.strip().split("\n", 1)[0]
+                sev = Severity.CRITICAL
+                reason = (
+                    f"A forged server message: {rec.message!r} was raised by {first!r} in "
+                    "a client session (RAISE LOG), not written by the server on a reload; "
+                    "someone tried to mislead the reconcile."
+                )
             self._add(
                 C.CONFIG_DRIFT,
                 step_record=rec,
                 key=(_short(rec.source.file), rec.source.offset),
-                reason=f"The server reloaded its configuration: {text}.",
+                reason=reason,
                 severity=sev,
                 time=rec.time,
+                database=rec.database,
+                user=rec.user,
+                application=rec.application,
+                client=rec.client,
+                session_id=rec.session_id,
+                vxid=rec.vxid,
                 log_file=rec.source.file,
                 log_line=rec.source.line,
                 command_tags=["SIGHUP"],

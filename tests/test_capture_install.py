@@ -630,7 +630,7 @@ def test_install_warns_about_settings_that_weaken_the_log_channel() -> None:
         log_statement="none",
         log_destination="stderr",
         log_line_prefix="%m [%p] ",
-        settings={"logging_collector": False},
+        settings={"logging_collector": False, "log_error_verbosity": "terse"},
     ) as c:
         proc = subprocess.run(
             [sys.executable, "-m", "auditor", "install", "--dsn", c.dsn()],
@@ -640,12 +640,16 @@ def test_install_warns_about_settings_that_weaken_the_log_channel() -> None:
         )
         assert proc.returncode == 0, proc.stderr
         warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
-        assert len(warnings) == 3, proc.stderr
+        assert len(warnings) == 4, proc.stderr
         assert "log_statement = 'none'" in warnings[0]
         assert "logging_collector = off" in warnings[1]
         assert "lacks %c and %v" in warnings[2]
+        assert "log_error_verbosity = 'terse'" in warnings[3] and "forged" in warnings[3]
         assert "postgres: installed auditor" in proc.stdout
-        # status says the same and exits 1, although the triggers are fine
+        # status says the same and exits 1, although the triggers are fine; terse
+        # verbosity is a warning, not a weakened channel
         report = capture.status(c.dsn(), databases=["postgres"])
         assert report.exit_code == 1 and report.databases[0].triggers_ok
         assert len([p for p in report.problems if p.weakens]) == 3
+        (warning,) = [p for p in report.problems if not p.weakens]
+        assert "log_error_verbosity = 'terse'" in warning.message

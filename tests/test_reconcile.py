@@ -318,6 +318,11 @@ def test_a_forged_marker_is_reported_and_never_paired(adb: Audited) -> None:
     )
     adb.run(forge.format(id=next_id) + "; CREATE TABLE forged_first (id int)", user="rec_forger")
     adb.run(forge.format(id=987654), app="forger", user="rec_forger")
+    adb.run(
+        """DO $$ BEGIN RAISE LOG 'parameter "log_statement" changed to "ddl"'; END $$""",
+        app="forger",
+        user="rec_forger",
+    )
     result = adb.reconcile()
     forged = [f for f in only(result, C.CONFIG_DRIFT) if "forged audit marker" in f.explanation]
     assert len(forged) == 2
@@ -330,6 +335,10 @@ def test_a_forged_marker_is_reported_and_never_paired(adb: Audited) -> None:
     assert not classes & {C.AUDIT_ROW_ALTERED, C.AUDIT_ROW_MISSING, C.UNLOGGED_DDL}
     assert_accounts(result)
     assert result.document.summary.matched >= 1
+    (reload,) = [
+        f for f in only(result, C.CONFIG_DRIFT) if "forged server message" in f.explanation
+    ]
+    assert reload.severity == Severity.CRITICAL and reload.user == "rec_forger"
 
 
 def test_unlogged_ddl_after_set_log_statement_none(adb: Audited) -> None:
