@@ -676,13 +676,15 @@ class ReconcileResult:
 
 
 def _marker_xids(records: Iterable[LogRecord], schema: str) -> dict[str, set[int]]:
+    """The xids whose status the markers need; a forged marker's are never asked."""
     from auditor.marker import parse_marker
+    from auditor.matcher import forged_marker
 
     out: dict[str, set[int]] = {}
     for rec in records:
         if rec.kind == MessageKind.MARKER:
             m = parse_marker(rec.message)
-            if m is not None and m.schema == schema:
+            if m is not None and m.schema == schema and not forged_marker(rec.context, schema):
                 out.setdefault(rec.database or "", set()).add(m.xid)
     return out
 
