@@ -943,54 +943,49 @@ class Matcher:
                     "a client session (RAISE LOG), not written by the server on a reload; "
                     "someone tried to mislead the reconcile."
                 )
-            self._add(
-                C.CONFIG_DRIFT,
-                step_record=rec,
-                key=(_short(rec.source.file), rec.source.offset),
-                reason=reason,
-                severity=sev,
-                time=rec.time,
-                database=rec.database,
-                user=rec.user,
-                application=rec.application,
-                client=rec.client,
-                session_id=rec.session_id,
-                vxid=rec.vxid,
-                log_file=rec.source.file,
-                log_line=rec.source.line,
-                command_tags=["SIGHUP"],
-                evidence={"log": _record_view(rec), "audit": []},
-            )
+            self._record_finding(rec, reason, sev, ["SIGHUP"])
 
     def _forged_findings(self) -> None:
         """A marker-shaped LOG line that the audit trigger did not write."""
         for rec, m in self.forged:
             first = (rec.context or "").strip().split("\n", 1)[0]
-            self._add(
-                C.CONFIG_DRIFT,
-                step_record=rec,
-                key=(_short(rec.source.file), rec.source.offset),
-                reason=(
-                    f"A forged audit marker: the log line claims audit row {m.id} "
-                    f"({m.tag}, xid {m.xid}) of schema {m.schema!r}, but its CONTEXT is "
-                    f"{first!r}, not the audit trigger {m.schema}.record_event(); someone "
-                    "wrote it with RAISE LOG to mislead the reconcile, which ignored it "
-                    "for pairing."
-                ),
-                severity=Severity.CRITICAL,
-                time=rec.time,
-                database=rec.database,
-                user=rec.user,
-                application=rec.application,
-                client=rec.client,
-                session_id=rec.session_id,
-                vxid=rec.vxid,
-                statement=rec.statement,
-                log_file=rec.source.file,
-                log_line=rec.source.line,
-                command_tags=[m.tag],
-                evidence={"log": _record_view(rec), "audit": []},
+            reason = (
+                f"A forged audit marker: the log line claims audit row {m.id} "
+                f"({m.tag}, xid {m.xid}) of schema {m.schema!r}, but its CONTEXT is "
+                f"{first!r}, not the audit trigger {m.schema}.record_event(); someone "
+                "wrote it with RAISE LOG to mislead the reconcile, which ignored it "
+                "for pairing."
             )
+            self._record_finding(rec, reason, Severity.CRITICAL, [m.tag], rec.statement)
+
+    def _record_finding(
+        self,
+        rec: LogRecord,
+        reason: str,
+        severity: Severity,
+        tags: list[str],
+        statement: str | None = None,
+    ) -> None:
+        """A CONFIG_DRIFT that one non-statement log record explains on its own."""
+        self._add(
+            C.CONFIG_DRIFT,
+            step_record=rec,
+            key=(_short(rec.source.file), rec.source.offset),
+            reason=reason,
+            severity=severity,
+            time=rec.time,
+            database=rec.database,
+            user=rec.user,
+            application=rec.application,
+            client=rec.client,
+            session_id=rec.session_id,
+            vxid=rec.vxid,
+            statement=statement,
+            log_file=rec.source.file,
+            log_line=rec.source.line,
+            command_tags=tags,
+            evidence={"log": _record_view(rec), "audit": []},
+        )
 
     def _gap_findings(self) -> None:
         for i, gap in enumerate(self.ctx.gaps):
