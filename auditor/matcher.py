@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import PurePath
-from typing import Any
+from typing import Any, TypedDict
 
 from auditor.capture import AuditObjects
 from auditor.classify import QueryClassification, SettingChange, StatementClass, classify
@@ -792,12 +792,7 @@ class Matcher:
             reason=reasons,
             severity=sev(worst),
             time=rec.time,
-            database=rec.database,
-            user=rec.user,
-            application=rec.application,
-            client=rec.client,
-            session_id=rec.session_id,
-            vxid=rec.vxid,
+            **_who(rec),
             command_tags=tags or [lg.cls.statements[0].command_tag if lg.cls.statements else "???"],
             statement=lg.text,
             audit_event_ids=[f.id for f in firings if f.event is not None],
@@ -974,12 +969,7 @@ class Matcher:
             reason=reason,
             severity=severity,
             time=rec.time,
-            database=rec.database,
-            user=rec.user,
-            application=rec.application,
-            client=rec.client,
-            session_id=rec.session_id,
-            vxid=rec.vxid,
+            **_who(rec),
             statement=statement,
             log_file=rec.source.file,
             log_line=rec.source.line,
@@ -1094,6 +1084,27 @@ def _with_statement(rec: LogRecord, text: str) -> LogRecord:
     values = list(_RECORD_VALUES(rec))
     values[_STATEMENT_AT] = text
     return LogRecord(*values)
+
+
+class _Who(TypedDict):
+    database: str | None
+    user: str | None
+    application: str | None
+    client: str | None
+    session_id: str | None
+    vxid: str | None
+
+
+def _who(rec: LogRecord) -> _Who:
+    """The finding fields that say who ran something, as the log saw it."""
+    return _Who(
+        database=rec.database,
+        user=rec.user,
+        application=rec.application,
+        client=rec.client,
+        session_id=rec.session_id,
+        vxid=rec.vxid,
+    )
 
 
 def forged_marker(context: str | None, schema: str) -> bool:
