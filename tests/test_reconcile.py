@@ -99,6 +99,16 @@ def assert_accounts(result: ReconcileResult) -> None:
     assert data["summary"]["logged_ddl"] == s.logged_ddl
 
 
+def tamper(adb: Audited, change: str, *, prepare: str = "", app: str = "forger") -> None:
+    """What an intruder with the owner's rights does: lift the protection, change, restore."""
+    adb.run(
+        prepare + "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
+        f"{change};"
+        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
+        app=app,
+    )
+
+
 def audit_ids(adb: Audited, where: str = "true") -> list[int]:
     rows = adb.run(f"SELECT id FROM auditor.events WHERE {where} ORDER BY id")
     return [int(r[0]) for r in rows]
@@ -169,12 +179,7 @@ def test_event_trigger_ddl_on_another_trigger_is_high(adb: Audited) -> None:
 def test_audit_row_missing_after_delete(adb: Audited) -> None:
     adb.run("CREATE TABLE to_hide (id int)", app="victim")
     (row_id,) = audit_ids(adb)
-    adb.run(
-        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
-        f"DELETE FROM auditor.events WHERE id = {row_id};"
-        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
-        app="cleaner",
-    )
+    tamper(adb, f"DELETE FROM auditor.events WHERE id = {row_id}", app="cleaner")
     result = adb.reconcile()
     (f,) = only(result, C.AUDIT_ROW_MISSING)
     assert f.severity == Severity.CRITICAL
@@ -190,12 +195,7 @@ def test_audit_row_missing_after_delete(adb: Audited) -> None:
 def test_audit_row_altered_after_update(adb: Audited) -> None:
     adb.run("CREATE TABLE honest (id int)", app="victim")
     (row_id,) = audit_ids(adb)
-    adb.run(
-        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
-        f"UPDATE auditor.events SET session_user_name = 'nobody' WHERE id = {row_id};"
-        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
-        app="forger",
-    )
+    tamper(adb, f"UPDATE auditor.events SET session_user_name = 'nobody' WHERE id = {row_id}")
     result = adb.reconcile()
     (f,) = only(result, C.AUDIT_ROW_ALTERED)
     assert f.severity == Severity.CRITICAL
@@ -220,12 +220,7 @@ def test_hostile_objects_in_an_altered_row_are_reported_not_crashed_on(
     # An intruder who rewrites the objects column to break the reconcile itself.
     adb.run("CREATE TABLE broken_objects (id int)", app="victim")
     (row_id,) = audit_ids(adb)
-    adb.run(
-        "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
-        f"UPDATE auditor.events SET objects = '{objects}'::jsonb WHERE id = {row_id};"
-        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
-        app="forger",
-    )
+    tamper(adb, f"UPDATE auditor.events SET objects = '{objects}'::jsonb WHERE id = {row_id}")
     result = adb.reconcile()
     (f,) = only(result, C.AUDIT_ROW_ALTERED)
     assert f.statement == "CREATE TABLE broken_objects (id int)"
@@ -277,12 +272,7 @@ def test_a_row_rewritten_with_odd_values_is_reported_not_crashed_on(
 ) -> None:
     adb.run("CREATE TABLE odd_values (id int)", app="victim")
     (row_id,) = audit_ids(adb)
-    adb.run(
-        prepare + "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only;"
-        f"UPDATE auditor.events SET {change} WHERE id = {row_id};"
-        "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only",
-        app="forger",
-    )
+    tamper(adb, f"UPDATE auditor.events SET {change} WHERE id = {row_id}", prepare=prepare)
     result = adb.reconcile()
     # The statement is reported (the row no longer proves it), the counts add up,
     # and every report was written.
