@@ -165,6 +165,12 @@ def steps() -> list[Step]:
               "CREATE EVENT TRIGGER mallory_et ON ddl_command_start EXECUTE FUNCTION noop()"),
              user="mallory", expect=(C.EVENT_TRIGGER_DDL,),
              why="event-trigger DDL only appears in the log"),
+        Step("21-forged-marker", "bob writes a fake audit marker into the log",
+             ("DO $$ BEGIN RAISE LOG 'auditor-marker v1 schema=auditor id=424242 xid=1000 "
+              "event=ddl_command_end digest=% tag=DROP TABLE', repeat('0', 64); END $$",),
+             user="bob", expect=(C.CONFIG_DRIFT,),
+             why="any role can RAISE LOG; the line's CONTEXT shows it did not come from the "
+                 "audit trigger, so it is never paired (it would read as a deleted row)"),
     ]  # fmt: skip
 
 
