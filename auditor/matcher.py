@@ -915,15 +915,10 @@ class Matcher:
 
     def _other_records(self) -> None:
         """CONFIG_DRIFT from "parameter ... changed" lines and from logged SET statements."""
-        import re
-
-        pattern = re.compile(
-            r'^parameter "([^"]+)" (?:changed to "(.*)"|removed from configuration file)'
-        )
         from auditor.classify import WATCHED_SETTINGS
 
         for rec in self.others:
-            m = pattern.match(rec.message)
+            m = _RELOAD_LINE.match(rec.message)
             if not m or m.group(1) not in WATCHED_SETTINGS:
                 continue
             change = SettingChange(m.group(1), m.group(2), "server reload")
@@ -1134,6 +1129,12 @@ def _trigger_context(schema: str) -> re.Pattern[str]:
     return re.compile(
         rf'\s*PL/pgSQL function (?:{name}|"{name}")\.record_event\(\) line \d+ at RAISE\s*(?:\n|$)'
     )
+
+
+#: The server's own line for a setting a configuration reload changed or removed.
+_RELOAD_LINE = re.compile(
+    r'^parameter "([^"]+)" (?:changed to "(.*)"|removed from configuration file)'
+)
 
 
 def _time_key(rec: LogRecord) -> tuple[datetime, str, int]:

@@ -912,19 +912,19 @@ def _view(data: Mapping[str, Any], per_class: int | None = HTML_PER_CLASS) -> di
     order = []
     times: list[tuple[datetime, str]] = []
     for index, f in enumerate(findings):
-        t = _local(_parse_time(f["time"]), tz)
+        when = _parse_time(f["time"])
+        t = _local(when, tz)
         if t is not None:
             times.append((t.replace(tzinfo=None), f["severity"]))
-        epoch = _epoch_ms(_parse_time(f["time"]), tz)
+        epoch = _epoch_ms(when, tz)
         rank = sev_rank[f["severity"]]
-        order.append(((-rank, epoch == "", int(epoch or 0), index), t, epoch, rank))
+        order.append(((-rank, epoch == "", int(epoch or 0), index), index, t, epoch, rank))
     order.sort(key=lambda o: o[0])
     # The HTML lists the first ``per_class`` findings of each class in that order;
     # findings.json and findings.csv hold them all, and every count stays complete.
     taken: Counter[str] = Counter()
     rows = []
-    for key, t, epoch, rank in order:
-        index = key[3]
+    for _, index, t, epoch, rank in order:
         f = findings[index]
         if per_class is not None and taken[f["class"]] >= per_class:
             continue
