@@ -290,7 +290,8 @@ class TempCluster:
                     "-E", "UTF8",
                     "--locale=C.UTF-8",
                     "--no-sync",
-                    "--no-instructions",
+                    # --no-instructions exists from PostgreSQL 14 on.
+                    *(["--no-instructions"] if self.major >= 14 else []),
                 ],
                 timeout=300,
             )  # fmt: skip
