@@ -40,6 +40,11 @@ DEFAULT_SEVERITY: dict[FindingClass, Severity] = {
     C.AUDIT_ROW_ALTERED: Severity.CRITICAL,
     C.UNLOGGED_DDL: Severity.CRITICAL,
     C.ATTRIBUTION_MISMATCH: Severity.CRITICAL,
+    C.MARKER_MISSING: Severity.CRITICAL,
+    C.LOG_TAMPERED: Severity.CRITICAL,
+    C.SILENT_SCHEMA_CHANGE: Severity.CRITICAL,
+    C.IMPERSONATED_DDL: Severity.HIGH,
+    C.UNPARSED_STATEMENT: Severity.HIGH,
     C.EVENT_TRIGGER_DDL: Severity.HIGH,
     C.CONFIG_DRIFT: Severity.HIGH,
     C.LOG_GAP: Severity.HIGH,
@@ -74,6 +79,29 @@ MEANING: dict[FindingClass, str] = {
     C.ATTRIBUTION_MISMATCH: (
         "Both channels saw the same statement but disagree on who ran it or where "
         "(e.g. SET SESSION AUTHORIZATION, or a forged audit row)."
+    ),
+    C.MARKER_MISSING: (
+        "The log shows this statement and its session, and the audit table holds its row, "
+        "but the marker the audit trigger writes for every row is not in the log: the "
+        "marker was suppressed, so the row cannot be vouched for."
+    ),
+    C.LOG_TAMPERED: (
+        "The log's own sequence is broken: a session's line numbers skip or repeat, a "
+        "statement line no server process could have written, or a file was cut or "
+        "replaced."
+    ),
+    C.SILENT_SCHEMA_CHANGE: (
+        "The catalog changed (an object was created, altered or dropped) between two "
+        "snapshots, and neither the log nor the audit table explains it: both channels "
+        "were silenced, or the catalog was edited directly."
+    ),
+    C.IMPERSONATED_DDL: (
+        "The DDL ran under SET SESSION AUTHORIZATION as another role; both channels agree "
+        "(the login user is the log's user), and the finding names both roles."
+    ),
+    C.UNPARSED_STATEMENT: (
+        "A logged statement that the parser cannot read for this server's version; it is "
+        "never counted as matched, so read it yourself."
     ),
     C.EVENT_TRIGGER_DDL: (
         "Event-trigger DDL is never reported by event triggers; only the log shows it."

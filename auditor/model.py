@@ -39,6 +39,11 @@ class FindingClass(StrEnum):
     AUDIT_ROW_ALTERED = "AUDIT_ROW_ALTERED"
     UNLOGGED_DDL = "UNLOGGED_DDL"
     ATTRIBUTION_MISMATCH = "ATTRIBUTION_MISMATCH"
+    MARKER_MISSING = "MARKER_MISSING"
+    LOG_TAMPERED = "LOG_TAMPERED"
+    SILENT_SCHEMA_CHANGE = "SILENT_SCHEMA_CHANGE"
+    IMPERSONATED_DDL = "IMPERSONATED_DDL"
+    UNPARSED_STATEMENT = "UNPARSED_STATEMENT"
     EVENT_TRIGGER_DDL = "EVENT_TRIGGER_DDL"
     CONFIG_DRIFT = "CONFIG_DRIFT"
     LOG_GAP = "LOG_GAP"
@@ -128,6 +133,10 @@ class LogRecord:
     is_ddl: bool | None = None
     #: Whether the text is DDL or changes a watched setting (``classify().is_relevant``).
     is_relevant: bool | None = None
+    #: How finely ``time`` was printed, in microseconds: 1,000 for ``%m``, ``%n``, csvlog
+    #: and jsonlog (milliseconds, truncated), 1,000,000 for ``%t`` (whole seconds).  Every
+    #: comparison with the audit table's microsecond times allows this much.
+    time_resolution_us: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,14 @@ CLASS_MEANING: dict[str, str] = {
     "UNLOGGED_DDL": "Audit row for a top-level statement the log should hold but does not: "
     "log suppression.",
     "ATTRIBUTION_MISMATCH": "Same statement, but user or database differ between log and trigger.",
+    "MARKER_MISSING": "Audit row of a logged statement whose marker is absent although the log "
+    "covers its session: the marker was suppressed.",
+    "LOG_TAMPERED": "The log's own sequence is broken (line numbers skip or repeat, a line no "
+    "server wrote, a file cut or replaced).",
+    "SILENT_SCHEMA_CHANGE": "The catalog changed and no channel explains it.",
+    "IMPERSONATED_DDL": "DDL run under SET SESSION AUTHORIZATION as another role; both channels "
+    "agree.",
+    "UNPARSED_STATEMENT": "A logged statement the parser cannot read; never counted as matched.",
     "EVENT_TRIGGER_DDL": "CREATE/ALTER/DROP EVENT TRIGGER, which event triggers never report.",
     "CONFIG_DRIFT": "Something weakened a channel (logging settings, trigger state, protections).",
     "LOG_GAP": "Part of the window is not covered by any log.",
