@@ -8,14 +8,13 @@ Inputs are evidence from the two channels, already read and windowed:
 * audit rows of every database where the auditor is installed, each with the
   digest recomputed from the row, and the commit status of every marker's xid.
 
-Pairing follows the spec (section 5): a logged statement and the audit rows of
-one execution belong together when session id (``%c``), virtual transaction id
-(``%v``) and query text (``current_query()``) agree; when the log lacks
-``%c``/``%v`` the key falls back to pid and text, with time proximity.
-Within one execution the rows are split per statement of the query string
-(each statement's own ``ddl_command_end`` row closes its group; rows of
-extension scripts belong to their ``CREATE/ALTER EXTENSION``; rows that belong
-to no top-level statement came from functions: indirect DDL).
+Pairing (which firings belong to which logged statement, and to which
+statement of its query string) is :mod:`auditor.pairing`; this module judges
+each pair and what is left unpaired, and explains it.  Within one execution the
+rows are split per statement of the query string (each statement's own
+``ddl_command_end`` row closes its group; rows of extension scripts belong to
+their ``CREATE/ALTER EXTENSION``; rows that belong to no top-level statement
+came from functions: indirect DDL).
 
 Accounting: every logged DDL record and every audit row ends up matched or in
 exactly one finding; :class:`MatchResult` carries the counts that prove it.
@@ -23,19 +22,17 @@ exactly one finding; :class:`MatchResult` carries the counts that prove it.
 
 from __future__ import annotations
 
-import bisect
 import operator
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from pathlib import PurePath
 from typing import Any, TypedDict
 
-from auditor.capture import AuditObjects
-from auditor.classify import QueryClassification, SettingChange, StatementClass, classify
+from auditor.classify import SettingChange, StatementClass, classify
 from auditor.findings import make_finding
 from auditor.marker import Marker, parse_marker
 from auditor.model import (
@@ -47,13 +44,10 @@ from auditor.model import (
     Severity,
     SourceLocation,
 )
+from auditor.pairing import Execution, Logged, group_executions, pair, split
+from auditor.pairing import Firing as Firing  # re-exported: timeline.py imports it from here
 
 C = FindingClass
-
-#: %m is truncated to milliseconds; statement_timestamp() has microseconds.
-_SLACK = timedelta(milliseconds=1)
-#: Fallback pairing (no %c/%v): how far a row's time may be from its log line.
-_PID_SLACK = timedelta(seconds=2)
 
 _WEAKENING_VALUES = {
     "log_statement": {"none"},
@@ -95,105 +89,6 @@ class MatchContext:
     gaps: tuple[Gap, ...] = ()
     #: Unpaired evidence newer than this is carried to the next run, not reported.
     carry_after: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """One firing of an audit trigger: its row, its marker, or both."""
-
-    database: str
-    id: int
-    event: AuditEvent | None
-    marker: Marker | None
-    marker_record: LogRecord | None
-    status: str | None  # commit status of the marker's xid (None: unknown/not asked)
-    #: The row, unless its marker shows it was changed: then the log's side is
-    #: trusted.  An altered row's session, vxid, query, time or tag may be exactly
-    #: what the intruder changed, so pairing and timing use its marker's log record.
-    trusted_event: AuditEvent | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        altered = (
-            self.event is not None
-            and self.marker is not None
-            and self.event.digest != self.marker.digest
-        )
-        object.__setattr__(self, "trusted_event", None if altered else self.event)
-
-    @property
-    def time(self) -> datetime | None:
-        if (e := self.trusted_event) is not None:
-            return e.statement_time
-        return self.marker_record.time if self.marker_record else None
-
-    @property
-    def tag(self) -> str:
-        if (e := self.trusted_event) is not None:
-            return e.command_tag
-        if self.marker is not None:
-            return self.marker.tag
-        return self.event.command_tag if self.event is not None else "???"
-
-    @property
-    def event_name(self) -> str:
-        if (e := self.trusted_event) is not None:
-            return e.event
-        if self.marker is not None:
-            return self.marker.event
-        return self.event.event if self.event is not None else "?"
-
-    @property
-    def altered(self) -> bool:
-        return self.event is not None and self.trusted_event is None
-
-    @property
-    def in_extension(self) -> bool:
-        if self.event is None:
-            return False
-        objects = self.event.objects
-        if isinstance(objects, AuditObjects):  # answers without parsing the objects
-            return objects.in_extension()
-        return any(o.in_extension for o in objects)
-
-    @property
-    def nested(self) -> bool:
-        """Fired for DDL run by a DO block, function or procedure, not by the client.
-
-        The row's ``caller_context`` is the call stack below the trigger (NULL when
-        the client sent the statement); a marker's CONTEXT has a line more than the
-        trigger function's own.
-        """
-        if (e := self.trusted_event) is not None:
-            return bool(e.caller_context)
-        ctx = self.marker_record.context if self.marker_record else None
-        if ctx is None and self.event is not None:
-            return bool(self.event.caller_context)
-        return bool(ctx and "\n" in ctx.strip())
-
-
-@dataclass(slots=True)
-class _Execution:
-    """The firings of one execution of one query string in one session."""
-
-    key: tuple[Any, ...]
-    time: datetime | None
-    firings: list[Firing] = field(default_factory=list)
-    query: str | None = None
-    database: str = ""
-    paired: bool = False
-
-    @property
-    def has_rows(self) -> bool:
-        """Timed by its rows' statement time (else by its markers' log time)."""
-        return any(f.trusted_event is not None for f in self.firings)
-
-
-@dataclass(frozen=True, slots=True)
-class _Logged:
-    record: LogRecord
-    text: str
-    cls: QueryClassification
-    error: LogRecord | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +211,7 @@ class Matcher:
         self.findings: list[Finding] = []
         self.result = MatchResult(self.findings)
         self._gap_rows: dict[int, list[Firing]] = defaultdict(list)
-        self._trigger_change_list: list[tuple[_Logged, StatementClass]] | None = None
+        self._trigger_change_list: list[tuple[Logged, StatementClass]] | None = None
         statements: list[LogRecord] = []
         errors: list[LogRecord] = []
         markers: list[tuple[LogRecord, Marker]] = []
@@ -354,7 +249,7 @@ class Matcher:
     # -- building blocks ---------------------------------------------------------
     def _logged_statements(
         self, statements: list[LogRecord], errors: list[LogRecord]
-    ) -> list[_Logged]:
+    ) -> list[Logged]:
         by_loc: dict[SourceLocation, LogRecord] = {}
         for err in errors:
             if err.failed_statement is not None:
@@ -366,7 +261,7 @@ class Matcher:
             if rec.prepare_text and not cls.is_relevant:
                 # Simple-protocol EXECUTE: judge by the prepared statement it runs.
                 cls = classify(rec.prepare_text, server_version_num=self.ctx.server_version_num)
-            out.append(_Logged(rec, text, cls, by_loc.get(rec.source)))
+            out.append(Logged(rec, text, cls, by_loc.get(rec.source)))
         return out
 
     def _firings(
@@ -392,145 +287,8 @@ class Matcher:
         self.result.audit_rows = len(events)
         return firings
 
-    def _exec_key(self, f: Firing) -> tuple[Any, ...]:
-        if (e := f.trusted_event) is not None:
-            return (e.database, e.session_id, e.vxid, e.query or "", e.backend_pid)
-        rec = f.marker_record
-        assert rec is not None
-        return (f.database, rec.session_id, rec.vxid, rec.statement or "", rec.pid)
-
-    def _executions(self) -> list[_Execution]:
-        """Group firings by session, vxid and query; split repeated runs by statement time."""
-        groups: dict[tuple[Any, ...], list[Firing]] = defaultdict(list)
-        for f in self.firings:
-            groups[self._exec_key(f)].append(f)
-        executions: list[_Execution] = []
-        for key, firings in groups.items():
-            with_rows = sorted((f for f in firings if f.trusted_event), key=lambda f: f.id)
-            runs: dict[datetime, _Execution] = {}
-            for f in with_rows:
-                assert f.event is not None
-                t = f.event.statement_time
-                if t not in runs:
-                    runs[t] = _Execution(key, t, query=key[3], database=key[0])
-                runs[t].firings.append(f)
-            starts = sorted(runs)
-            for f in sorted((f for f in firings if not f.trusted_event), key=lambda f: f.id):
-                mt = f.time
-                i = bisect.bisect_right(starts, mt) - 1 if mt is not None else -1
-                if i >= 0:
-                    runs[starts[i]].firings.append(f)
-                else:
-                    runs.setdefault(
-                        mt or datetime.min, _Execution(key, mt, query=key[3], database=key[0])
-                    ).firings.append(f)
-            for ex in runs.values():
-                ex.firings.sort(key=lambda f: f.id)
-                executions.append(ex)
-        executions.sort(key=lambda ex: (ex.time or datetime.min, ex.key[0], ex.firings[0].id))
-        return executions
-
-    # -- pairing -------------------------------------------------------------------
-    def _pair(self, executions: list[_Execution]) -> dict[int, _Execution]:
-        """Logged statement index -> its execution."""
-        full: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
-        by_session: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
-        by_pid: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
-        for ex in executions:
-            db, session, vxid, query, pid = ex.key
-            full[(db, session, vxid, query)].append(ex)
-            by_session[(db, session, query)].append(ex)
-            by_pid[(db, pid, query)].append(ex)
-        pairs: dict[int, _Execution] = {}
-        for i, lg in enumerate(self.logged):
-            rec = lg.record
-            if rec.session_id and rec.vxid and not rec.vxid.endswith("/0"):
-                candidates = full.get((rec.database, rec.session_id, rec.vxid, lg.text), [])
-                slack = _SLACK
-            elif rec.session_id:
-                candidates = by_session.get((rec.database, rec.session_id, lg.text), [])
-                slack = _SLACK
-            else:
-                candidates = by_pid.get((rec.database, rec.pid, lg.text), [])
-                slack = _PID_SLACK
-            best = self._choose(rec.time, candidates, slack, exact=bool(rec.session_id))
-            if best is not None:
-                best.paired = True
-                pairs[i] = best
-        return pairs
-
-    @staticmethod
-    def _choose(
-        t: datetime | None, candidates: list[_Execution], slack: timedelta, exact: bool
-    ) -> _Execution | None:
-        """The unpaired execution that belongs to a log line written at ``t``.
-
-        The line is written when the statement starts: an execution with rows
-        started at ``statement_time <= t`` (+ the truncation of ``%m``); one known
-        only from its markers was seen at marker time ``>= t``.
-        """
-        free = [ex for ex in candidates if not ex.paired]
-        if not free:
-            return None
-        if t is None:
-            return free[0] if exact else None
-
-        def distance(ex: _Execution) -> timedelta | None:
-            if ex.time is None:
-                return timedelta(0)
-            if ex.has_rows:
-                return t - ex.time if ex.time <= t + slack else None
-            return ex.time - t if ex.time + slack >= t else None
-
-        scored = [(d, ex) for ex in free if (d := distance(ex)) is not None]
-        if not scored:
-            return None
-        d, best = min(scored, key=lambda p: abs(p[0]))
-        if exact or abs(d) <= slack + _PID_SLACK:
-            return best
-        return None
-
-    # -- per-statement judgement ------------------------------------------------------
-    def _split(
-        self, statements: Sequence[StatementClass], firings: list[Firing]
-    ) -> tuple[list[list[Firing]], list[Firing]]:
-        """Assign firings to the firing statements in order; the rest are indirect."""
-        eligible = [s for s in statements if s.fires_ddl_command_end]
-        chunks: list[list[Firing]] = [[] for _ in eligible]
-        indirect: list[Firing] = []
-        pending: list[Firing] = []  # sql_drop / table_rewrite waiting for their statement
-        k = 0
-        for f in firings:
-            if f.event_name != "ddl_command_end":
-                pending.append(f)
-                continue
-            if f.in_extension:
-                ext = next(
-                    (j for j in range(k, len(eligible)) if "EXTENSION" in eligible[j].command_tag),
-                    None,
-                )
-                if ext is not None:
-                    chunks[ext].extend([*pending, f])
-                    pending = []
-                    continue
-            if k < len(eligible) and f.tag == eligible[k].command_tag and not f.nested:
-                chunks[k].extend([*pending, f])
-                pending = []
-                k += 1
-            else:
-                indirect.extend([*pending, f])
-                pending = []
-        if pending:
-            # sql_drop/table_rewrite without a closing ddl_command_end: the statement failed
-            # or its end firing was lost; keep them with the next expected statement.
-            if k < len(eligible):
-                chunks[k].extend(pending)
-            else:
-                indirect.extend(pending)
-        return chunks, indirect
-
     def _statement_verdicts(
-        self, lg: _Logged, chunks: list[list[Firing]]
+        self, lg: Logged, chunks: list[list[Firing]]
     ) -> tuple[list[tuple[FindingClass, Severity | None, str]], list[Firing]]:
         """One verdict per non-matched DDL statement of a logged record; and its firings."""
         rec = lg.record
@@ -591,7 +349,7 @@ class Matcher:
 
     def _eligible_verdict(
         self,
-        lg: _Logged,
+        lg: Logged,
         s: StatementClass,
         chunk: list[Firing],
         where: str,
@@ -695,7 +453,7 @@ class Matcher:
             )
         ]
 
-    def _why_unreported(self, lg: _Logged) -> str:
+    def _why_unreported(self, lg: Logged) -> str:
         """Point at the likely cause seen earlier in the same log, if any."""
         t = lg.record.time
         here = _time_key(lg.record)  # %m has milliseconds: same-ms lines keep log order
@@ -709,7 +467,7 @@ class Matcher:
             )
         return ""
 
-    def _trigger_changes(self) -> list[tuple[_Logged, StatementClass]]:
+    def _trigger_changes(self) -> list[tuple[Logged, StatementClass]]:
         """Logged statements that disable, enable or drop the auditor's triggers, in order,
         each with its first such statement (found once: a run may hold many UNREPORTED)."""
         if self._trigger_change_list is None:
@@ -770,7 +528,7 @@ class Matcher:
 
     def _logged_finding(
         self,
-        lg: _Logged,
+        lg: Logged,
         verdicts: list[tuple[FindingClass, Severity | None, str]],
         firings: list[Firing],
     ) -> None:
@@ -848,7 +606,7 @@ class Matcher:
                 return i
         return None
 
-    def _unpaired_execution(self, ex: _Execution) -> None:
+    def _unpaired_execution(self, ex: Execution) -> None:
         """Firings no logged statement explains: indirect, unlogged, deleted, altered..."""
         if any(f.marker_record is None and f.event is None for f in ex.firings):
             return
@@ -890,7 +648,7 @@ class Matcher:
             return
         query = ex.query or ""
         cls = classify(query, server_version_num=self.ctx.server_version_num)
-        chunks, indirect = self._split(cls.statements, rows)
+        chunks, indirect = split(cls.statements, rows)
         top = [f for chunk in chunks for f in chunk]
         if top:
             gap = self._gap_for(ex.time)
@@ -1002,8 +760,8 @@ class Matcher:
             )
 
     def run(self) -> MatchResult:
-        executions = self._executions()
-        pairs = self._pair(executions)
+        executions = group_executions(self.firings)
+        pairs = pair(self.logged, executions)
         for i, lg in enumerate(self.logged):
             ex = pairs.get(i)
             firings = ex.firings if ex else []
@@ -1040,7 +798,7 @@ class Matcher:
                     self.result.audit_rows -= sum(1 for f in ex.firings if f.event is not None)
                 continue
             self.result.logged_ddl += 1
-            chunks, indirect = self._split(lg.cls.statements, firings)
+            chunks, indirect = split(lg.cls.statements, firings)
             verdicts, used = self._statement_verdicts(lg, chunks)
             if indirect:
                 # Rows of functions the statement ran (e.g. CREATE TABLE AS SELECT f()).
