@@ -321,6 +321,10 @@ class StatementClass:
     event_trigger: EventTriggerChange | None = None
     settings: tuple[SettingChange, ...] = ()
     grants_superuser: bool = False
+    #: ``CREATE/DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``ALTER TABLE ...
+    #: DETACH PARTITION ... CONCURRENTLY``: the command commits and starts transactions
+    #: itself, so its triggers fire under a later vxid than the one its log line shows.
+    commits_internally: bool = False
 
     @property
     def objects(self) -> tuple[str, ...]:
@@ -389,6 +393,33 @@ class QueryClassification:
     def firing_statements(self) -> tuple[StatementClass, ...]:
         """The statements that each fire ``ddl_command_end`` once, in order."""
         return tuple(s for s in self.statements if s.fires_ddl_command_end)
+
+    @property
+    def spans_transactions(self) -> bool:
+        """Whether running the string can start a new transaction part-way through.
+
+        A statement that commits internally, or a ``COMMIT``/``ROLLBACK`` (and their
+        prepared forms) inside a multi-statement string: what follows runs under a
+        new virtual transaction id, while the log printed the first one.
+
+        >>> classify("CREATE TABLE a (); COMMIT; CREATE TABLE b ()").spans_transactions
+        True
+        >>> classify("CREATE INDEX CONCURRENTLY i ON t (a)").spans_transactions
+        True
+        >>> classify("BEGIN; CREATE TABLE a (); END").spans_transactions
+        False
+        """
+        last = len(self.statements) - 1
+        return any(
+            s.commits_internally or (s.command_tag in _TRANSACTION_ENDS and i < last)
+            for i, s in enumerate(self.statements)
+        )
+
+
+#: Transaction control after which the rest of a query string runs in a new transaction.
+_TRANSACTION_ENDS = frozenset(
+    {"COMMIT", "ROLLBACK", "COMMIT PREPARED", "ROLLBACK PREPARED", "PREPARE TRANSACTION"}
+)
 
 
 # -- the classifier --------------------------------------------------------------
@@ -864,6 +895,27 @@ def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     return tuple(found)
 
 
+def _commits_internally(name: str, stmt: Tree) -> bool:
+    """The CONCURRENTLY forms that commit and start transactions of their own."""
+    if name in ("IndexStmt", "DropStmt"):
+        return bool(stmt.get("concurrent"))
+    if name == "ReindexStmt":
+        for param in stmt.get("params") or ():
+            pname, body = _unwrap(param)
+            if pname == "DefElem" and body.get("defname") == "concurrently":
+                arg = body.get("arg")
+                return arg is None or _const_text(arg) not in {"off", "false", "0", "no"}
+        return False
+    if name == "AlterTableStmt":
+        for cmd in stmt.get("cmds") or ():
+            cname, body = _unwrap(cmd)
+            if cname == "AlterTableCmd" and body.get("subtype") == "AT_DetachPartition":
+                _, part = _unwrap(body.get("def"))
+                if isinstance(part, dict) and part.get("concurrent"):
+                    return True
+    return False
+
+
 def classify_statement(
     name: str, stmt: Tree, text: str, location: int, version: int
 ) -> StatementClass:
@@ -892,6 +944,7 @@ def classify_statement(
         event_trigger=_event_trigger_change(name, stmt, tag),
         settings=_settings(name, stmt, text),
         grants_superuser=_grants_superuser(name, stmt),
+        commits_internally=_commits_internally(name, stmt),
     )
 
 
