@@ -45,6 +45,7 @@ class StderrReader:
         self.prefix = prefix
         self.default_tz = default_tz
         self.finder: Finder = finder("stderr", prefix.first_bytes)
+        self.time_resolution_us = time_resolution_us(prefix)
 
     def begin(self, buf: bytes) -> None:
         """A new window starts (stateless for stderr)."""
@@ -238,6 +239,7 @@ class StderrReader:
             sqlstate=gd.get("vsqlstate") or _strip(gd.get("sqlstate")),
             backend_type=_strip(gd.get("backend_type")),
             command_tag=_strip(gd.get("command_tag")),
+            time_resolution_us=self.time_resolution_us,
         )
         return record, warnings
 
@@ -252,6 +254,23 @@ class StderrReader:
         if gd.get("epoch"):
             return gd["epoch"].decode("ascii", "replace"), True
         return None, False
+
+
+def time_resolution_us(prefix: CompiledPrefix) -> int:
+    """How finely the prefix prints a line's time: ``%t`` whole seconds, ``%m``/``%n`` ms.
+
+    The record's time comes from the first ``%m``/``%t`` in the prefix, else ``%n``.
+
+    >>> from auditor.logs.prefix import compile_prefix
+    >>> [time_resolution_us(compile_prefix(p)) for p in ("%t [%p] ", "%m [%p] ", "%n ", "%t %m ")]
+    [1000000, 1000, 1000, 1000000]
+    """
+    for escape in prefix._escapes:
+        if escape == "t":
+            return 1_000_000
+        if escape == "m":
+            return 1000
+    return 1000
 
 
 def _int(text: str | None) -> int | None:
