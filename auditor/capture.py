@@ -42,7 +42,8 @@ from auditor.model import AuditEvent, AuditObject
 
 #: Version of the SQL layout written by this package (recorded in ``installs``).
 #: 2: the mail side (deliveries, delivery_events, mail_state, mail_config).
-SCHEMA_VERSION = 2
+#: 3: record_event() leaves PostgreSQL 18's extension-script frame out of caller_context.
+SCHEMA_VERSION = 3
 #: The events the audit trigger function is attached to.
 EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).

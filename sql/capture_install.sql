@@ -256,6 +256,11 @@ BEGIN
     -- log_statement never logs those; reconcile reports them as indirect DDL.
     -- (Extension scripts leave no line here; their objects carry in_extension.)
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    -- PostgreSQL 18 adds the frame of an extension script to the stack of each of its
+    -- statements ('SQL statement "..."' and 'extension script file "...", near line N'):
+    -- the script is no caller (in_extension marks its objects); earlier versions print
+    -- no such frame.  (auditor.mailcore.without_script_frames uses the same pattern.)
+    v_ctx := regexp_replace(v_ctx, E'\n(?:SQL statement "(?:(?!\nSQL statement ").)*"\n)?extension script file "[^"\n]*"(?:, near line [0-9]+)?(?=\n|$)', '', 'g');
     r.caller_context := CASE WHEN strpos(v_ctx, E'\n') > 0
                              THEN substr(v_ctx, strpos(v_ctx, E'\n') + 1) END;
     r.statement_time := statement_timestamp();
