@@ -161,6 +161,9 @@ class Problem:
     message: str
     weakens: bool = True
     database: str | None = None
+    #: A weakening that hides evidence (critical in reconcile), or one that only makes
+    #: the cross-check weaker while every statement is still seen (high).
+    critical: bool = True
 
     def __str__(self) -> str:
         where = f"{self.database}: " if self.database else ""
@@ -378,6 +381,7 @@ def assess_settings(
                     f"log_line_prefix = {prefix!r} lacks {escapes} and stderr is the only "
                     "log: statements cannot be paired with audit rows by session and "
                     "transaction (add %c and %v, or csvlog/jsonlog)",
+                    critical=False,
                 )
             )
     if settings.get("log_min_messages") in _MARKER_LOST_LEVELS:

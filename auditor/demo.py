@@ -158,8 +158,9 @@ def steps() -> list[Step]:
                  "follows is reported without a session"),
         Step("19-impersonate", "mallory acts as alice",
              ("SET SESSION AUTHORIZATION alice", "CREATE TABLE alice_did_it (x int)"),
-             user="mallory", expect=(C.ATTRIBUTION_MISMATCH,),
-             why="the log names the login user, the trigger the session user"),
+             user="mallory", expect=(C.IMPERSONATED_DDL,),
+             why="both channels agree that mallory logged in (the log's user, the row's "
+                 "login user); the trigger's session user says she ran it as alice"),
         Step("20-own-trigger", "mallory adds an event trigger of her own",
              ("CREATE FUNCTION noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$",
               "CREATE EVENT TRIGGER mallory_et ON ddl_command_start EXECUTE FUNCTION noop()"),

@@ -44,7 +44,7 @@ from auditor.model import (
     Severity,
     SourceLocation,
 )
-from auditor.pairing import Execution, Logged, group_executions, pair, split
+from auditor.pairing import Anchors, Execution, Logged, group_executions, pair, split
 from auditor.pairing import Firing as Firing  # re-exported: timeline.py imports it from here
 
 C = FindingClass
@@ -89,6 +89,13 @@ class MatchContext:
     gaps: tuple[Gap, ...] = ()
     #: Unpaired evidence newer than this is carried to the next run, not reported.
     carry_after: datetime | None = None
+    #: Log records read only because their time, printed coarser than the window's start
+    #: (``%t``: whole seconds), may lie after it; judged only if audit rows show it does.
+    straddlers: frozenset[SourceLocation] = frozenset()
+    #: The server's live ``log_statement`` (None: unknown), and its per-role and
+    #: per-database overrides as (database, role, value): what the log can hold.
+    log_statement: str | None = None
+    log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,7 @@ class Matcher:
         self.result = MatchResult(self.findings)
         self._gap_rows: dict[int, list[Firing]] = defaultdict(list)
         self._trigger_change_list: list[tuple[Logged, StatementClass]] | None = None
+        self._impersonations: dict[tuple[str, str], _ImpersonationRun] = {}
         statements: list[LogRecord] = []
         errors: list[LogRecord] = []
         markers: list[tuple[LogRecord, Marker]] = []
@@ -391,35 +399,7 @@ class Matcher:
                 )
             ]
         if rows:
-            out: list[tuple[FindingClass, Severity | None, str]] = []
-            rec = lg.record
-            for f in rows:
-                assert f.event is not None
-                e = f.event
-                if rec.user and e.session_user != rec.user:
-                    how = ""
-                    if e.login_user == rec.user:
-                        how = f" (the login user was {e.login_user}: SET SESSION AUTHORIZATION)"
-                    out.append(
-                        (
-                            C.ATTRIBUTION_MISMATCH,
-                            None,
-                            f"{where}: the log says user {rec.user!r}, audit row {e.id} says "
-                            f"session_user {e.session_user!r}{how}.",
-                        )
-                    )
-                    break
-                if rec.database and e.database != rec.database:
-                    out.append(
-                        (
-                            C.ATTRIBUTION_MISMATCH,
-                            None,
-                            f"{where}: the log says database {rec.database!r}, audit row {e.id} "
-                            f"is in {e.database!r}.",
-                        )
-                    )
-                    break
-            return out
+            return self._attribution(lg, rows, where)
         if markers_only:
             statuses = {f.status for f in markers_only}
             if statuses <= {"aborted"}:
@@ -452,6 +432,63 @@ class Matcher:
                 f"{where} left no audit row and no marker.{self._why_unreported(lg)}",
             )
         ]
+
+    def _attribution(
+        self, lg: Logged, rows: list[Firing], where: str
+    ) -> list[tuple[FindingClass, Severity | None, str]]:
+        """Who ran it, by both channels: agreement, impersonation, or a real disagreement.
+
+        The log's ``%u`` is the authenticated user; the row has that login user and the
+        session user, which ``SET SESSION AUTHORIZATION`` changes.  Both channels agree
+        when the row's login user is the log's user: a session user different from it
+        is IMPERSONATED_DDL (both roles named).  A login user or database the log does
+        not show is ATTRIBUTION_MISMATCH.
+        """
+        rec = lg.record
+        impersonated: list[tuple[FindingClass, Severity | None, str]] = []
+        for f in rows:
+            assert f.event is not None
+            e = f.event
+            if rec.database and e.database != rec.database:
+                return [
+                    (
+                        C.ATTRIBUTION_MISMATCH,
+                        None,
+                        f"{where}: the log says database {rec.database!r}, audit row {e.id} "
+                        f"is in {e.database!r}.",
+                    )
+                ]
+            if not rec.user:
+                continue
+            if e.login_user is not None and e.login_user != rec.user:
+                return [
+                    (
+                        C.ATTRIBUTION_MISMATCH,
+                        None,
+                        f"{where}: the log says user {rec.user!r}, audit row {e.id} says the "
+                        f"login user was {e.login_user!r} (session_user {e.session_user!r}).",
+                    )
+                ]
+            if e.session_user != rec.user:
+                if e.login_user is None:
+                    return [
+                        (
+                            C.ATTRIBUTION_MISMATCH,
+                            None,
+                            f"{where}: the log says user {rec.user!r}, audit row {e.id} says "
+                            f"session_user {e.session_user!r} and records no login user.",
+                        )
+                    ]
+                if not impersonated:
+                    impersonated.append(
+                        (
+                            C.IMPERSONATED_DDL,
+                            None,
+                            f"{where}: login user {rec.user!r} ran it as {e.session_user!r} "
+                            f"(SET SESSION AUTHORIZATION; audit row {e.id}).",
+                        )
+                    )
+        return impersonated
 
     def _why_unreported(self, lg: Logged) -> str:
         """Point at the likely cause seen earlier in the same log, if any."""
@@ -517,14 +554,15 @@ class Matcher:
         self,
         cls: FindingClass,
         *,
-        accounts_log: bool = False,
+        accounts_log: bool | int = False,
         step_record: LogRecord | None = None,
         step_firings: Sequence[Firing] = (),
         **kw: Any,
-    ) -> None:
+    ) -> Finding:
         f = make_finding(cls, accounts_logged_ddl=int(accounts_log), **kw)
         self.findings.append(f)
         self.result.steps.append(Step(f.time, step_record, tuple(step_firings), f))
+        return f
 
     def _logged_finding(
         self,
@@ -550,7 +588,7 @@ class Matcher:
             reason=reasons,
             severity=sev(worst),
             time=rec.time,
-            **_who(rec),
+            **_who_both(rec, firings),
             command_tags=tags or [lg.cls.statements[0].command_tag if lg.cls.statements else "???"],
             statement=lg.text,
             audit_event_ids=[f.id for f in firings if f.event is not None],
@@ -654,10 +692,14 @@ class Matcher:
             gap = self._gap_for(ex.time)
             if gap is not None:
                 self._gap_rows[gap].extend(top)
+            elif (why := self._log_cannot_hold(top)) is not None:
+                self._firings_finding(C.UNLOGGED_DDL, top, why, Severity.LOW)
             else:
                 with_marker = all(f.marker is not None for f in top)
                 reason = (
-                    "The trigger's markers are in the log, but the statement line is not."
+                    "Logging was suppressed for that session (e.g. SET log_statement = "
+                    "'none'): the trigger's markers are in the log, but the statement line "
+                    "is not."
                     if with_marker
                     else "Neither the statement line nor the trigger's markers are in the log "
                     "(logging suppressed for that session, or the row was inserted by hand)."
@@ -670,6 +712,39 @@ class Matcher:
                 indirect,
                 f"The client sent {outer}; the DDL ran inside it.",
             )
+
+    def _log_cannot_hold(self, top: list[Firing]) -> str | None:
+        """Why the log has no line for these firings by design, or None when it should.
+
+        PostgreSQL 17+ fires event triggers for ``REINDEX``, but ``log_statement``
+        logs it only at ``all`` (it is not DDL to ``GetCommandLogLevel()``).  The
+        server's live value decides, with its per-role and per-database overrides
+        (``ALTER ROLE/DATABASE ... SET``); a session's own ``SET`` is not known.
+        """
+        if self.ctx.server_version_num < 170000 or any(f.tag != "REINDEX" for f in top):
+            return None
+        e = next((f.trusted_event for f in top if f.trusted_event is not None), None)
+        role = (e.login_user or e.session_user) if e is not None else None
+        level = self._log_statement_for(top[0].database, role)
+        if level == "all":
+            return None
+        shown = f"log_statement = {level!r}" if level else "log_statement below 'all'"
+        return (
+            f"REINDEX fires event triggers on PostgreSQL 17 and later, but {shown} does "
+            "not log it (only 'all' does): the log cannot hold this statement, so the audit "
+            "row is its only record."
+        )
+
+    def _log_statement_for(self, database: str | None, role: str | None) -> str | None:
+        """The ``log_statement`` a session of ``role`` in ``database`` starts with."""
+        best: tuple[int, str] | None = None
+        for db, r, value in self.ctx.log_statement_overrides:
+            if (db is not None and db != database) or (r is not None and r != role):
+                continue
+            rank = (2 if r is not None else 0) + (1 if db is not None else 0)
+            if best is None or rank > best[0]:
+                best = (rank, value)
+        return best[1] if best is not None else self.ctx.log_statement
 
     def _other_records(self) -> None:
         """CONFIG_DRIFT from "parameter ... changed" lines and from logged SET statements."""
@@ -760,23 +835,31 @@ class Matcher:
             )
 
     def run(self) -> MatchResult:
-        executions = group_executions(self.firings)
-        pairs = pair(self.logged, executions)
+        anchors = Anchors(self.logged)
+        executions = group_executions(self.firings, anchors)
+        pairs = pair(self.logged, executions, anchors)
+        left_out = 0
         for i, lg in enumerate(self.logged):
             ex = pairs.get(i)
             firings = ex.firings if ex else []
-            rows_here = [f for f in firings if f.event is not None]
-            ddl = lg.cls.is_ddl or (lg.record.is_ddl is True)
+            ddl = lg.cls.schema_change or (lg.record.is_ddl is True)
             if not ddl and not lg.cls.is_relevant:
                 continue  # a non-DDL statement kept by the reader (e.g. --all)
+            if ex is None and lg.record.source in self.ctx.straddlers:
+                # Printed in the second the window starts in (%t), and no audit row in the
+                # window is its: it ran before the window (the previous run's).
+                left_out += 1
+                continue
             if lg.error is not None and ddl:
                 self.result.logged_ddl += 1
-                indirect = [f for f in firings]
-                self._logged_finding(
-                    lg,
-                    [(C.FAILED_DDL, None, f"It failed: {lg.error.message}")],
-                    indirect,
-                )
+                reason = f"It failed: {lg.error.message}"
+                kept = [f.id for f in firings if f.event is not None]
+                if kept:
+                    reason += (
+                        ". Except what its string committed before the error (a COMMIT "
+                        f"inside it): audit row(s) {', '.join(map(str, kept))} stay."
+                    )
+                self._logged_finding(lg, [(C.FAILED_DDL, None, reason)], firings)
                 continue
             if not ddl:
                 # SET of a watched setting, visible only with log_statement = 'mod'/'all'.
@@ -806,13 +889,20 @@ class Matcher:
                 if rows:
                     outer = lg.cls.statements[0].command_tag if lg.cls.statements else "?"
                     self._firings_finding(C.INDIRECT_DDL, rows, f"The DDL ran inside {outer}.")
+            role = _impersonated_role(lg, verdicts, used)
+            if role is not None:
+                self._impersonation(lg, used, role, verdicts)
+                continue
+            self._end_impersonation(lg, used)
             if verdicts:
                 self._logged_finding(lg, verdicts, used)
             else:
                 self.result.matched += 1
                 self.result.steps.append(Step(lg.record.time, lg.record, tuple(used), None))
                 self.result.matched_rows += sum(1 for f in used if f.event is not None)
-            del rows_here
+        for run in list(self._impersonations.values()):
+            self._impersonation_finding(run)
+        self._impersonations.clear()
         for ex in executions:
             if not ex.paired:
                 self._unpaired_execution(ex)
@@ -825,7 +915,94 @@ class Matcher:
                 "statements were paired with audit rows on pid, user, database, time and text, "
                 "which is weaker."
             )
+        if left_out:
+            self.result.notes.append(
+                f"{left_out} logged statement(s) printed in the second the window starts in "
+                "(the log prints whole seconds) had no audit row in the window: they ran "
+                "before it and were left out."
+            )
         return self.result
+
+    # -- impersonation: one finding per run of statements as one role -------------------
+    def _impersonation(
+        self,
+        lg: Logged,
+        used: list[Firing],
+        role: str,
+        verdicts: list[tuple[FindingClass, Severity | None, str]],
+    ) -> None:
+        """Add a statement run as ``role`` to its session's open run (or start one).
+
+        ``SET SESSION AUTHORIZATION`` is one act that every later statement of the
+        session inherits (``pg_restore --use-set-session-authorization`` sets it
+        once per object owner): one finding per run of consecutive statements of a
+        session as one role, standing for all of them, says it once.
+        """
+        key = _session_key(lg, used)
+        login = lg.record.user or ""
+        run = self._impersonations.get(key)
+        if run is not None and (run.role, run.login) != (role, login):
+            self._impersonation_finding(self._impersonations.pop(key))
+            run = None
+        if run is None:
+            run = self._impersonations[key] = _ImpersonationRun(key, login, role)
+        run.items.append((lg, used, verdicts[0][2]))
+
+    def _end_impersonation(self, lg: Logged, used: list[Firing]) -> None:
+        """A statement of the session whose rows show another identity ends its run."""
+        if any(f.trusted_event is not None for f in used):
+            run = self._impersonations.pop(_session_key(lg, used), None)
+            if run is not None:
+                self._impersonation_finding(run)
+
+    def _impersonation_finding(self, run: _ImpersonationRun) -> None:
+        first, last = run.items[0][0], run.items[-1][0]
+        firings = [f for _, fs, _ in run.items for f in fs]
+        n = len(run.items)
+        rec = first.record
+        if n == 1:
+            reason = run.items[0][2]
+        else:
+            reason = (
+                f"{n} statements in a row of session {run.key[1]} ran as {run.role!r}, "
+                f"logged in as {run.login!r} (SET SESSION AUTHORIZATION): from "
+                f"{first.text[:80]!r} ({_short(rec.source.file)}:{rec.source.line}) to "
+                f"{last.text[:80]!r} ({_short(last.record.source.file)}:"
+                f"{last.record.source.line})."
+            )
+        tags = [
+            s.command_tag
+            for lg, _, _ in run.items
+            for s in lg.cls.statements
+            if s.schema_change or s.settings
+        ]
+        f = self._add(
+            C.IMPERSONATED_DDL,
+            accounts_log=n,
+            step_record=rec,
+            step_firings=run.items[0][1],
+            key=(_short(rec.source.file), rec.source.offset, rec.source.line, run.role),
+            reason=reason,
+            time=rec.time,
+            **_who_both(rec, firings),
+            command_tags=tags,
+            statement=first.text,
+            audit_event_ids=[f.id for f in firings if f.event is not None],
+            log_file=rec.source.file,
+            log_line=rec.source.line,
+            evidence={
+                "log": _record_view(rec),
+                "audit": [_firing_view(f) for f in firings],
+                "impersonated_role": run.role,
+                "login_user": run.login,
+                "statements": [
+                    {"file": lg.record.source.file, "line": lg.record.source.line, "text": lg.text}
+                    for lg, _, _ in run.items
+                ],
+            },
+        )
+        for lg, fs, _ in run.items[1:]:
+            self.result.steps.append(Step(lg.record.time, lg.record, tuple(fs), f))
 
 
 _RECORD_VALUES = operator.attrgetter(*(f.name for f in fields(LogRecord)))
@@ -858,6 +1035,56 @@ def _who(rec: LogRecord) -> _Who:
         session_id=rec.session_id,
         vxid=rec.vxid,
     )
+
+
+@dataclass
+class _ImpersonationRun:
+    """Consecutive statements of one session run as one role (see ``_impersonation``)."""
+
+    key: tuple[str, str]
+    login: str
+    role: str
+    items: list[tuple[Logged, list[Firing], str]] = field(default_factory=list)
+
+
+def _impersonated_role(
+    lg: Logged, verdicts: list[tuple[FindingClass, Severity | None, str]], used: list[Firing]
+) -> str | None:
+    """The role a statement ran as, when impersonation is all that is to say about it."""
+    if not verdicts or any(v[0] != C.IMPERSONATED_DDL for v in verdicts):
+        return None
+    roles = {
+        e.session_user
+        for f in used
+        if (e := f.trusted_event) is not None and e.session_user != lg.record.user
+    }
+    return roles.pop() if len(roles) == 1 else None
+
+
+def _session_key(lg: Logged, used: list[Firing]) -> tuple[str, str]:
+    """The session a logged statement ran in: the log's %c, else its rows' session id."""
+    rec = lg.record
+    if rec.session_id:
+        return (rec.database or "", rec.session_id)
+    e = next((f.trusted_event for f in used if f.trusted_event is not None), None)
+    if e is not None:
+        return (e.database, e.session_id)
+    return (rec.database or "", f"pid {rec.pid}")
+
+
+def _who_both(rec: LogRecord, firings: Sequence[Firing]) -> _Who:
+    """Who ran a logged statement: the log's fields, and its rows' where the prefix
+    has none (no ``%a``, ``%h`` or ``%c``), so allow-lists and filters still apply."""
+    who = _who(rec)
+    e = next((f.trusted_event for f in firings if f.trusted_event is not None), None)
+    if e is not None:
+        if who["application"] is None:
+            who["application"] = e.application_name
+        if who["client"] is None and e.client_addr:
+            who["client"] = e.client_addr
+        if who["session_id"] is None:
+            who["session_id"] = e.session_id
+    return who
 
 
 def forged_marker(context: str | None, schema: str) -> bool:

@@ -475,6 +475,10 @@ class AuditSide:
     drift: list[Finding] = field(default_factory=list)
     server_version_num: int = 150000
     install_texts: frozenset[str] = frozenset()
+    #: The live log_statement and its per-role/per-database overrides (database, role,
+    #: value): whether the log can hold a statement the trigger saw (REINDEX, PG 17+).
+    log_statement: str | None = None
+    log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
 
 
 def read_audit(
@@ -503,10 +507,16 @@ def read_audit(
         dsn, databases=databases, all_databases=all_databases or not databases, schema=schema
     )
     side.server_version_num = report.server_version_num
+    side.log_statement = report.settings.get("log_statement")
+    side.log_statement_overrides = tuple(
+        (r.get("database"), r.get("role"), str(r.get("value")))
+        for r in report.role_settings
+        if r.get("name") == "log_statement"
+    )
     monitored = set()
     for p in report.problems:
         if p.weakens:
-            side.drift.append(_drift_finding(p.message, None, p.channel))
+            side.drift.append(_drift_finding(p.message, None, p.channel, p.critical))
     for db in report.databases:
         if not db.installed:
             side.databases.append(DatabaseSummary(db.name, False, 0))
@@ -514,7 +524,7 @@ def read_audit(
         monitored.add(db.name)
         for p in db.problems:
             if p.weakens:
-                side.drift.append(_drift_finding(p.message, db.name, p.channel))
+                side.drift.append(_drift_finding(p.message, db.name, p.channel, p.critical))
         with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
             _set_role(conn, db.name, reader_role)
             skip = {int(i) for i in judged.get(db.name, {})}
@@ -574,12 +584,16 @@ def _install_texts(schema: str) -> set[str]:
     return texts
 
 
-def _drift_finding(message: str, database: str | None, channel: str) -> Finding:
+def _drift_finding(
+    message: str, database: str | None, channel: str, critical: bool = True
+) -> Finding:
+    """A live weakening: critical when it hides evidence; high when it only makes the
+    cross-check weaker (a prefix without %c/%v: pairing falls back, nothing is hidden)."""
     return make_finding(
         C.CONFIG_DRIFT,
         key=("live", database, message),
         reason=f"Live server state ({channel} channel): {message}",
-        severity=Severity.CRITICAL,
+        severity=Severity.CRITICAL if critical else Severity.HIGH,
         database=database,
         evidence={"log": None, "audit": [], "live": message},
     )
@@ -697,6 +711,20 @@ def _cluster_wide(rec: LogRecord) -> bool:
     return any(s.command_tag in CLUSTER_WIDE_TAGS for s in classify(rec.statement).statements)
 
 
+def _straddles(rec: LogRecord, since: datetime | None) -> bool:
+    """A line printed before ``since`` whose true time, at the log's precision, may be after.
+
+    ``%t`` prints whole seconds (of a clock a tick late): a line printed 06:10:00 was
+    written in [06:10:00, 06:10:01.02).  It is read, and judged only if audit rows in
+    the window show it belongs there (the matcher leaves it out otherwise).
+    """
+    from auditor.pairing import time_span
+
+    if since is None or rec.time is None or rec.time >= since:
+        return False
+    return rec.time + time_span(rec) > since
+
+
 def _in_window(t: datetime | None, since: datetime | None, until: datetime | None) -> bool:
     if t is None:
         return True
@@ -746,7 +774,7 @@ def _read_window(
     if state is not None and until is not None:
         # Read (the offsets move past them) but after the window: the next run's.
         logs.later = [r for r in logs.records if r.time is not None and r.time >= until]
-    records = [r for r in logs.records if _in_window(r.time, since, until)]
+    records = [r for r in logs.records if _in_window(r.time, since, until) or _straddles(r, since)]
     scope = set(cfg["databases"])
     if scope:
         # --database limits the run: log records of other databases are not judged,
@@ -834,7 +862,18 @@ def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
         audit = audit_job.result() if audit_job is not None else AuditSide()
     from auditor import capture
 
-    records, install_findings = _split_installs(records, audit.install_texts)
+    # Lines that may lie just before the window (printed in whole seconds) only count
+    # if audit rows place them inside it: never as an install.  Carried records are
+    # always judged: the run before left them to this one.
+    carried = frozenset(r.source for r in (state.carried_records if state else ()))
+    straddlers = frozenset(
+        r.source for r in records if _straddles(r, since) and r.source not in carried
+    )
+    inside, installs = _split_installs(
+        [r for r in records if r.source not in straddlers], audit.install_texts
+    )
+    records = [r for r in records if r.source in straddlers] + inside
+    install_findings = installs
     gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
     ctx = MatchContext(
         schema=schema,
@@ -843,6 +882,9 @@ def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
         server_version_num=audit.server_version_num,
         gaps=tuple(gaps),
         carry_after=carry_after,
+        straddlers=straddlers,
+        log_statement=audit.log_statement,
+        log_statement_overrides=audit.log_statement_overrides,
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]

@@ -91,6 +91,7 @@ PHRASE: dict[FindingClass, str] = {
     C.AUDIT_ROW_ALTERED: "audit row altered after the fact",
     C.UNLOGGED_DDL: "audited; the log has no statement line",
     C.ATTRIBUTION_MISMATCH: "the channels disagree on who or where",
+    C.IMPERSONATED_DDL: "run as another role (SET SESSION AUTHORIZATION)",
     C.EVENT_TRIGGER_DDL: "event-trigger DDL, only the log sees it",
     C.CONFIG_DRIFT: "a channel was weakened",
     C.LOG_GAP: "no readable log",
