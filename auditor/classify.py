@@ -332,6 +332,11 @@ class StatementClass:
         return statement_objects(self.text)
 
     @property
+    def object_names(self) -> tuple[tuple[str, ...], ...]:
+        """:attr:`objects` as name parts: ``public."a.b"`` is ``("public", "a.b")``."""
+        return statement_object_names(self.text)
+
+    @property
     def renames(self) -> tuple[Rename, ...]:
         """Objects this statement gives a new name (RENAME TO, SET SCHEMA), for ``timeline``."""
         return statement_renames(self.text)
@@ -428,27 +433,37 @@ def _names(value: Any) -> str:
     >>> _names([{"String": {"sval": "s"}}, {"String": {"sval": "t"}}])
     's.t'
     """
+    return ".".join(_parts(value))
+
+
+def _parts(value: Any) -> tuple[str, ...]:
+    """The name parts of what :func:`_names` joins (a part may itself hold a dot).
+
+    >>> _parts([{"String": {"sval": "public"}}, {"String": {"sval": "a.b"}}])
+    ('public', 'a.b')
+    """
     if value is None:
-        return ""
+        return ()
     if isinstance(value, str):
-        return value
+        return (value,) if value else ()
     if isinstance(value, list):
-        return ".".join(n for n in (_names(v) for v in value) if n)
+        return tuple(p for v in value for p in _parts(v))
     name, body = _unwrap(value)
     if not isinstance(body, dict):
-        return ""
+        return ()
     if name == "String":
-        return str(body.get("sval", ""))
+        sval = str(body.get("sval", ""))
+        return (sval,) if sval else ()
     if name == "List":
-        return _names(body.get("items"))
+        return _parts(body.get("items"))
     if "relname" in body:
-        parts = [body.get("catalogname"), body.get("schemaname"), body.get("relname")]
-        return ".".join(str(p) for p in parts if p)
+        parts = (body.get("catalogname"), body.get("schemaname"), body.get("relname"))
+        return tuple(str(p) for p in parts if p)
     if "objname" in body:
-        return _names(body.get("objname"))
+        return _parts(body.get("objname"))
     if "names" in body:
-        return _names(body.get("names"))
-    return ""
+        return _parts(body.get("names"))
+    return ()
 
 
 def _const_text(value: Any) -> str | None:
@@ -531,38 +546,39 @@ def _set_config_calls(stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     return tuple(found)
 
 
-def _objects(stmt: Tree) -> tuple[str, ...]:
-    """Names a statement mentions: relations, dropped/renamed/owned objects, new names."""
-    seen: dict[str, None] = {}
+def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
+    """Names a statement mentions: relations, dropped/renamed/owned objects, new names.
 
-    def add(name: str | None) -> None:
+    Each name is its parts (schema first when written), so ``public."a.b"`` stays
+    two parts.
+    """
+    seen: dict[tuple[str, ...], None] = {}
+
+    def add(*parts: str | None) -> None:
+        name = tuple(p for p in parts if p)
         if name:
             seen.setdefault(name, None)
 
     for name, node in _walk(stmt):
         if name == "RangeVar":
-            add(_names(node))
+            add(*_parts(node))
         elif name == "DropStmt":
             for obj in node.get("objects") or ():
-                add(_names(obj))
+                add(*_parts(obj))
         elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt"):
-            add(_names(node.get("object")))
+            add(*_parts(node.get("object")))
             if name == "RenameStmt":
-                rel = _names(node.get("relation")) if node.get("relation") else ""
-                schema = rel.rsplit(".", 1)[0] if "." in rel else ""
+                rel = _parts(node.get("relation")) if node.get("relation") else ()
                 if node.get("renameType") in ("OBJECT_COLUMN", "OBJECT_TABCONSTRAINT"):
-                    add(f"{rel}.{node.get('subname')}" if rel else node.get("subname"))
+                    add(*rel, node.get("subname"))
                 else:
-                    new = node.get("newname")
-                    add(f"{schema}.{new}" if schema else new)
+                    add(*rel[:-1], node.get("newname"))
         elif name == "CreateFunctionStmt":
-            add(_names(node.get("funcname")))
+            add(*_parts(node.get("funcname")))
         elif name == "ObjectWithArgs":
-            add(_names(node.get("objname")))
+            add(*_parts(node.get("objname")))
         elif name == "IndexStmt" and node.get("idxname"):
-            rel = _names(node.get("relation"))
-            schema = rel.rsplit(".", 1)[0] if "." in rel else ""
-            add(f"{schema}.{node['idxname']}" if schema else node["idxname"])
+            add(*_parts(node.get("relation"))[:-1], node["idxname"])
         elif name == "CreateSchemaStmt":
             add(node.get("schemaname"))
         elif name in ("CreateEventTrigStmt", "AlterEventTrigStmt", "CreateTrigStmt"):
@@ -576,26 +592,36 @@ def _objects(stmt: Tree) -> tuple[str, ...]:
         elif name == "CreateExtensionStmt":
             add(node.get("extname"))
         elif name == "DefineStmt":
-            add(_names(node.get("defnames")))
+            add(*_parts(node.get("defnames")))
         elif name == "CompositeTypeStmt":
-            add(_names(node.get("typevar")))
+            add(*_parts(node.get("typevar")))
         elif name == "CreateEnumStmt":
-            add(_names(node.get("typeName")))
+            add(*_parts(node.get("typeName")))
         elif name == "CreateDomainStmt":
-            add(_names(node.get("domainname")))
+            add(*_parts(node.get("domainname")))
         elif name == "CreateSeqStmt":
-            add(_names(node.get("sequence")))
+            add(*_parts(node.get("sequence")))
     return tuple(seen)
 
 
 @lru_cache(maxsize=4096)
 def statement_objects(text: str) -> tuple[str, ...]:
-    """Object names one statement's text mentions (see :func:`_objects`).
+    """Object names one statement's text mentions (see :func:`_objects`), dotted.
 
     >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
     ('s.orders_old', 's.orders')
     """
-    names: dict[str, None] = {}
+    return tuple(dict.fromkeys(".".join(n) for n in statement_object_names(text)))
+
+
+@lru_cache(maxsize=4096)
+def statement_object_names(text: str) -> tuple[tuple[str, ...], ...]:
+    """:func:`statement_objects` with each name as its parts (a quoted part may hold a dot).
+
+    >>> statement_object_names('DROP TABLE public."a.b", "X"')
+    (('public', 'a.b'), ('X',))
+    """
+    names: dict[tuple[str, ...], None] = {}
     for stmt in _parse_statements(text):
         for n in _objects(stmt):
             names.setdefault(n, None)
