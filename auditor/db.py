@@ -74,9 +74,10 @@ def connect(
             connect_timeout=connect_timeout,
         )
     except psycopg.Error as exc:
-        reason = (
-            str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-        )
+        # libpq's last line is the server's reason; split on newlines only, since
+        # splitlines() would also cut at a carriage return inside a quoted name.
+        text = str(exc).strip()
+        reason = text.split("\n")[-1].strip() if text else type(exc).__name__
         raise ConnectionFailed(f"cannot connect to {describe_dsn(dsn)}: {reason}") from None
 
 
