@@ -182,6 +182,9 @@ class DemoResult:
     mails: list[Path]
     summary: str
     day: list[Step] = field(default_factory=list)
+    #: The reconcile's exit code (1 when the day's evasions were found), which the
+    #: summary's last line prints.
+    exit_code: int = 0
 
 
 def _setup_sql() -> list[tuple[str, str]]:
@@ -388,4 +391,6 @@ def run_demo(out: Path, echo: Callable[[str], None] = print) -> DemoResult:
         0, f"demo finished in {elapsed:.0f} s; {len(mails)} e-mails captured in {out / 'mails'}"
     )
     lines.append(f"explanations: {readme}")
-    return DemoResult(out, result.document, result.paths["html"], mails, "\n".join(lines), day)
+    return DemoResult(
+        out, result.document, result.paths["html"], mails, "\n".join(lines), day, result.exit_code
+    )

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor import __version__
 from auditor.config import Config
@@ -53,6 +53,9 @@ from auditor.model import (
     SourceLocation,
     Summary,
 )
+
+if TYPE_CHECKING:
+    from auditor.logs.scan import Progress
 
 C = FindingClass
 
@@ -270,8 +273,11 @@ def read_logs(
     prefix: str | None,
     state: State | None,
     tz: tzinfo,
+    progress: Progress | None = None,
 ) -> LogSide:
-    """Read every ``--log`` spec; unreadable ones become gaps, never a stop."""
+    """Read every ``--log`` spec; unreadable ones become gaps, never a stop.
+
+    ``progress(done, total)`` is told the bytes read (the CLI's progress bar)."""
     from auditor.logs.scan import scan_sources, server_log_settings
     from auditor.logs.sources import open_sources
 
@@ -339,7 +345,9 @@ def read_logs(
             )
     if not sources:
         return side
-    stream = scan_sources(sources, fmt=fmt, prefix=prefix, starts=starts, server=server)
+    stream = scan_sources(
+        sources, fmt=fmt, prefix=prefix, starts=starts, server=server, progress=progress
+    )
     warnings_by_file: dict[str, list[ReadWarning]] = {}
     try:
         for item in stream:
@@ -727,6 +735,7 @@ def _read_window(
     until: datetime | None,
     state: State | None,
     tz: tzinfo,
+    progress: Progress | None = None,
 ) -> tuple[LogSide, list[LogRecord]]:
     """The logs read, and their records in the window and scope (with carried ones)."""
     logs = read_logs(
@@ -736,6 +745,7 @@ def _read_window(
         prefix=cfg["log_line_prefix"],
         state=state,
         tz=tz,
+        progress=progress,
     )
     if (
         logs.usable == 0
@@ -776,13 +786,21 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def analyse(cfg: Config, *, now: datetime | None = None, use_state: bool = True) -> Analysis:
+def analyse(
+    cfg: Config,
+    *,
+    now: datetime | None = None,
+    use_state: bool = True,
+    progress: Progress | None = None,
+) -> Analysis:
     """Read logs and audit rows, pair them, apply the policy (nothing is written)."""
     with _gc_paused():
-        return _analyse(cfg, now=now, use_state=use_state)
+        return _analyse(cfg, now=now, use_state=use_state, progress=progress)
 
 
-def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
+def _analyse(
+    cfg: Config, *, now: datetime | None, use_state: bool, progress: Progress | None = None
+) -> Analysis:
     tz: tzinfo = UTC
     fail_on = parse_severity(str(cfg["fail_on"]))
     policy = Policy.from_config(cfg["severity"], cfg["allow"])
@@ -826,7 +844,9 @@ def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
                 marker_xids=xids_wanted,
             )
         try:
-            logs, records = _read_window(cfg, specs, dsn, since, effective_until, state, tz)
+            logs, records = _read_window(
+                cfg, specs, dsn, since, effective_until, state, tz, progress
+            )
             xids_wanted.set_result(_marker_xids(records, schema))
         finally:
             if not xids_wanted.done():  # the logs failed: let the thread end
@@ -903,11 +923,13 @@ def _analyse(cfg: Config, *, now: datetime | None, use_state: bool) -> Analysis:
     )
 
 
-def reconcile(cfg: Config, *, now: datetime | None = None) -> ReconcileResult:
+def reconcile(
+    cfg: Config, *, now: datetime | None = None, progress: Progress | None = None
+) -> ReconcileResult:
     """The whole nightly job: analyse, write the reports, save the state, exit code."""
     from auditor.report import write_reports
 
-    a = analyse(cfg, now=now)
+    a = analyse(cfg, now=now, progress=progress)
     with _gc_paused():
         paths = write_reports(a.document, Path(str(cfg["out"])))
     if a.state_path is not None and a.state is not None:

@@ -108,15 +108,16 @@ def lines(text: str) -> str:
     return visible(text, keep="\n\t")
 
 
-_SPACES = re.compile(r"[ \t\r\n]+")
+_SPACES = re.compile(r"[ \t\n]+")
 
 
 def one_line(text: str) -> str:
-    """A value for one table cell or message line: SQL whitespace (space, tab,
-    CR, LF) collapsed to one space, every other unsafe character shown as a tag.
+    """A value for one table cell or message line: runs of spaces, tabs and newlines
+    collapsed to one space, every other unsafe character shown as a tag (a carriage
+    return too: it may be part of a name, and would overprint the line).
 
     >>> one_line("CREATE TABLE t (\\r\\n  id int\\x0b)\\n")
-    'CREATE TABLE t ( id int<U+000B>)'
+    'CREATE TABLE t (<U+000D> id int<U+000B>)'
     """
     return visible(_SPACES.sub(" ", text).strip())
 
