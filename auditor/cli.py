@@ -637,9 +637,18 @@ def timeline(
         databases=database,
         schema=schema,
     )
-    story = tl_mod.timeline(
-        cfg, object_name=object_name, user=user, session=session, context=not no_context
-    )
+    progress, finish = _progress_bar()
+    try:
+        story = tl_mod.timeline(
+            cfg,
+            object_name=object_name,
+            user=user,
+            session=session,
+            context=not no_context,
+            progress=progress,
+        )
+    finally:
+        finish()
     if output == "json":
         text = tl_mod.to_json(story)
     elif output == "csv":

@@ -1070,13 +1070,16 @@ def timeline(
     session: str | None = None,
     context: bool = True,
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Timeline:
-    """Read both channels (as reconcile does, without its state) and tell one story."""
+    """Read both channels (as reconcile does, without its state) and tell one story.
+
+    ``progress(done, total)`` is told the log bytes read (the CLI's progress bar)."""
     from auditor.reconcile import analyse
 
     if object_name is not None:
         parse_object_name(object_name)  # a bad name fails before the logs are read
-    a = analyse(cfg, now=now, use_state=False)
+    a = analyse(cfg, now=now, use_state=False, progress=progress)
     return assemble(
         [*a.result.steps, *gap_steps(a.document.findings, a.events)],
         a.extra_findings,
