@@ -202,13 +202,31 @@ LogPrefixOpt = Annotated[
         help="The server's log_line_prefix (stderr logs; default: detected, or asked over --dsn).",
     ),
 ]
+LogTimezoneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-timezone",
+        metavar="ZONE",
+        help="The server's log_timezone (IANA name, e.g. America/New_York): places the times "
+        "the logs print (default: SHOW log_timezone over --dsn).",
+    ),
+]
 SinceOpt = Annotated[
     str | None,
-    typer.Option("--since", metavar="TIME", help="Start of the window (ISO-8601)."),
+    typer.Option(
+        "--since",
+        metavar="TIME",
+        help="Start of the window (ISO-8601; without an offset: in log_timezone when known, "
+        "else this machine's zone).",
+    ),
 ]
 UntilOpt = Annotated[
     str | None,
-    typer.Option("--until", metavar="TIME", help="End of the window (ISO-8601, exclusive)."),
+    typer.Option(
+        "--until",
+        metavar="TIME",
+        help="End of the window (ISO-8601, exclusive; same zone rule as --since).",
+    ),
 ]
 TableFormatOpt = Annotated[
     str,
@@ -467,6 +485,7 @@ def reconcile(
     log: LogOpt = None,
     log_format: LogFormatOpt = None,
     log_line_prefix: LogPrefixOpt = None,
+    log_timezone: LogTimezoneOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     state: Annotated[
@@ -517,6 +536,7 @@ def reconcile(
         logs=log,
         log_format=log_format,
         log_line_prefix=log_line_prefix,
+        log_timezone=log_timezone,
         since=since,
         until=until,
         state=str(state) if state else None,
@@ -579,6 +599,7 @@ def timeline(
     log: LogOpt = None,
     log_format: LogFormatOpt = None,
     log_line_prefix: LogPrefixOpt = None,
+    log_timezone: LogTimezoneOpt = None,
     object_name: Annotated[
         str | None,
         typer.Option(
@@ -632,6 +653,7 @@ def timeline(
         logs=log,
         log_format=log_format,
         log_line_prefix=log_line_prefix,
+        log_timezone=log_timezone,
         since=since,
         until=until,
         databases=database,
@@ -679,6 +701,7 @@ def scan(
     log: LogOpt = None,
     log_format: LogFormatOpt = None,
     log_line_prefix: LogPrefixOpt = None,
+    log_timezone: LogTimezoneOpt = None,
     dsn: Annotated[
         str | None,
         typer.Option(
@@ -698,7 +721,10 @@ def scan(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", metavar="TIME", help="Only records at or after this time (ISO-8601)."
+            "--since",
+            metavar="TIME",
+            help="Only records at or after this time (ISO-8601; without an offset: in "
+            "log_timezone when known, else this machine's zone).",
         ),
     ] = None,
     until: Annotated[
@@ -749,22 +775,12 @@ def scan(
         log_line_prefix=log_line_prefix,
         dsn=dsn,
         jobs=jobs,
+        log_timezone=log_timezone,
     )
     if cfg["jobs"] is not None and int(cfg["jobs"]) < 1:
         raise ConfigError(
             f"jobs must be 1 or more (--jobs, AUDITOR_JOBS or jobs: in the config), "
             f"got {cfg['jobs']}"
-        )
-    selection = RecordFilter()
-    if since or until or user or database or application:
-        from auditor.reconcile import parse_when
-
-        selection = RecordFilter(
-            since=parse_when(since, "--since"),
-            until=parse_when(until, "--until"),
-            users=frozenset(user or ()),
-            databases=frozenset(database or ()),
-            applications=frozenset(application or ()),
         )
     progress, finish = _progress_bar()
     try:
@@ -776,7 +792,22 @@ def scan(
             all_records=all_records,
             jobs=cfg["jobs"],
             progress=progress,
+            log_timezone=cfg["log_timezone"],
         )
+        selection = RecordFilter()
+        if since or until or user or database or application:
+            from auditor.logs.times import wall_clock_zone
+            from auditor.reconcile import parse_when
+
+            # Nothing is read yet; the zone the times are placed in is known.
+            wall = wall_clock_zone(stream.log_timezone)
+            selection = RecordFilter(
+                since=parse_when(since, "--since", wall),
+                until=parse_when(until, "--until", wall),
+                users=frozenset(user or ()),
+                databases=frozenset(database or ()),
+                applications=frozenset(application or ()),
+            )
         _render_scan(stream, output, all_records, selection, progress_done=finish)
     finally:
         finish()
@@ -898,7 +929,17 @@ def _render_scan(
         sys.stdout.write("\n]\n" if not first else "]\n")
     sys.stdout.flush()
     progress_done()
-    for stats in stream.sources:
+    if stream.log_timezone:
+        _line(f"auditor: log times placed in log_timezone {stream.log_timezone}", err=True)
+    else:
+        _line(
+            "auditor: no log_timezone known (--log-timezone, --dsn): a zone abbreviation is "
+            "placed only when the tz database gives it one UTC offset",
+            err=True,
+        )
+    for note in stream.notes:
+        _line(f"auditor: note: {note}", err=True)
+    for stats in stream.sources:  # last: one line per file (scripts read the last line)
         _line(
             source_summary(stats, parsed.get(stats.source, 0), shown.get(stats.source, 0)),
             err=True,

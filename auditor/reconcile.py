@@ -37,6 +37,7 @@ from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
+from auditor.logs.times import pick_log_timezone, wall_clock_zone
 from auditor.matcher import Gap, MatchContext, MatchResult, match
 from auditor.model import (
     AuditEvent,
@@ -55,7 +56,7 @@ from auditor.model import (
 )
 
 if TYPE_CHECKING:
-    from auditor.logs.scan import Progress
+    from auditor.logs.scan import Progress, ServerLogSettings
 
 C = FindingClass
 
@@ -71,10 +72,14 @@ HEAD_BYTES = 4096
 
 
 def parse_when(text: str | None, where: str, tz: tzinfo | None = None) -> datetime | None:
-    """An ISO-8601 date or time; naive values are in the local time zone.
+    """An ISO-8601 date or time; one without an offset is a wall-clock time of ``tz``
+    (the log's zone, when known), else of this machine's zone.
 
     >>> parse_when("2026-11-25T00:00:00+00:00", "--since").isoformat()
     '2026-11-25T00:00:00+00:00'
+    >>> from zoneinfo import ZoneInfo
+    >>> parse_when("2026-11-25", "--since", ZoneInfo("America/New_York")).isoformat()
+    '2026-11-25T00:00:00-05:00'
     >>> parse_when(None, "--since") is None
     True
     """
@@ -90,12 +95,6 @@ def parse_when(text: str | None, where: str, tz: tzinfo | None = None) -> dateti
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz) if tz else value.astimezone()
     return value
-
-
-def _aware(t: datetime | None, tz: tzinfo) -> datetime | None:
-    if t is None or t.tzinfo is not None:
-        return t
-    return t.replace(tzinfo=tz)
 
 
 # -- state -----------------------------------------------------------------------------
@@ -215,6 +214,8 @@ class LogSide:
     coverage: list[tuple[datetime, datetime]] = field(default_factory=list)
     #: Records read past the window's end (incremental runs keep them for the next run).
     later: list[LogRecord] = field(default_factory=list)
+    #: What the report must say about the log times (their zone, records without one).
+    notes: list[str] = field(default_factory=list)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     usable: int = 0
     session_ids: bool = True
@@ -265,6 +266,18 @@ def _warning_gaps(
     return gaps
 
 
+def log_settings(dsn: str | None) -> ServerLogSettings | None:
+    """The server's log settings, or None without a server (or when it cannot be asked:
+    the audit side reports that)."""
+    from auditor.logs.scan import server_log_settings
+
+    if not dsn:
+        return None
+    with contextlib.suppress(AuditorError):
+        return server_log_settings(dsn)
+    return None
+
+
 def read_logs(
     specs: Sequence[str],
     *,
@@ -272,24 +285,22 @@ def read_logs(
     fmt: str,
     prefix: str | None,
     state: State | None,
-    tz: tzinfo,
+    server: ServerLogSettings | None = None,
+    log_timezone: str | None = None,
     progress: Progress | None = None,
 ) -> LogSide:
     """Read every ``--log`` spec; unreadable ones become gaps, never a stop.
 
+    Times are placed in ``log_timezone`` (chosen by ``pick_log_timezone``);
     ``progress(done, total)`` is told the bytes read (the CLI's progress bar)."""
-    from auditor.logs.scan import scan_sources, server_log_settings
+    from auditor.logs.scan import scan_sources
     from auditor.logs.sources import open_sources
 
     side = LogSide()
-    server = None
-    if dsn:
-        with contextlib.suppress(AuditorError):
-            server = server_log_settings(dsn)
     sources = []
     for spec in specs:
         try:
-            sources.extend(open_sources([spec], dsn=dsn, fmt=fmt))
+            sources.extend(open_sources([spec], dsn=dsn, fmt=fmt, log_timezone=log_timezone))
         except LogInputError as exc:
             side.warnings.append(str(exc))
             side.gaps.append(Gap(None, None, f"{exc}.", spec, None))
@@ -346,16 +357,22 @@ def read_logs(
     if not sources:
         return side
     stream = scan_sources(
-        sources, fmt=fmt, prefix=prefix, starts=starts, server=server, progress=progress
+        sources,
+        fmt=fmt,
+        prefix=prefix,
+        starts=starts,
+        server=server,
+        log_timezone=log_timezone,
+        progress=progress,
     )
     warnings_by_file: dict[str, list[ReadWarning]] = {}
+    untimed = 0
     try:
         for item in stream:
             if isinstance(item, ReadWarning):
                 warnings_by_file.setdefault(item.source.file, []).append(item)
                 continue
-            if item.time is not None and item.time.tzinfo is None:
-                item = replace(item, time=_aware(item.time, tz))
+            untimed += item.time is None
             side.records.append(item)
     except LogInputError as exc:
         side.warnings.append(str(exc))
@@ -368,18 +385,21 @@ def read_logs(
             )
         )
         side.warnings.extend(str(w) for w in ws)
-        if ws:
+        # A time that could not be placed exactly is about records that were read:
+        # not a stretch of unreadable log.
+        unread = [w for w in ws if w.cause is None]
+        if unread:
             times = sorted(
                 (r.source.offset, r.time)
                 for r in side.records
                 if r.source.file == st.source and r.time is not None
             )
-            side.gaps.extend(_warning_gaps(st.source, ws, times))
+            side.gaps.extend(_warning_gaps(st.source, unread, times))
         if st.records:
             side.usable += 1
         if st.prefix is not None and "%c" not in st.prefix:
             side.session_ids = False
-        first, last = _aware(st.first_time, tz), _aware(st.last_time, tz)
+        first, last = st.first_time, st.last_time
         if first and last:
             side.coverage.append((first, last))
         found = next((s for s in sources if s.name == st.source), None)
@@ -398,6 +418,13 @@ def read_logs(
                 "line": st.end_line,
                 "last_time": last.isoformat() if last else None,
             }
+    side.notes.extend(stream.notes)
+    if untimed:
+        side.notes.append(
+            f"{untimed} log record(s) have no time that could be placed (see the warnings): "
+            "they are paired by session, transaction and text alone, and no window or "
+            "coverage can hold them."
+        )
     return side
 
 
@@ -734,7 +761,8 @@ def _read_window(
     since: datetime | None,
     until: datetime | None,
     state: State | None,
-    tz: tzinfo,
+    server: ServerLogSettings | None,
+    log_timezone: str | None,
     progress: Progress | None = None,
 ) -> tuple[LogSide, list[LogRecord]]:
     """The logs read, and their records in the window and scope (with carried ones)."""
@@ -744,7 +772,8 @@ def _read_window(
         fmt=str(cfg["log_format"]),
         prefix=cfg["log_line_prefix"],
         state=state,
-        tz=tz,
+        server=server,
+        log_timezone=log_timezone,
         progress=progress,
     )
     if (
@@ -801,7 +830,6 @@ def analyse(
 def _analyse(
     cfg: Config, *, now: datetime | None, use_state: bool, progress: Progress | None = None
 ) -> Analysis:
-    tz: tzinfo = UTC
     fail_on = parse_severity(str(cfg["fail_on"]))
     policy = Policy.from_config(cfg["severity"], cfg["allow"])
     schema = str(cfg["schema"])
@@ -809,8 +837,15 @@ def _analyse(
     specs = list(cfg["logs"])
     if not specs:
         raise ConfigError("no log given: use --log (file, directory, glob, '-' or 'sql:')")
-    since = parse_when(cfg["since"], "--since")
-    until = parse_when(cfg["until"], "--until")
+    # The zone the logs print their times in places them, and a --since/--until
+    # without an offset is read in it too (the times a DBA sees in the log).
+    server = log_settings(dsn)
+    log_timezone, zone_notes = pick_log_timezone(
+        cfg["log_timezone"], server.log_timezone if server else None
+    )
+    wall = wall_clock_zone(log_timezone)
+    since = parse_when(cfg["since"], "--since", wall)
+    until = parse_when(cfg["until"], "--until", wall)
     state_path = Path(cfg["state"]) if (cfg["state"] and use_state) else None
     state = State.load(state_path) if state_path else None
     now = now or datetime.now(UTC)
@@ -845,7 +880,7 @@ def _analyse(
             )
         try:
             logs, records = _read_window(
-                cfg, specs, dsn, since, effective_until, state, tz, progress
+                cfg, specs, dsn, since, effective_until, state, server, log_timezone, progress
             )
             xids_wanted.set_result(_marker_xids(records, schema))
         finally:
@@ -874,7 +909,7 @@ def _analyse(
     for f in findings:
         by_class[f.cls.value] = by_class.get(f.cls.value, 0) + 1
         by_severity[f.severity.value] = by_severity.get(f.severity.value, 0) + 1
-    notes = list(result.notes)
+    notes = [*zone_notes, *logs.notes, *result.notes]
     if not dsn:
         notes.append(
             "No --dsn: the audit table was not read, so only what the log alone shows is "
