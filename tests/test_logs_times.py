@@ -248,8 +248,9 @@ def test_scan_prints_times_with_their_offset_and_warns_without_a_zone() -> None:
     prefix = meta("ny_fold")["log_line_prefix"]
     given = _scan("--log", path, "--log-line-prefix", prefix, "--log-timezone", "America/New_York")
     assert given.returncode == 0, given.stderr
-    assert "2026-11-01 01:59:" in given.stdout and "-04:00" in given.stdout
-    assert "2026-11-01 01:00:" in given.stdout and "-05:00" in given.stdout
+    # The wall time and offset the log printed: 01:59 EDT, then (after the fold) 01:00 EST.
+    assert "2026-11-01 01:59:42.550-04 " in given.stdout
+    assert "2026-11-01 01:00:00.123-05 " in given.stdout
     assert "log_timezone" not in "".join(ln for ln in given.stderr.splitlines() if "warning" in ln)
     assert "log times placed in log_timezone America/New_York" in given.stderr
     from_env = _scan(
