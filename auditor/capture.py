@@ -46,9 +46,11 @@ SCHEMA_VERSION = 2
 #: The events the audit trigger function is attached to.
 EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).
-PROTECTED_TABLES = ("events", "installs")
+PROTECTED_TABLES = ("events", "installs", "catalog_snapshots")
 #: Functions that run with the owner's rights and must keep a fixed search_path.
-DEFINER_FUNCTIONS = ("record_event", *outbox.PLPYTHON_FUNCTIONS)
+DEFINER_FUNCTIONS = ("record_event", "catalog_snapshot", *outbox.PLPYTHON_FUNCTIONS)
+#: The SQL files whose functions install writes (besides the mail mode's).
+INSTALL_FILES = ("capture_install.sql", "catalog_install.sql")
 FIXED_SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 #: Mail modes this version can install (see auditor.outbox).
 MAIL_MODES = outbox.MAIL_MODES
@@ -121,7 +123,7 @@ def render(template: str, schema: str, **values: sql.Composable) -> str:
 def expected_functions(schema: str, mail_mode: str | None = "outbox") -> dict[str, str]:
     """``{function name: md5 of its body}`` exactly as this package installs them.
 
-    Read from ``capture_install.sql`` (and the mail mode's SQL) with a real
+    Read from ``capture_install.sql``, ``catalog_install.sql`` (and the mail mode's SQL) with a real
     PostgreSQL parser (pglast), so it always matches the files; ``status`` compares
     it with ``pg_proc.prosrc``.
     """
@@ -129,7 +131,8 @@ def expected_functions(schema: str, mail_mode: str | None = "outbox") -> dict[st
     from pglast import ast
 
     out: dict[str, str] = {}
-    for raw in pglast.parse_sql(render("capture_install.sql", schema)):
+    statements = [raw for f in INSTALL_FILES for raw in pglast.parse_sql(render(f, schema))]
+    for raw in statements:
         if not isinstance(raw.stmt, ast.CreateFunctionStmt):
             continue
         stmt: Any = raw.stmt  # pglast's optional fields are always set for CREATE FUNCTION
@@ -585,15 +588,15 @@ def _install_plan(
     )
     stmts.extend(mail_plan.before)
     stmts.append(render("capture_install.sql", schema))
+    stmts.append(render("catalog_install.sql", schema))
     stmts.extend(mail_plan.after)
     owner = next(
         (r["owner"] for r in state.get("relations") or [] if r["name"] == "events"), session.role
     )
     stmts.append(
-        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {}, {} FROM {}")
+        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}")
         .format(
-            sql.Identifier(schema, "events"),
-            sql.Identifier(schema, "installs"),
+            sql.SQL(", ").join(sql.Identifier(schema, t) for t in PROTECTED_TABLES),
             sql.Identifier(owner),
         )
         .as_string(None)
@@ -620,6 +623,8 @@ def _install_plan(
         )
     )
     stmts.append(render("capture_event_triggers.sql", schema))
+    # The catalog channel's baseline: the schema as it is once the install is done.
+    stmts.append(render("catalog_baseline.sql", schema))
     return _Plan(action, previous_version, stmts, mail_plan.secrets)
 
 
@@ -973,7 +978,7 @@ def _assess_database(
     # Protections: append-only triggers (ALWAYS, statement level, no WHEN), privileges.
     n_before = len(problems)
     relations = {r["name"]: r for r in state.get("relations") or []}
-    for table in ("events", "installs", "settings", *outbox.MAIL_TABLES):
+    for table in ("events", "installs", "settings", "catalog_snapshots", *outbox.MAIL_TABLES):
         if table not in relations:
             bad(f"table {schema}.{table} is missing")
     if state.get("schema_public_privileges"):

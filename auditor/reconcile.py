@@ -146,6 +146,8 @@ class State:
     judged: dict[str, dict[str, str]] = field(default_factory=dict)
     carried_records: list[LogRecord] = field(default_factory=list)
     carried_events: list[tuple[str, int]] = field(default_factory=list)
+    #: The catalog channel's last snapshots and late DDL records (auditor.catalog.judge).
+    catalog: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -167,6 +169,7 @@ class State:
                 },
                 carried_records=[_record_from_json(r) for r in data.get("carried_records") or []],
                 carried_events=[(str(d), int(i)) for d, i in data.get("carried_events") or []],
+                catalog=dict(data.get("catalog") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: damaged state file ({exc})") from None
@@ -181,6 +184,7 @@ class State:
             "judged": self.judged,
             "carried_records": [_record_to_json(r) for r in self.carried_records],
             "carried_events": [list(e) for e in self.carried_events],
+            "catalog": self.catalog,
         }
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
@@ -752,6 +756,7 @@ class Analysis:
     events: list[AuditEvent]
     until: datetime
     later: list[LogRecord] = field(default_factory=list)
+    catalog_state: dict[str, Any] = field(default_factory=dict)
 
 
 def _read_window(
@@ -821,14 +826,24 @@ def analyse(
     now: datetime | None = None,
     use_state: bool = True,
     progress: Progress | None = None,
+    catalog: bool = False,
 ) -> Analysis:
-    """Read logs and audit rows, pair them, apply the policy (nothing is written)."""
+    """Read logs and audit rows, pair them, apply the policy.
+
+    Nothing is written, except with ``catalog``: then each audited database's catalog
+    snapshot is taken (and stored in its audit schema) and compared with the previous one.
+    """
     with _gc_paused():
-        return _analyse(cfg, now=now, use_state=use_state, progress=progress)
+        return _analyse(cfg, now=now, use_state=use_state, progress=progress, catalog=catalog)
 
 
 def _analyse(
-    cfg: Config, *, now: datetime | None, use_state: bool, progress: Progress | None = None
+    cfg: Config,
+    *,
+    now: datetime | None,
+    use_state: bool,
+    progress: Progress | None = None,
+    catalog: bool = False,
 ) -> Analysis:
     fail_on = parse_severity(str(cfg["fail_on"]))
     policy = Policy.from_config(cfg["severity"], cfg["allow"])
@@ -853,6 +868,19 @@ def _analyse(
         since = state.until
     effective_until = until or now
     carry_after = effective_until - CARRY if state is not None else None
+    reader_role = cfg["reader_role"]
+    taken = None
+    if dsn and catalog:
+        # Before any log is read: every change a snapshot holds was logged (if it was)
+        # before the end of what is read.
+        from auditor.catalog import take_all
+
+        taken = take_all(
+            str(dsn),
+            schema,
+            list(cfg["databases"]),
+            lambda conn, db: _set_role(conn, db, reader_role),
+        )
 
     # The audit rows are read in a thread while the logs are read: the log scan's
     # parent mostly waits for its worker processes.  The markers' transaction
@@ -901,6 +929,23 @@ def _analyse(
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]
+    catalog_notes: list[str] = []
+    catalog_state: dict[str, Any] = {}
+    if taken is not None:
+        from auditor.catalog import judge
+
+        verdict = judge(
+            str(dsn),
+            schema,
+            taken,
+            prepare=lambda conn, db: _set_role(conn, db, reader_role),
+            records=itertools.chain(logs.records, state.carried_records if state else ()),
+            spans=logs.coverage,
+            gaps=[(g.start, g.end) for g in gaps],
+            state=state.catalog if state is not None else None,
+        )
+        extra.extend(verdict.findings)
+        catalog_notes, catalog_state = verdict.notes, verdict.state
     findings = policy.apply([*extra, *result.findings])
     findings.sort(key=sort_key)
     logged_ddl = result.logged_ddl + sum(f.accounts_logged_ddl for f in install_findings)
@@ -909,7 +954,7 @@ def _analyse(
     for f in findings:
         by_class[f.cls.value] = by_class.get(f.cls.value, 0) + 1
         by_severity[f.severity.value] = by_severity.get(f.severity.value, 0) + 1
-    notes = [*zone_notes, *logs.notes, *result.notes]
+    notes = [*zone_notes, *logs.notes, *result.notes, *catalog_notes]
     if not dsn:
         notes.append(
             "No --dsn: the audit table was not read, so only what the log alone shows is "
@@ -955,6 +1000,7 @@ def _analyse(
         audit.events,
         effective_until,
         logs.later,
+        catalog_state,
     )
 
 
@@ -964,7 +1010,7 @@ def reconcile(
     """The whole nightly job: analyse, write the reports, save the state, exit code."""
     from auditor.report import write_reports
 
-    a = analyse(cfg, now=now, progress=progress)
+    a = analyse(cfg, now=now, progress=progress, catalog=True)
     with _gc_paused():
         paths = write_reports(a.document, Path(str(cfg["out"])))
     if a.state_path is not None and a.state is not None:
@@ -982,6 +1028,7 @@ def reconcile(
                 )
         new_state.carried_records = [*a.result.carried_records, *a.later]
         new_state.carried_events = a.result.carried_events
+        new_state.catalog = a.catalog_state or a.state.catalog
         new_state.save(a.state_path)
     failing = [
         f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank
