@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, overload
@@ -265,6 +265,8 @@ class DatabaseStatus:
     problems: tuple[Problem, ...] = ()
     error: str | None = None
     mail: outbox.MailStatus | None = None
+    #: The catalog channel: how many snapshots, the latest (auditor.catalog).
+    catalog: Any = None
 
     @property
     def weakened(self) -> bool:
@@ -1076,7 +1078,12 @@ def database_status(conn: psycopg.Connection[Any], schema: str = "auditor") -> D
     info = _install_info(conn, schema, state) if _ours(state) else {}
     if info:
         info["mail"] = outbox.read_mail_status(conn, schema)
-    return _assess_database(_session(conn).database, schema, state, info)
+    status = _assess_database(_session(conn).database, schema, state, info)
+    if status.installed:
+        from auditor.catalog import snapshot_status
+
+        status = replace(status, catalog=snapshot_status(conn, schema))
+    return status
 
 
 def status(
@@ -1169,6 +1176,7 @@ def format_status(report: StatusReport) -> str:
                     )
                 )
             )
+            lines.append(_catalog_line(db.catalog))
             if db.mail is not None and db.mail_mode != "none":
                 m = db.mail
                 lines.append(
@@ -1195,6 +1203,21 @@ def format_status(report: StatusReport) -> str:
         verdict = "OK: both channels intact"
     lines.append(verdict)
     return "\n".join(lines)
+
+
+def _catalog_line(snap: Any) -> str:
+    """The catalog channel's line of ``auditor status``: the latest snapshot and its age."""
+    from auditor.catalog import format_age
+
+    if snap is None:
+        return "  catalog snapshots: none (installed by an older auditor: run auditor install)"
+    if not snap.snapshots or snap.latest_at is None:
+        return "  catalog snapshots: none yet"
+    age = format_age(datetime.now(tz=UTC) - snap.latest_at)
+    return (
+        f"  catalog snapshots: {snap.snapshots}, latest #{snap.latest_id} ({snap.latest_reason}) "
+        f"at {snap.latest_at.isoformat(timespec='seconds')}, {age} ago"
+    )
 
 
 def format_install(report: InstallReport) -> str:

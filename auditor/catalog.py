@@ -304,12 +304,11 @@ def interval_events(
     for r in rows:
         objids: list[int] = []
         identities: list[str] = []
-        for classid, objid, identity in orjson.loads(r[5] or "[]"):
+        for objid, identity in orjson.loads(r[5] or "[]"):
             if isinstance(objid, int) and not isinstance(objid, bool):
                 objids.append(objid)
             if isinstance(identity, str):
                 identities.append(identity)
-            del classid
         out.append(
             AuditEvidence(
                 int(r[0]), int(r[1]), int(r[2]), str(r[3]), r[4], tuple(objids), tuple(identities)
@@ -810,7 +809,11 @@ def explain(
     for o in (change.old, change.new):
         if o is not None:
             oids |= index.closure(o)
-    audit = sorted({e.id for e in events if oids.intersection(e.objids)})
+    naming = [e for e in events if oids.intersection(e.objids)]
+    if change.new is not None and change.new.classid in REWRITTEN_ONLY_BY_DDL:
+        # Only DDL writes these rows: the last write must be one of those transactions'.
+        naming = [e for e in naming if change.new.xmin in e.xmins]
+    audit = sorted({e.id for e in naming})
     same: list[int] = []
     acl_or_owner = change.action == "changed" and all(
         c.split(":", 1)[0] in ("acl", "owner") or (c.startswith("column ") and " acl " in c)

@@ -573,6 +573,8 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
                     add(*rel, node.get("subname"))
                 else:
                     add(*rel[:-1], node.get("newname"))
+                    if not node.get("object") and not rel:
+                        add(node.get("subname"))  # a database, role, schema or tablespace
         elif name == "CreateFunctionStmt":
             add(*_parts(node.get("funcname")))
         elif name == "ObjectWithArgs":
@@ -601,6 +603,25 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
             add(*_parts(node.get("domainname")))
         elif name == "CreateSeqStmt":
             add(*_parts(node.get("sequence")))
+        elif name in ("AlterDatabaseStmt", "AlterDatabaseSetStmt", "AlterDatabaseRefreshCollStmt"):
+            add(node.get("dbname"))
+        elif name in ("CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterTableSpaceOptionsStmt"):
+            add(node.get("tablespacename"))
+        elif name in ("AlterExtensionStmt", "AlterExtensionContentsStmt"):
+            add(node.get("extname"))
+        elif name in ("AlterDomainStmt", "AlterEnumStmt", "AlterTypeStmt"):
+            add(*_parts(node.get("typeName")))
+        elif name == "AlterFunctionStmt":
+            add(*_parts(node.get("func")))
+        elif name in ("CreatePolicyStmt", "AlterPolicyStmt"):
+            add(node.get("policy_name"))
+        elif name == "GrantStmt":
+            # Schemas, databases, types, parameters ... (tables are RangeVars above).
+            for obj in node.get("objects") or ():
+                add(*_parts(obj))
+        elif name == "GrantRoleStmt":
+            for granted in node.get("granted_roles") or ():
+                add(_unwrap(granted)[1].get("priv_name"))
     return tuple(seen)
 
 

@@ -3,12 +3,15 @@
 --
 -- Visibility is exact (pg_visible_in_snapshot on the row's xid); the time bounds only
 -- let the BRIN index on statement_time skip the rest.  An altered row with a negative
--- xid or a non-array objects value is read as having no objects, never an error.
+-- xid or a non-array objects value is read as having no objects, an odd objid or
+-- identity as none, never an error.
 -- Placeholder: {{schema}}.  Parameters: %(since)s, %(until)s, %(before)s and %(after)s
 -- (the snapshots' pg_current_snapshot() text).
 SELECT e.id, e.xid, e.xmin::text::bigint AS row_xmin, e.command_tag, e.statement_time,
        (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
-                   o -> 'classid', o -> 'objid', o ->> 'object_identity'))
+                   CASE WHEN (o ->> 'objid') ~ '^[0-9]{{1,10}}$' THEN (o ->> 'objid')::bigint END,
+                   CASE WHEN pg_catalog.jsonb_typeof(o -> 'object_identity') = 'string'
+                        THEN o ->> 'object_identity' END))
           FROM pg_catalog.jsonb_array_elements(
                    CASE pg_catalog.jsonb_typeof(e.objects) WHEN 'array' THEN e.objects
                         ELSE '[]'::jsonb END) AS o)::text AS objects
