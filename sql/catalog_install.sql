@@ -91,7 +91,29 @@ BEGIN
     -- One query, with the columns of this server version filled in (to_jsonb(row) would
     -- do without, at ten times the cost on pg_proc and pg_attribute).
     v_query := $query$
-    WITH objs AS (
+    WITH cols AS (
+        SELECT a.attrelid,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
+                   a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
+                   pg_catalog.md5(ad.adbin::text), a.attidentity, a.attgenerated,
+                   a.attcollation, a.attacl::text, a.attoptions, a.attfdwoptions,
+                   a.attstattarget, a.attstorage, @attcompression@, a.attislocal,
+                   a.attinhcount) ORDER BY a.attnum) AS columns
+          FROM pg_catalog.pg_attribute AS a
+          LEFT JOIN pg_catalog.pg_attrdef AS ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+         WHERE a.attnum > 0 AND NOT a.attisdropped
+         GROUP BY a.attrelid
+    ), deps AS (
+        -- what each object belongs to: auto, internal, extension and partition
+        -- dependencies, and inheritance parents
+        SELECT r.classid, r.objid, pg_catalog.jsonb_agg(DISTINCT r.ref::bigint) AS related
+          FROM (SELECT d.classid, d.objid, d.refobjid AS ref
+                  FROM pg_catalog.pg_depend AS d
+                 WHERE d.deptype IN ('a', 'i', 'e', 'x', 'P', 'S')
+                UNION ALL
+                SELECT 1259::oid, h.inhrelid, h.inhparent FROM pg_catalog.pg_inherits AS h) AS r
+         GROUP BY r.classid, r.objid
+    ), objs AS (
         -- relations (tables, views, sequences, indexes, ...) with their columns
         SELECT 1259::oid AS classid, c.oid, c.relnamespace AS nsp, c.xmin::text::bigint AS xmin,
                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
@@ -102,22 +124,8 @@ BEGIN
                    'rls', c.relrowsecurity, 'force_rls', c.relforcerowsecurity,
                    'replident', c.relreplident, 'partition', c.relispartition,
                    'partbound', pg_catalog.md5(c.relpartbound::text),
-                   'columns', (
-                       SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(
-                                  a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull,
-                                  pg_catalog.md5(ad.adbin::text), a.attidentity,
-                                  a.attgenerated, a.attcollation, a.attacl::text,
-                                  a.attoptions, a.attfdwoptions,
-                                  a.attstattarget, a.attstorage,
-                                  @attcompression@, a.attislocal,
-                                  a.attinhcount) ORDER BY a.attnum)
-                         FROM pg_catalog.pg_attribute AS a
-                         LEFT JOIN pg_catalog.pg_attrdef AS ad
-                                ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-                        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                          AND c.relkind NOT IN ('i', 'I')),
-                   'index', (
-                       SELECT pg_catalog.jsonb_build_object(
+                   'columns', cols.columns,
+                   'index', CASE WHEN i.indexrelid IS NOT NULL THEN pg_catalog.jsonb_build_object(
                                   'table', i.indrelid, 'unique', i.indisunique,
                                   'primary', i.indisprimary, 'exclusion', i.indisexclusion,
                                   'immediate', i.indimmediate, 'clustered', i.indisclustered,
@@ -128,15 +136,18 @@ BEGIN
                                   'opclasses', i.indclass::text, 'flags', i.indoption::text,
                                   'exprs', pg_catalog.md5(i.indexprs::text),
                                   'predicate', pg_catalog.md5(i.indpred::text),
-                                  'nulls_not_distinct',
-                                  @indnullsnotdistinct@)
-                         FROM pg_catalog.pg_index AS i WHERE i.indexrelid = c.oid),
-                   'sequence', (
-                       SELECT pg_catalog.jsonb_build_array(s.seqtypid, s.seqstart,
-                                  s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle)
-                         FROM pg_catalog.pg_sequence AS s WHERE s.seqrelid = c.oid)
-               )) AS fields
+                                  'nulls_not_distinct', @indnullsnotdistinct@) END,
+                   'sequence', CASE WHEN sq.seqrelid IS NOT NULL THEN pg_catalog.jsonb_build_array(
+                                  sq.seqtypid, sq.seqstart, sq.seqincrement, sq.seqmax,
+                                  sq.seqmin, sq.seqcache, sq.seqcycle) END
+               )) AS fields,
+               pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                   AS identity
           FROM pg_catalog.pg_class AS c
+          JOIN pg_catalog.pg_namespace AS cn ON cn.oid = c.relnamespace
+          LEFT JOIN cols ON cols.attrelid = c.oid AND c.relkind NOT IN ('i', 'I')
+          LEFT JOIN pg_catalog.pg_index AS i ON i.indexrelid = c.oid
+          LEFT JOIN pg_catalog.pg_sequence AS sq ON sq.seqrelid = c.oid
          WHERE c.relpersistence <> 't' AND c.relkind <> 't'
         UNION ALL
         -- functions, procedures, aggregates (bodies as md5)
@@ -154,7 +165,8 @@ BEGIN
                    'body', pg_catalog.md5(p.prosrc), 'binary', pg_catalog.md5(p.probin),
                    'sql_body', pg_catalog.md5(@prosqlbody@::text),
                    'settings', p.proconfig, 'acl', p.proacl::text,
-                   'support', p.prosupport, 'cost', p.procost, 'rows', p.prorows)) AS fields
+                   'support', p.prosupport, 'cost', p.procost, 'rows', p.prorows)) AS fields,
+               NULL::text
           FROM pg_catalog.pg_proc AS p
         UNION ALL
         SELECT 2617, o.oid, o.oprnamespace, o.xmin::text::bigint,
@@ -163,7 +175,8 @@ BEGIN
                    'kind', o.oprkind, 'left', o.oprleft, 'right', o.oprright,
                    'result', o.oprresult, 'code', o.oprcode, 'restrict', o.oprrest,
                    'join', o.oprjoin, 'commutator', o.oprcom, 'negator', o.oprnegate,
-                   'merges', o.oprcanmerge, 'hashes', o.oprcanhash)
+                   'merges', o.oprcanmerge, 'hashes', o.oprcanhash),
+               NULL::text
           FROM pg_catalog.pg_operator AS o
         UNION ALL
         -- types and domains; a relation's row type and automatic array types are part
@@ -181,7 +194,8 @@ BEGIN
                        t.typreceive, t.typsend, t.typmodin, t.typmodout, t.typanalyze,
                        @typsubscript@),
                    'labels', (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder)
-                                FROM pg_catalog.pg_enum AS e WHERE e.enumtypid = t.oid)))
+                                FROM pg_catalog.pg_enum AS e WHERE e.enumtypid = t.oid))),
+               NULL::text
           FROM pg_catalog.pg_type AS t
          WHERE NOT (t.typrelid <> 0 AND EXISTS (
                         SELECT 1 FROM pg_catalog.pg_class AS rc
@@ -202,8 +216,12 @@ BEGIN
                    'exclusion_ops', k.conexclop::text,
                    'expression', pg_catalog.md5(k.conbin::text),
                    'enforced', @conenforced@,
-                   'period', @conperiod@))
+                   'period', @conperiod@)),
+               CASE WHEN k.conrelid <> 0 THEN pg_catalog.quote_ident(k.conname) || ' on '
+                    || pg_catalog.quote_ident(kn.nspname) || '.' || pg_catalog.quote_ident(kc.relname) END
           FROM pg_catalog.pg_constraint AS k
+          LEFT JOIN pg_catalog.pg_class AS kc ON kc.oid = k.conrelid
+          LEFT JOIN pg_catalog.pg_namespace AS kn ON kn.oid = kc.relnamespace
         UNION ALL
         SELECT 2620, g.oid, c.relnamespace, g.xmin::text::bigint,
                pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
@@ -212,7 +230,8 @@ BEGIN
                    'constraint', g.tgconstraint, 'deferrable', g.tgdeferrable,
                    'deferred', g.tginitdeferred, 'args', pg_catalog.md5(g.tgargs::text),
                    'columns', g.tgattr::text, 'when', pg_catalog.md5(g.tgqual::text),
-                   'old_table', g.tgoldtable, 'new_table', g.tgnewtable))
+                   'old_table', g.tgoldtable, 'new_table', g.tgnewtable)),
+               NULL::text
           FROM pg_catalog.pg_trigger AS g
           JOIN pg_catalog.pg_class AS c ON c.oid = g.tgrelid
          WHERE c.relpersistence <> 't'
@@ -220,19 +239,22 @@ BEGIN
         SELECT 3466, v.oid, NULL::oid, v.xmin::text::bigint,
                pg_catalog.jsonb_build_object(
                    'name', v.evtname, 'event', v.evtevent, 'owner', v.evtowner,
-                   'function', v.evtfoid, 'enabled', v.evtenabled, 'tags', v.evttags)
+                   'function', v.evtfoid, 'enabled', v.evtenabled, 'tags', v.evttags),
+               NULL::text
           FROM pg_catalog.pg_event_trigger AS v
         UNION ALL
         SELECT 2615, n.oid, n.oid, n.xmin::text::bigint,
                pg_catalog.jsonb_build_object(
-                   'name', n.nspname, 'owner', n.nspowner, 'acl', n.nspacl::text)
+                   'name', n.nspname, 'owner', n.nspowner, 'acl', n.nspacl::text),
+               NULL::text
           FROM pg_catalog.pg_namespace AS n
         UNION ALL
         SELECT 3079, x.oid, x.extnamespace, x.xmin::text::bigint,
                pg_catalog.jsonb_build_object(
                    'name', x.extname, 'owner', x.extowner, 'schema', x.extnamespace,
                    'relocatable', x.extrelocatable, 'version', x.extversion,
-                   'config', x.extconfig::text, 'conditions', x.extcondition)
+                   'config', x.extconfig::text, 'conditions', x.extcondition),
+               NULL::text
           FROM pg_catalog.pg_extension AS x
         UNION ALL
         SELECT 3256, y.oid, c.relnamespace, y.xmin::text::bigint,
@@ -240,7 +262,8 @@ BEGIN
                    'name', y.polname, 'table', y.polrelid, 'command', y.polcmd,
                    'permissive', y.polpermissive, 'roles', y.polroles::text,
                    'using', pg_catalog.md5(y.polqual::text),
-                   'with_check', pg_catalog.md5(y.polwithcheck::text))
+                   'with_check', pg_catalog.md5(y.polwithcheck::text)),
+               NULL::text
           FROM pg_catalog.pg_policy AS y
           JOIN pg_catalog.pg_class AS c ON c.oid = y.polrelid
         UNION ALL
@@ -250,7 +273,8 @@ BEGIN
                    'name', w.rulename, 'table', w.ev_class, 'event', w.ev_type,
                    'enabled', w.ev_enabled, 'instead', w.is_instead,
                    'where', pg_catalog.md5(w.ev_qual::text),
-                   'action', pg_catalog.md5(w.ev_action::text))
+                   'action', pg_catalog.md5(w.ev_action::text)),
+               NULL::text
           FROM pg_catalog.pg_rewrite AS w
           JOIN pg_catalog.pg_class AS c ON c.oid = w.ev_class
          WHERE c.relpersistence <> 't'
@@ -265,20 +289,13 @@ BEGIN
         SELECT k.builtin,
                pg_catalog.jsonb_build_array(
                    k.classid::bigint, k.oid::bigint, k.xmin,
-                   (pg_catalog.pg_identify_object(k.classid, k.oid, 0)).identity,
-                   coalesce((
-                       SELECT pg_catalog.jsonb_agg(DISTINCT r.ref::bigint)
-                         FROM (SELECT d.refobjid AS ref
-                                 FROM pg_catalog.pg_depend AS d
-                                WHERE d.classid = k.classid AND d.objid = k.oid
-                                  AND d.deptype IN ('a', 'i', 'e', 'x', 'P', 'S')
-                               UNION ALL
-                               SELECT h.inhparent FROM pg_catalog.pg_inherits AS h
-                                WHERE k.classid = 1259 AND h.inhrelid = k.oid) AS r),
-                       '[]'::jsonb),
+                   coalesce(k.identity,
+                            (pg_catalog.pg_identify_object(k.classid, k.oid, 0)).identity),
+                   coalesce(deps.related, '[]'::jsonb),
                    k.fields) AS obj,
                k.classid, k.oid
           FROM kept AS k
+          LEFT JOIN deps ON deps.classid = k.classid AND deps.objid = k.oid
     )
     SELECT coalesce(pg_catalog.jsonb_agg(r.obj ORDER BY r.classid, r.oid)
                         FILTER (WHERE NOT r.builtin), '[]'::jsonb),
