@@ -896,6 +896,46 @@ class Verdict:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+def _check_stored_copy(
+    conn: psycopg.Connection[Any], schema: str, db: str, prev: Snapshot, notes: list[str]
+) -> list[Finding]:
+    """The state file's previous snapshot against the audit schema's row of the same id.
+
+    The same id and time with other content means the append-only table was edited (a
+    critical CONFIG_DRIFT); another time, or ids that end before it, a database
+    re-created or restored from a backup (a note).
+    """
+    row = conn.execute(_render("catalog_snapshot_digests.sql", schema), {"id": prev.id}).fetchone()
+    taken_at, digests, last_id = (row[0], row[1:4], row[4]) if row else (None, (), None)
+    if (taken_at is not None and taken_at != prev.taken_at) or (
+        taken_at is None and (last_id or 0) < prev.id
+    ):
+        notes.append(
+            f"catalog channel: database {db!r} does not hold the history the state file "
+            f"knows (snapshot #{prev.id} of {_when(prev.taken_at)}): re-created or restored? "
+            "Compared with the state file's copy."
+        )
+        return []
+    stored = dict(zip(PARTS, digests, strict=False))
+    if taken_at is not None and all(stored.get(p) == prev.digests.get(p) for p in PARTS):
+        return []
+    what = "is gone" if taken_at is None else "no longer matches the state file's copy"
+    return [
+        make_finding(
+            C.CONFIG_DRIFT,
+            key=("catalog-snapshot", db, prev.id),
+            reason=(
+                f"Catalog snapshot #{prev.id} of {_when(prev.taken_at)} in "
+                f"{schema}.catalog_snapshots {what}: the append-only snapshot table was "
+                "edited. The comparison uses the state file's copy."
+            ),
+            severity=Severity.CRITICAL,
+            database=db,
+            evidence={"log": None, "audit": [], "catalog_snapshot": prev.id},
+        )
+    ]
+
+
 def _holes(
     start: datetime,
     end: datetime,
@@ -959,11 +999,21 @@ def judge(
             prepare(conn, db)
             if prev is None:
                 prev = previous_snapshot(conn, schema, new.id)
-            kept[db] = new.to_state(new_blobs)
+            else:
+                verdict.findings.extend(_check_stored_copy(conn, schema, db, prev, verdict.notes))
+            if state is not None:
+                kept[db] = new.to_state(new_blobs)
             if prev is None:
                 verdict.notes.append(
                     f"catalog channel: first snapshot of database {db!r} (#{new.id}): it is the "
                     "baseline, nothing to compare it with yet."
+                )
+                continue
+            if prev.database != db:
+                verdict.notes.append(
+                    f"catalog channel: the previous snapshot in database {db!r} was taken in "
+                    f"{prev.database!r} (copied with its template): snapshot #{new.id} is the "
+                    "baseline."
                 )
                 continue
             if prev.server_version_num // 10000 != new.server_version_num // 10000:

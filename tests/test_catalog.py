@@ -214,7 +214,24 @@ def test_state_file_keeps_the_previous_snapshot(adb: Audited, tmp_path: Path) ->
     f = naming(second, "public.sneaky()")
     assert f.severity == Severity.CRITICAL and "was created" in f.explanation
     assert any(x.cls == C.UNLOGGED_DDL for x in second.document.findings)
-    assert silent(adb.reconcile(state=str(state))) == []
+    third = adb.reconcile(state=str(state))
+    assert silent(third) == []
+    # The state file is the trustworthy copy: an edited snapshot row is found out.
+    last = json.loads(state.read_text(encoding="utf-8"))["catalog"]["databases"]
+    saved_id = last[adb.name]["id"]
+    adb.run(
+        "ALTER TABLE auditor.catalog_snapshots DISABLE TRIGGER catalog_snapshots_append_only;"
+        f"UPDATE auditor.catalog_snapshots SET database_digest = 'forged' WHERE id = {saved_id};"
+        "ALTER TABLE auditor.catalog_snapshots ENABLE ALWAYS TRIGGER catalog_snapshots_append_only"
+    )
+    fourth = adb.reconcile(state=str(state))
+    (drift,) = [
+        f
+        for f in fourth.document.findings
+        if f.cls == C.CONFIG_DRIFT and f"snapshot #{saved_id}" in f.explanation
+    ]
+    assert drift.severity == Severity.CRITICAL and "edited" in drift.explanation
+    assert silent(fourth) == []
 
 
 def test_the_reader_role_takes_snapshots_it_could_not_write(
