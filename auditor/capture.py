@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 import psycopg
@@ -39,6 +39,9 @@ from auditor.db import connect, describe_dsn, server_settings, sql_text
 from auditor.digest import fields_digest, parse_objects_json
 from auditor.errors import AuditorError, ConfigError, InstallError
 from auditor.model import AuditEvent, AuditObject
+
+if TYPE_CHECKING:
+    from auditor.catalog import SnapshotStatus
 
 #: Version of the SQL layout written by this package (recorded in ``installs``).
 #: 2: the mail side (deliveries, delivery_events, mail_state, mail_config).
@@ -265,8 +268,8 @@ class DatabaseStatus:
     problems: tuple[Problem, ...] = ()
     error: str | None = None
     mail: outbox.MailStatus | None = None
-    #: The catalog channel: how many snapshots, the latest (auditor.catalog).
-    catalog: Any = None
+    #: The catalog channel: how many snapshots, the latest.
+    catalog: SnapshotStatus | None = None
 
     @property
     def weakened(self) -> bool:
@@ -1205,7 +1208,7 @@ def format_status(report: StatusReport) -> str:
     return "\n".join(lines)
 
 
-def _catalog_line(snap: Any) -> str:
+def _catalog_line(snap: SnapshotStatus | None) -> str:
     """The catalog channel's line of ``auditor status``: the latest snapshot and its age."""
     from auditor.catalog import format_age
 

@@ -34,7 +34,7 @@ import base64
 import contextlib
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -207,10 +207,11 @@ class Snapshot:
         )
 
 
-def _render(template: str, schema: str, **idents: str) -> sql.Composed:
-    params: dict[str, sql.Composable] = {"schema": sql.Identifier(schema)}
-    params.update({k: sql.Identifier(v) for k, v in idents.items()})
-    return sql.SQL(sql_text(template)).format(**params)
+def _render(template: str, schema: str, **idents: str) -> str:
+    """A catalog SQL template with the schema (and column ``idents``) filled in."""
+    from auditor.capture import render
+
+    return render(template, schema, **{k: sql.Identifier(v) for k, v in idents.items()})
 
 
 def _read_snapshot(
@@ -374,16 +375,15 @@ def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
         if rec.kind not in (MessageKind.STATEMENT, MessageKind.EXECUTE) or rec.time is None:
             continue
         text = rec.statement or ""
-        if rec.is_ddl is False and not (rec.prepare_text and rec.is_relevant):
+        if rec.is_ddl is False and not rec.prepare_text:
             continue
         where = (rec.source.file, rec.source.offset)
         if where in seen:
             continue
         seen.add(where)
-        cls = classify(text)
         texts = [text, *([rec.prepare_text] if rec.prepare_text else [])]
         statements = [s for t in texts for s in classify(t).statements if s.schema_change]
-        if not statements and not cls.schema_change:
+        if not statements:
             continue
         names: dict[str, None] = {}
         for t in texts:
@@ -847,7 +847,8 @@ def explain(
 
 # -- the run ----------------------------------------------------------------------------------
 
-Prepare = Any  # Callable[[psycopg.Connection[Any], str], None]: SET ROLE for the reader role
+#: What a connection needs before it reads (``SET ROLE`` to the reader role).
+Prepare = Callable[[psycopg.Connection[Any], str], None]
 
 
 @dataclass
