@@ -980,8 +980,13 @@ def judge(
     evidence += [LogEvidence.from_json(e) for e in saved.get("log_evidence") or ()]
     spans = list(spans)
     if saved.get("log_span"):
-        a, b = saved["log_span"]
-        spans.append((datetime.fromisoformat(a), datetime.fromisoformat(b)))
+        # The previous run's logs, and the stretch from where it stopped reading to the
+        # first record read now: the files were read on from its offsets (a file that
+        # went missing or shrank meanwhile is a gap, below).
+        a, b = (datetime.fromisoformat(t) for t in saved["log_span"])
+        spans.append((a, b))
+        if spans[:-1]:
+            spans.append((b, max(b, min(x for x, _ in spans[:-1]))))
     new_blobs: dict[str, str] = {}
     kept: dict[str, Any] = {}
     cluster_pair: tuple[Snapshot, Snapshot] | None = None
