@@ -17,7 +17,7 @@ created, changed or dropped in between:
   (GRANT rows carry no object ids);
 * a DDL statement in the logs read, in the interval, in that database (any
   database for roles, databases and tablespaces), naming the object or what it
-  belongs to (``auditor.classify.statement_objects``), whatever other finding it
+  belongs to (``auditor.classify.statement_object_names``), whatever other finding it
   also is (UNLOGGED/UNREPORTED DDL still explain the change).
 
 What neither explains is a SILENT_SCHEMA_CHANGE naming the object, the fields
@@ -325,7 +325,8 @@ class LogEvidence:
     time: datetime
     database: str | None
     tags: tuple[str, ...]
-    names: tuple[str, ...]
+    #: The names the statement mentions, as parts (``public."a.b"`` is two).
+    names: tuple[tuple[str, ...], ...]
     file: str
     line: int
     #: How finely the log printed the time (``%t`` whole seconds, else milliseconds).
@@ -336,7 +337,7 @@ class LogEvidence:
             self.time.isoformat(),
             self.database,
             list(self.tags),
-            list(self.names),
+            [list(n) for n in self.names],
             self.file,
             self.line,
             self.resolution // timedelta(microseconds=1),
@@ -357,7 +358,7 @@ class LogEvidence:
             datetime.fromisoformat(data[0]),
             data[1],
             tuple(data[2]),
-            tuple(data[3]),
+            tuple(tuple(str(p) for p in n) for n in data[3]),
             str(data[4]),
             int(data[5]),
             timedelta(microseconds=int(data[6])) if len(data) > 6 else timedelta(seconds=1),
@@ -367,7 +368,7 @@ class LogEvidence:
 def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
     """The DDL statements among log records (failed ones too: a failed CREATE INDEX
     CONCURRENTLY leaves its invalid index behind)."""
-    from auditor.classify import classify, statement_objects
+    from auditor.classify import classify, statement_object_names
 
     out = []
     seen: set[tuple[str, int]] = set()
@@ -385,9 +386,9 @@ def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
         statements = [s for t in texts for s in classify(t).statements if s.schema_change]
         if not statements:
             continue
-        names: dict[str, None] = {}
+        names: dict[tuple[str, ...], None] = {}
         for t in texts:
-            for n in statement_objects(t):
+            for n in statement_object_names(t):
                 names.setdefault(n, None)
         out.append(
             LogEvidence(
@@ -656,25 +657,6 @@ def changes_between(
 # -- explaining ------------------------------------------------------------------------------
 
 
-def _name_parts(name: str) -> list[str]:
-    """A name as statement_objects prints it, split on the dots outside double quotes.
-
-    >>> _name_parts('s."a.b"')
-    ['s', 'a.b']
-    """
-    parts, cur, quoted = [], "", False
-    for ch in name:
-        if ch == '"':
-            quoted = not quoted
-        elif ch == "." and not quoted:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return parts
-
-
 @dataclass
 class _Index:
     """Both snapshots' objects of one scope, for names and 'belongs to' links."""
@@ -778,8 +760,9 @@ def _log_matches(
     """
     plain = {n for n, _ in names}
     tags = set(ev.tags)
-    for raw in ev.names:
-        parts = _name_parts(raw)
+    for parts in ev.names:
+        if not parts:
+            continue
         last = parts[-1]
         if last in plain:
             qualifier = parts[-2] if len(parts) >= 2 else None
@@ -977,7 +960,13 @@ def judge(
     saved = dict(state or {})
     blobs: dict[str, str] = dict(saved.get("blobs") or {})
     evidence = log_evidence(records)
-    evidence += [LogEvidence.from_json(e) for e in saved.get("log_evidence") or ()]
+    try:
+        evidence += [LogEvidence.from_json(e) for e in saved.get("log_evidence") or ()]
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        verdict.notes.append(
+            f"catalog channel: the state file's log records are damaged ({exc}); only the "
+            "logs read now explain changes."
+        )
     spans = list(spans)
     if saved.get("log_span"):
         # The previous run's logs, and the stretch from where it stopped reading to the
