@@ -288,16 +288,53 @@ class AuditEvidence:
         return (self.xid % 2**32, self.row_xmin)
 
 
+def clock_went_back(before: Snapshot, after: Snapshot) -> bool:
+    """Whether the later snapshot carries an earlier time (the server's clock was set back)."""
+    return after.taken_at < before.taken_at
+
+
+def _interval_logs(
+    evidence: Iterable[LogEvidence], before: Snapshot, after: Snapshot
+) -> list[LogEvidence]:
+    """The statements that may belong to the interval: by time, or all read when the clock
+    went back (then no time says which side of a snapshot a statement is on)."""
+    if clock_went_back(before, after):
+        return list(evidence)
+    return [e for e in evidence if e.within(before.horizon, after.taken_at)]
+
+
+def _interval_holes(
+    before: Snapshot,
+    after: Snapshot,
+    spans: Sequence[tuple[datetime, datetime]],
+    gaps: Sequence[tuple[datetime | None, datetime | None]],
+    notes: list[str],
+) -> list[tuple[datetime, datetime]]:
+    if clock_went_back(before, after):
+        notes.append(
+            f"catalog channel: the server's clock went back between snapshot #{before.id} "
+            f"({_when(before.taken_at)}) and #{after.id} ({_when(after.taken_at)}): every audit "
+            "row of the transactions in between and every statement read were considered, "
+            "and only unreadable stretches of the logs count as not covered."
+        )
+        return [(a or after.taken_at, b or before.taken_at) for a, b in gaps]
+    return _holes(before.horizon - SLACK, after.taken_at, spans, gaps)
+
+
 def interval_events(
     conn: psycopg.Connection[Any], schema: str, before: Snapshot, after: Snapshot
 ) -> list[AuditEvidence]:
-    """The audit rows of the transactions ``after`` sees and ``before`` did not."""
+    """The audit rows of the transactions ``after`` sees and ``before`` did not.
+
+    When the server's clock went back between the two, no time bound is trusted.
+    """
     out = []
+    back = clock_went_back(before, after)
     rows = conn.execute(
         _render("catalog_interval_events.sql", schema),
         {
-            "since": before.horizon - timedelta(minutes=1),
-            "until": after.taken_at + timedelta(minutes=1),
+            "since": "-infinity" if back else before.horizon - timedelta(minutes=1),
+            "until": "infinity" if back else after.taken_at + timedelta(minutes=1),
             "before": before.xid_snapshot,
             "after": after.xid_snapshot,
         },
@@ -779,12 +816,37 @@ def _log_matches(
     return False
 
 
+class Evidence:
+    """The interval's audit rows and DDL statements, indexed by OID, xid and name."""
+
+    def __init__(self, events: Iterable[AuditEvidence], logs: Iterable[LogEvidence]) -> None:
+        self.by_objid: dict[int, list[AuditEvidence]] = {}
+        self.by_xmin: dict[int, list[AuditEvidence]] = {}
+        self.by_name: dict[str, list[LogEvidence]] = {}
+        self.wide: list[LogEvidence] = []  # statements whose role or schema names explain
+        for e in events:
+            for oid in set(e.objids):
+                self.by_objid.setdefault(oid, []).append(e)
+            for x in set(e.xmins):
+                self.by_xmin.setdefault(x, []).append(e)
+        for ev in logs:
+            for last in {parts[-1] for parts in ev.names if parts}:
+                self.by_name.setdefault(last, []).append(ev)
+            if set(ev.tags) & (ROLE_WIDE_TAGS | SCHEMA_WIDE_TAGS):
+                self.wide.append(ev)
+
+    def naming(self, oids: Iterable[int]) -> list[AuditEvidence]:
+        found = {id(e): e for oid in oids for e in self.by_objid.get(oid, ())}
+        return list(found.values())
+
+    def statements(self, names: Iterable[str]) -> list[LogEvidence]:
+        found = {id(e): e for n in names for e in self.by_name.get(n, ())}
+        found.update((id(e), e) for e in self.wide)
+        return list(found.values())
+
+
 def explain(
-    change: Change,
-    index: _Index,
-    events: Sequence[AuditEvidence],
-    logs: Sequence[LogEvidence],
-    known_schemas: set[str],
+    change: Change, index: _Index, evidence: Evidence, known_schemas: set[str]
 ) -> Explanation:
     """What explains one change: audit rows of the interval, then DDL statements of the log."""
     obj = change.obj
@@ -792,7 +854,7 @@ def explain(
     for o in (change.old, change.new):
         if o is not None:
             oids |= index.closure(o)
-    naming = [e for e in events if oids.intersection(e.objids)]
+    naming = evidence.naming(oids)
     if change.new is not None and change.new.classid in REWRITTEN_ONLY_BY_DDL:
         # Only DDL writes these rows: the last write must be one of those transactions'.
         naming = [e for e in naming if change.new.xmin in e.xmins]
@@ -803,8 +865,7 @@ def explain(
         for c in change.changes
     )
     if not audit and change.new is not None and change.action != "dropped":
-        by_xmin = [e for e in events if change.new.xmin in e.xmins]
-        for e in by_xmin:
+        for e in evidence.by_xmin.get(change.new.xmin, ()):
             if (
                 (not e.objids and e.command_tag in ("GRANT", "REVOKE"))
                 or (acl_or_owner and e.command_tag in ROLE_WIDE_TAGS)
@@ -822,7 +883,7 @@ def explain(
     dropped = change.action == "dropped"
     matched = tuple(
         ev
-        for ev in logs
+        for ev in evidence.statements({n for n, _ in names})
         if _log_matches(ev, names, known_schemas, own_schema, roles, acl_or_owner, dropped)
     )
     return Explanation(tuple(sorted(set(audit))), matched, tuple(sorted(set(same))))
@@ -1028,10 +1089,8 @@ def judge(
             {k: v for k, v in old_objs.items() if v.classid not in CLUSTER_CATALOGS},
             {k: v for k, v in new_objs.items() if v.classid not in CLUSTER_CATALOGS},
         )
-        logs = [
-            e for e in evidence if e.database in (db, None) and e.within(prev.horizon, new.taken_at)
-        ]
-        holes = _holes(prev.horizon - SLACK, new.taken_at, spans, gaps)
+        logs = [e for e in _interval_logs(evidence, prev, new) if e.database in (db, None)]
+        holes = _interval_holes(prev, new, spans, gaps, verdict.notes)
         verdict.findings.extend(_judge_changes(changes, index, events, logs, holes, db, prev, new))
     if cluster_pair is not None:
         # Shared objects once per cluster (from the first database compared), explained
@@ -1043,8 +1102,8 @@ def judge(
         old_objs = prev.objects("cluster")
         new_objs = new.objects("cluster")
         index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
-        logs = [e for e in evidence if e.within(prev.horizon, new.taken_at)]
-        holes = _holes(prev.horizon - SLACK, new.taken_at, spans, gaps)
+        logs = _interval_logs(evidence, prev, new)
+        holes = _interval_holes(prev, new, spans, gaps, [])
         verdict.findings.extend(
             _judge_changes(
                 changes_between(old_objs, new_objs), index, [], logs, holes, None, prev, new
@@ -1118,12 +1177,13 @@ def _judge_changes(
     prev: Snapshot,
     new: Snapshot,
 ) -> list[Finding]:
+    evidence = Evidence(events, logs)
     known_schemas = {
         o.name for o in (*index.old.values(), *index.new.values()) if o.classid == 2615 and o.name
     }
     silent: list[tuple[Change, Explanation]] = []
     for change in changes:
-        why = explain(change, index, events, logs, known_schemas)
+        why = explain(change, index, evidence, known_schemas)
         if not why.explained:
             silent.append((change, why))
     if not silent:

@@ -95,8 +95,9 @@ def measure(n: int) -> dict[str, object]:
         changes = catalog.changes_between(old, new)
         index = catalog._Index(old, new, catalog.Roles.of(old), catalog.Roles.of(new))
         schemas = {o.name for o in new.values() if o.classid == 2615 and o.name}
+        evidence = catalog.Evidence(events, [])
         unexplained = [
-            c for c in changes if not catalog.explain(c, index, events, [], schemas).explained
+            c for c in changes if not catalog.explain(c, index, evidence, schemas).explained
         ]
         compare = time.perf_counter() - t
         cluster.flush_logs()
