@@ -150,11 +150,21 @@ def row_digest(event: AuditEvent) -> str:
     return digest_text(canonical_text(event_fields(event), event.objects_json))
 
 
-def fields_digest(fields: Sequence[str | int | datetime | None], objects_json: str) -> str:
+def fields_digest(
+    fields: Sequence[str | int | datetime | None], objects_json: str, encoding: str = "utf-8"
+) -> str:
     """:func:`row_digest` from the 20 column values (table order, ``objects`` left out).
 
     The reader digests rows before it builds their :class:`AuditEvent`; the text
-    is :func:`canonical_text`'s, built in one join.
+    is :func:`canonical_text`'s, built in one join.  ``encoding="latin-1"`` is for
+    rows of a ``SQL_ASCII`` database, whose text the caller decoded byte for byte:
+    there the server counts bytes, not characters (``char_length``), and hashes
+    the bytes it holds, which ``convert_to(..., 'UTF8')`` only checks.
+
+    >>> two_bytes = "é".encode("utf-8").decode("latin-1")  # 'é' as SQL_ASCII sees it
+    >>> fields_digest([two_bytes] + [None] * 19, "[]", "latin-1") == fields_digest(
+    ...     ["é"] + [None] * 19, "[]")  # enc() says 2:... there, 1:... here
+    False
 
     >>> fields_digest([1, "sql_drop", "DROP TABLE"] + [None] * 17, "[]") == digest_text(
     ...     canonical_text([1, "sql_drop", "DROP TABLE"] + [None] * 17, "[]"))
@@ -174,4 +184,4 @@ def fields_digest(fields: Sequence[str | int | datetime | None], objects_json: s
         else:
             add(_field(v))
     text = "".join(parts)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode(encoding)).hexdigest()
