@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditor import __version__
+from auditor.capture import VouchBreach, Vouched
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
@@ -54,6 +55,7 @@ from auditor.model import (
     SourceLocation,
     Summary,
 )
+from auditor.tamper import AuditorObjects
 
 if TYPE_CHECKING:
     from auditor.logs.scan import Progress, ServerLogSettings
@@ -148,6 +150,8 @@ class State:
     carried_events: list[tuple[str, int]] = field(default_factory=list)
     #: The catalog channel's last snapshots and late DDL records (auditor.catalog.judge).
     catalog: dict[str, Any] = field(default_factory=dict)
+    #: database -> what the run vouched for (hashes of its rows, see capture.vouch).
+    vouched: dict[str, Vouched] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -170,6 +174,9 @@ class State:
                 carried_records=[_record_from_json(r) for r in data.get("carried_records") or []],
                 carried_events=[(str(d), int(i)) for d, i in data.get("carried_events") or []],
                 catalog=dict(data.get("catalog") or {}),
+                vouched={
+                    str(k): Vouched.from_json(v) for k, v in (data.get("vouched") or {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: damaged state file ({exc})") from None
@@ -185,6 +192,7 @@ class State:
             "carried_records": [_record_to_json(r) for r in self.carried_records],
             "carried_events": [list(e) for e in self.carried_events],
             "catalog": self.catalog,
+            "vouched": {k: v.to_json() for k, v in sorted(self.vouched.items())},
         }
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
@@ -514,6 +522,12 @@ class AuditSide:
     drift: list[Finding] = field(default_factory=list)
     server_version_num: int = 150000
     install_texts: frozenset[str] = frozenset()
+    #: database -> the auditor's own objects (tampering is judged by identity).
+    objects: dict[str, AuditorObjects] = field(default_factory=dict)
+    #: database -> runs of audit ids between the rows read that no row holds.
+    id_gaps: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    #: database -> what this run vouches for (only with a state file).
+    vouched: dict[str, Vouched] = field(default_factory=dict)
 
 
 def read_audit(
@@ -527,12 +541,15 @@ def read_audit(
     until: datetime | None,
     judged: dict[str, dict[str, str]],
     marker_xids: Mapping[str, set[int]] | Future[Mapping[str, set[int]]],
+    vouched: Mapping[str, Vouched] | None = None,
 ) -> AuditSide:
     """Audit rows, marker statuses and live channel health from a running server.
 
     ``marker_xids`` may be a future: the rows are read first, while the caller is
     still reading the logs (in another thread), and the markers' transaction
-    statuses are asked once the logs are read.
+    statuses are asked once the logs are read.  ``vouched`` (incremental runs: what
+    the previous run vouched for, per database) makes it verify every row vouched
+    for before, whatever its time, and vouch for every row now (capture.vouch).
     """
     from auditor import capture
     from auditor.db import connect
@@ -564,6 +581,15 @@ def read_audit(
             ]
             side.events.extend(rows)
             side.databases.append(DatabaseSummary(db.name, True, len(rows)))
+            side.objects[db.name] = capture.read_auditor_objects(conn, schema)
+            before = vouched.get(db.name) if vouched is not None else None
+            if rows:
+                low = min(rows[0].id, before.through) if before is not None else rows[0].id
+                gaps = capture.id_gaps(conn, schema, low, max(e.id for e in rows))
+                side.id_gaps[db.name] = tuple(gaps)
+            if vouched is not None:
+                breaches, side.vouched[db.name] = capture.vouch(conn, schema, before)
+                side.drift.extend(_breach_finding(b, db.name, before) for b in breaches)
     xids_by_db = marker_xids.result() if isinstance(marker_xids, Future) else marker_xids
     for d in side.databases:
         xids = xids_by_db.get(d.name, set())
@@ -576,6 +602,44 @@ def read_audit(
     side.monitored = frozenset(monitored)
     side.install_texts = frozenset(_install_texts(schema))
     return side
+
+
+def _breach_finding(breach: VouchBreach, database: str, before: Vouched | None) -> Finding:
+    """A block of audit rows that changed after an earlier run vouched for it."""
+    assert before is not None  # a breach is always of something vouched for
+    ids = f"{breach.first_id}-{breach.last_id}"
+    gone = breach.rows_then - breach.rows_now
+    if gone > 0:
+        cls, what = C.AUDIT_ROW_MISSING, f"{gone} of its {breach.rows_then} row(s) are gone"
+    else:
+        cls, what = (
+            C.AUDIT_ROW_ALTERED,
+            (
+                f"its rows were rewritten, removed and put back, or added ({breach.rows_then} "
+                f"then, {breach.rows_now} now)"
+            ),
+        )
+    return make_finding(
+        cls,
+        key=("vouched", database, breach.first_id),
+        reason=(
+            f"Audit ids {ids}, which an earlier run vouched for (snapshot {before.snapshot}, "
+            f"ids up to {before.through}), no longer hash to what that run saw: {what}. "
+            "Compare those ids with a backup or with the markers of older logs."
+        ),
+        severity=Severity.CRITICAL,
+        database=database,
+        command_tags=["?"],
+        evidence={
+            "log": None,
+            "audit": [],
+            "vouched": {
+                "ids": [breach.first_id, breach.last_id],
+                "rows_then": breach.rows_then,
+                "rows_now": breach.rows_now,
+            },
+        },
+    )
 
 
 def _read_from(event: AuditEvent, database: str) -> AuditEvent:
@@ -757,6 +821,7 @@ class Analysis:
     until: datetime
     later: list[LogRecord] = field(default_factory=list)
     catalog_state: dict[str, Any] = field(default_factory=dict)
+    vouched: dict[str, Vouched] = field(default_factory=dict)
 
 
 def _read_window(
@@ -905,6 +970,7 @@ def _analyse(
                 until=effective_until,
                 judged=state.judged if state else {},
                 marker_xids=xids_wanted,
+                vouched=state.vouched if state is not None else None,
             )
         try:
             logs, records = _read_window(
@@ -926,6 +992,10 @@ def _analyse(
         server_version_num=audit.server_version_num,
         gaps=tuple(gaps),
         carry_after=carry_after,
+        auditor_objects=audit.objects,
+        id_gaps=audit.id_gaps,
+        window_end=effective_until,
+        log_end=max((last for _, last in logs.coverage), default=None),
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]
@@ -1001,6 +1071,7 @@ def _analyse(
         effective_until,
         logs.later,
         catalog_state,
+        audit.vouched,
     )
 
 
@@ -1029,6 +1100,9 @@ def reconcile(
         new_state.carried_records = [*a.result.carried_records, *a.later]
         new_state.carried_events = a.result.carried_events
         new_state.catalog = a.catalog_state or a.state.catalog
+        # What this run vouched for replaces the previous (it covers it); a database
+        # not read this time keeps its previous vouch, to be verified next time.
+        new_state.vouched = {**a.state.vouched, **a.vouched}
         new_state.save(a.state_path)
     failing = [
         f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank
