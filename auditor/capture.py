@@ -1945,13 +1945,23 @@ def vouch(
         row = conn.execute("SELECT pg_catalog.pg_current_snapshot()::text").fetchone()
         snapshot = str(row[0]) if row else ""
         rows = conn.execute(render("capture_vouch.sql", schema), params).fetchall()
-    seen: dict[int, tuple[int, str]] = {}
-    now: dict[int, tuple[int, str]] = {}
-    through = 0
-    for b, seen_rows, seen_hash, all_rows, all_hash, max_id in rows:
-        seen[int(b)] = (int(seen_rows), str(seen_hash)[:32])
-        now[int(b)] = (int(all_rows), str(all_hash)[:32])
-        through = max(through, int(max_id))
+        seen: dict[int, tuple[int, str]] = {}
+        now: dict[int, tuple[int, str]] = {}
+        through = 0
+        mixed: list[int] = []
+        for b, seen_rows, all_rows, all_hash, max_id in rows:
+            now[int(b)] = (int(all_rows), str(all_hash)[:32])
+            seen[int(b)] = (int(seen_rows), str(all_hash)[:32])
+            through = max(through, int(max_id))
+            if seen_rows != all_rows and previous is not None and int(b) in previous.blocks:
+                mixed.append(int(b))
+        if mixed:
+            empty = hashlib.sha256(b"").hexdigest()[:32]
+            for b in mixed:
+                seen[b] = (seen[b][0], empty)
+            query = render("capture_vouch_seen.sql", schema)
+            for b, seen_hash in conn.execute(query, {**params, "blocks": mixed}).fetchall():
+                seen[int(b)] = (seen[int(b)][0], str(seen_hash)[:32])
     breaches: list[VouchBreach] = []
     if previous is not None:
         for b, (n, h) in sorted(previous.blocks.items()):

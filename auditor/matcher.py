@@ -108,7 +108,8 @@ class MatchContext:
     #: Per database, runs (first, last) of audit ids between the rows read that no row
     #: of the table holds (reconcile asks the table): each needs a marker, or a reason.
     id_gaps: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
-    #: The end of the window: log records after it were not read.
+    #: The window: log records before its start or after its end were not read.
+    window_start: datetime | None = None
     window_end: datetime | None = None
     #: The time of the last record the log files read hold (of any kind, also the ones
     #: the readers skip); None when unknown.
@@ -1034,6 +1035,9 @@ class Matcher:
         t = e.clock_time
         if self._gap_for(t) is not None:
             return "gap"
+        start = self.ctx.window_start
+        if start is not None and t - _ORDER_SLACK < start:
+            return "before"  # its marker would be in an earlier window's log
         if self.coverage.session_after(e.session_id, t):
             return None  # the session logged on after the firing: its marker came before
         end = self.ctx.window_end
@@ -1146,8 +1150,11 @@ class Matcher:
                 before, after = rows[i - 1], rows[i]
                 start = min(before.clock_time, after.clock_time)
                 end = max(before.clock_time, after.clock_time)
-                if self._marker_unknowable(replace(after, clock_time=end)) is not None:
-                    continue
+                if any(
+                    self._marker_unknowable(replace(after, clock_time=t)) is not None
+                    for t in (start, end)
+                ):
+                    continue  # part of that stretch is not in the log read
                 explained = self._explain_gap(db, start, end, hi - lo + 1)
                 if explained:
                     continue

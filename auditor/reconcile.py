@@ -994,6 +994,7 @@ def _analyse(
         carry_after=carry_after,
         auditor_objects=audit.objects,
         id_gaps=audit.id_gaps,
+        window_start=since,
         window_end=effective_until,
         log_end=max((last for _, last in logs.coverage), default=None),
     )

@@ -6,16 +6,15 @@
 -- version change nothing) per block of %(block)s ids, keeps the hashes and its
 -- snapshot in the state file, and the next run recomputes the hashes of exactly the
 -- rows that snapshot saw (id <= %(through)s, transaction visible in %(snapshot)s)
--- and compares.  Run in a REPEATABLE READ transaction with fixed TimeZone, DateStyle
--- and IntervalStyle (the text of a timestamptz depends on them); textsend() keeps the
+-- and compares.  A block whose rows were all seen then has one hash for both
+-- (seen_rows = all_rows); capture_vouch_seen.sql hashes the seen rows of the others.
+-- Run in a REPEATABLE READ transaction with fixed TimeZone, DateStyle and
+-- IntervalStyle (the text of a timestamptz depends on them); textsend() keeps the
 -- bytes as stored whatever the database encoding.  Only pg_catalog functions.
 -- Placeholder: {{schema}}.  Parameters: %(block)s, %(through)s, %(snapshot)s (the
 -- previous run's; NULL for the first run).
 SELECT b.block,
        pg_catalog.count(*) FILTER (WHERE b.seen) AS seen_rows,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.textsend(
-           coalesce(pg_catalog.string_agg(b.h, ',' ORDER BY b.id) FILTER (WHERE b.seen), ''))),
-           'hex') AS seen_hash,
        pg_catalog.count(*) AS all_rows,
        pg_catalog.encode(pg_catalog.sha256(pg_catalog.textsend(
            pg_catalog.string_agg(b.h, ',' ORDER BY b.id))), 'hex') AS all_hash,
