@@ -581,14 +581,17 @@ def read_audit(
             ]
             side.events.extend(rows)
             side.databases.append(DatabaseSummary(db.name, True, len(rows)))
-            side.objects[db.name] = capture.read_auditor_objects(conn, schema)
             before = vouched.get(db.name) if vouched is not None else None
+            with _reading(db.name, "the auditor's objects"):
+                side.objects[db.name] = capture.read_auditor_objects(conn, schema)
             if rows:
                 low = min(rows[0].id, before.through) if before is not None else rows[0].id
-                gaps = capture.id_gaps(conn, schema, low, max(e.id for e in rows))
+                with _reading(db.name, "the audit ids"):
+                    gaps = capture.id_gaps(conn, schema, low, max(e.id for e in rows))
                 side.id_gaps[db.name] = tuple(gaps)
             if vouched is not None:
-                breaches, side.vouched[db.name] = capture.vouch(conn, schema, before)
+                with _reading(db.name, "the rows earlier runs vouched for"):
+                    breaches, side.vouched[db.name] = capture.vouch(conn, schema, before)
                 side.drift.extend(_breach_finding(b, db.name, before) for b in breaches)
     xids_by_db = marker_xids.result() if isinstance(marker_xids, Future) else marker_xids
     for d in side.databases:
@@ -602,6 +605,18 @@ def read_audit(
     side.monitored = frozenset(monitored)
     side.install_texts = frozenset(_install_texts(schema))
     return side
+
+
+@contextlib.contextmanager
+def _reading(database: str, what: str) -> Iterator[None]:
+    """A server error while reading ``what`` as one line naming the database (exit 2)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise AuditorError(f"database {database!r}: cannot read {what}: {first}") from None
 
 
 def _breach_finding(breach: VouchBreach, database: str, before: Vouched | None) -> Finding:
