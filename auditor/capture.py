@@ -179,7 +179,7 @@ def expected_configs(schema: str, mail_mode: str | None = "outbox") -> dict[str,
     import pglast
     from pglast import ast
 
-    texts = [render("capture_install.sql", schema)]
+    texts = [render(f, schema) for f in INSTALL_FILES]
     if mail_mode == "plpython":
         texts.append(outbox.plpython_sql(schema))
     out: dict[str, tuple[str, ...]] = {}
