@@ -514,6 +514,8 @@ class AuditSide:
     drift: list[Finding] = field(default_factory=list)
     server_version_num: int = 150000
     install_texts: frozenset[str] = frozenset()
+    #: Settings record_event() pins in every monitored database (None: not read).
+    pinned: frozenset[str] | None = None
 
 
 def read_audit(
@@ -564,6 +566,8 @@ def read_audit(
             ]
             side.events.extend(rows)
             side.databases.append(DatabaseSummary(db.name, True, len(rows)))
+            pins = _trigger_pins(conn, schema)
+            side.pinned = pins if side.pinned is None else side.pinned & pins
     xids_by_db = marker_xids.result() if isinstance(marker_xids, Future) else marker_xids
     for d in side.databases:
         xids = xids_by_db.get(d.name, set())
@@ -576,6 +580,17 @@ def read_audit(
     side.monitored = frozenset(monitored)
     side.install_texts = frozenset(_install_texts(schema))
     return side
+
+
+def _trigger_pins(conn: Any, schema: str) -> frozenset[str]:
+    """Settings the database's record_event() pins (none when it is missing)."""
+    from auditor.db import sql_text
+    from auditor.weakening import config_names
+
+    rows = conn.execute(sql_text("reconcile_trigger_config.sql"), {"schema": schema}).fetchall()
+    if len(rows) != 1:
+        return frozenset()
+    return config_names(str(c) for c in rows[0][0] or ())
 
 
 def _read_from(event: AuditEvent, database: str) -> AuditEvent:
@@ -926,6 +941,8 @@ def _analyse(
         server_version_num=audit.server_version_num,
         gaps=tuple(gaps),
         carry_after=carry_after,
+        pinned_settings=audit.pinned,
+        log_formats=frozenset(s.format for s in logs.summaries if s.format != "unreadable"),
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]

@@ -26,6 +26,7 @@ from auditor.cluster import TempCluster
 from auditor.config import load_config
 from auditor.model import Finding, FindingClass, Severity
 from auditor.reconcile import ReconcileResult, reconcile
+from auditor.timeline import timeline
 
 C = FindingClass
 _n = itertools.count(1)
@@ -53,8 +54,7 @@ class Audited:
         with pytest.raises(psycopg.Error):
             self.run(query, **kw)
 
-    def reconcile(self, **opts: Any) -> ReconcileResult:
-        self.cluster.flush_logs()
+    def flags(self, **opts: Any) -> dict[str, Any]:
         flags: dict[str, Any] = {
             "dsn": self.cluster.dsn(self.name),
             "logs": [str(self.cluster.log_dir)],
@@ -63,7 +63,11 @@ class Audited:
             "out": str(self.out),
         }
         flags.update(opts)
-        return reconcile(load_config(flags, environ={}))
+        return flags
+
+    def reconcile(self, **opts: Any) -> ReconcileResult:
+        self.cluster.flush_logs()
+        return reconcile(load_config(self.flags(**opts), environ={}))
 
     def admin(self, query: str) -> None:
         """As superuser, outside the test's database (server-wide changes)."""
@@ -401,6 +405,86 @@ def test_config_drift_from_alter_system_reload_and_live_state(adb: Audited) -> N
     # ... and the live state: log_statement is none, a trigger is disabled.
     assert "Live server state" in texts and "auditor_sql_drop" in texts
     assert all(f.severity == Severity.CRITICAL for f in drift)
+    assert_accounts(result)
+
+
+def test_setting_changes_that_weaken_nothing_are_not_drift(adb: Audited) -> None:
+    """ALTER FUNCTION f() RESET ALL and friends: audited DDL or info, never CONFIG_DRIFT."""
+    adb.admin("DROP ROLE IF EXISTS rec_tuned; CREATE ROLE rec_tuned")
+    adb.run(
+        "CREATE FUNCTION tuned() RETURNS int LANGUAGE sql SET log_statement = 'all' AS 'SELECT 1'"
+    )
+    adb.run("ALTER FUNCTION tuned() RESET ALL")
+    adb.run("ALTER FUNCTION tuned() SET log_min_messages = 'error'")
+    adb.run(f"ALTER ROLE rec_tuned IN DATABASE {adb.name} SET log_statement = 'all'")
+    adb.run("ALTER ROLE rec_tuned RESET ALL")
+    adb.run("ALTER SYSTEM SET log_min_messages = 'info'")
+    adb.admin("SELECT pg_reload_conf()")
+    time.sleep(0.5)
+    try:
+        result = adb.reconcile()
+        tl = timeline(load_config(adb.flags(), environ={}))
+    finally:
+        adb.admin("ALTER SYSTEM RESET log_min_messages")
+        adb.admin("SELECT pg_reload_conf()")
+        adb.admin("DROP ROLE rec_tuned")
+        time.sleep(0.5)
+    assert only(result, C.CONFIG_DRIFT) == []
+    assert result.document.summary.matched == 3  # the three function statements
+    info = {f.statement: f.severity for f in only(result, C.UNAUDITABLE_DDL)}
+    assert info == {
+        f"ALTER ROLE rec_tuned IN DATABASE {adb.name} SET log_statement = 'all'": Severity.INFO,
+        "ALTER ROLE rec_tuned RESET ALL": Severity.INFO,
+        "ALTER SYSTEM SET log_min_messages = 'info'": Severity.INFO,
+        "DROP ROLE IF EXISTS rec_tuned; CREATE ROLE rec_tuned": Severity.MEDIUM,
+    }
+    assert result.exit_code == 0
+    assert_accounts(result)
+    # The reload that followed is no finding, but a step of the story.
+    (reload,) = [
+        s for s in tl.steps if s.log and 'parameter "log_min_messages"' in (s.log.statement or "")
+    ]
+    assert reload.finding is None
+
+
+def test_setting_changes_that_weaken_are_drift(adb: Audited) -> None:
+    adb.admin("DROP ROLE IF EXISTS rec_hushed; CREATE ROLE rec_hushed")
+    adb.run("CREATE FUNCTION replicated() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    adb.run("ALTER FUNCTION replicated() SET session_replication_role = replica")
+    adb.run(f"ALTER ROLE rec_hushed IN DATABASE {adb.name} SET log_statement = 'none'")
+    adb.run("ALTER SYSTEM RESET log_statement")  # falls back to postgresql.conf or 'none'
+    with psycopg.connect(adb.cluster.dsn(adb.name, application_name="chatty")) as conn:
+        conn.autocommit = True
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET log_statement = 'all'")  # itself not logged under 'ddl'
+        cur.execute("SET log_min_messages = 'error'")  # logged now, weakens nothing
+        cur.execute("SET log_statement = 'none'")  # logged, and then silence
+        cur.execute("CREATE TABLE chatty_quiet (id int)")
+    try:
+        result = adb.reconcile()
+        tl = timeline(load_config(adb.flags(), environ={}))
+    finally:
+        adb.admin("DROP ROLE rec_hushed")
+    drift = {f.statement: f.severity for f in only(result, C.CONFIG_DRIFT) if f.statement}
+    assert drift == {
+        "ALTER FUNCTION replicated() SET session_replication_role = replica": Severity.CRITICAL,
+        f"ALTER ROLE rec_hushed IN DATABASE {adb.name} SET log_statement = 'none'": (
+            Severity.CRITICAL
+        ),
+        "ALTER SYSTEM RESET log_statement": Severity.HIGH,
+        "SET log_statement = 'none'": Severity.CRITICAL,
+    }
+    # ... and the live check sees the role's override.
+    assert any(
+        "rec_hushed" in f.explanation and not f.statement for f in only(result, C.CONFIG_DRIFT)
+    )
+    (fn,) = [f for f in only(result, C.CONFIG_DRIFT) if "replica" in (f.statement or "")]
+    assert fn.audit_event_ids and "event triggers" in fn.explanation
+    assert [f.statement for f in only(result, C.UNLOGGED_DDL)] == [
+        "CREATE TABLE chatty_quiet (id int)"
+    ]
+    (step,) = [s for s in tl.steps if s.log and s.log.statement == "SET log_min_messages = 'error'"]
+    assert step.finding is None
     assert_accounts(result)
 
 
