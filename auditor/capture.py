@@ -456,6 +456,24 @@ def _session(conn: psycopg.Connection[Any]) -> _Session:
     return _Session(str(row[0]), bool(row[1]), str(row[2]), int(row[3]))
 
 
+def session_database(conn: psycopg.Connection[Any]) -> str:
+    """The connected database's name (as libpq knows it, before any query)."""
+    return str(conn.info.dbname)
+
+
+def set_role(conn: psycopg.Connection[Any], role: str | None, database: str) -> None:
+    """``SET ROLE role`` (nothing when None); a refusal is one line naming the database."""
+    if not role:
+        return
+    try:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    except psycopg.Error as exc:
+        raise AuditorError(
+            f"database {database!r}: cannot SET ROLE {role}: {_pg_error(exc)} (the login "
+            f"role must be a member of {role})"
+        ) from None
+
+
 def _require_superuser(dsn: str, session: _Session, what: str) -> None:
     if not session.superuser:
         raise InstallError(
@@ -1095,15 +1113,19 @@ def status(
     databases: Sequence[str] = (),
     all_databases: bool = False,
     schema: str = "auditor",
+    role: str | None = None,
+    application_name: str = "auditor status",
 ) -> StatusReport:
     """Check both channels: server settings, and the install in each database.
 
     Without ``databases`` every database that accepts connections is checked, and
     one without the auditor counts as weakened (its DDL reaches the log only).
+    With ``role`` every check runs after ``SET ROLE`` (reconcile's ``--reader-role``).
     """
     check_schema_name(schema)
     server = describe_dsn(dsn)
-    with connect(dsn, application_name="auditor status") as main:
+    with connect(dsn, application_name=application_name) as main:
+        set_role(main, role, session_database(main))
         session = _session(main)
         if not databases:
             all_databases = True
@@ -1114,7 +1136,8 @@ def status(
     results: list[DatabaseStatus] = []
     for name in targets:
         try:
-            with connect(dsn, dbname=name, application_name="auditor status") as conn:
+            with connect(dsn, dbname=name, application_name=application_name) as conn:
+                set_role(conn, role, name)
                 results.append(database_status(conn, schema))
         except AuditorError as exc:
             results.append(DatabaseStatus(name, False, error=str(exc)))

@@ -555,6 +555,8 @@ def reconcile(
         finish()
     for line in summary_lines(result):
         _line(line)
+    for error in result.errors:
+        _line(f"auditor: error: {error}", err=True)
     if result.mailed:
         _line(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
     if result.mail_error:

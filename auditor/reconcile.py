@@ -516,6 +516,9 @@ class AuditSide:
     install_texts: frozenset[str] = frozenset()
     #: Settings record_event() pins in every monitored database (None: not read).
     pinned: frozenset[str] | None = None
+    #: Databases whose audit side could not be read -> one line saying why.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    server: str = ""
 
 
 def read_audit(
@@ -536,50 +539,109 @@ def read_audit(
     still reading the logs (in another thread), and the markers' transaction
     statuses are asked once the logs are read.
     """
+    import psycopg
+
     from auditor import capture
     from auditor.db import connect
 
     side = AuditSide()
     report = capture.status(
-        dsn, databases=databases, all_databases=all_databases or not databases, schema=schema
+        dsn,
+        databases=databases,
+        all_databases=all_databases or not databases,
+        schema=schema,
+        role=reader_role,
+        application_name="auditor reconcile",
     )
+    side.server = report.server
     side.server_version_num = report.server_version_num
     monitored = set()
     for p in report.problems:
         if p.weakens:
             side.drift.append(_drift_finding(p.message, None, p.channel))
     for db in report.databases:
+        if db.error:
+            # Not "not installed": a reader that cannot look cannot tell.
+            side.unreadable[db.name] = read_failure(db.name, db.error, schema)
+            continue
         if not db.installed:
             side.databases.append(DatabaseSummary(db.name, False, 0))
+            continue
+        skip = {int(i) for i in judged.get(db.name, {})}
+        try:
+            with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
+                capture.set_role(conn, reader_role, db.name)
+                rows = [
+                    e if e.database == db.name else _read_from(e, db.name)
+                    for e in capture.read_audit_events(conn, schema, since=since, until=until)
+                    if e.id not in skip
+                ]
+                pins = _trigger_pins(conn, schema)
+        except psycopg.Error as exc:
+            side.unreadable[db.name] = read_failure(db.name, capture._pg_error(exc), schema)
             continue
         monitored.add(db.name)
         for p in db.problems:
             if p.weakens:
                 side.drift.append(_drift_finding(p.message, db.name, p.channel))
-        with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
-            _set_role(conn, db.name, reader_role)
-            skip = {int(i) for i in judged.get(db.name, {})}
-            rows = [
-                e if e.database == db.name else _read_from(e, db.name)
-                for e in capture.read_audit_events(conn, schema, since=since, until=until)
-                if e.id not in skip
-            ]
-            side.events.extend(rows)
-            side.databases.append(DatabaseSummary(db.name, True, len(rows)))
-            pins = _trigger_pins(conn, schema)
-            side.pinned = pins if side.pinned is None else side.pinned & pins
+        side.events.extend(rows)
+        side.databases.append(DatabaseSummary(db.name, True, len(rows)))
+        side.pinned = pins if side.pinned is None else side.pinned & pins
     xids_by_db = marker_xids.result() if isinstance(marker_xids, Future) else marker_xids
     for d in side.databases:
         xids = xids_by_db.get(d.name, set())
         if not d.installed or not xids:
             continue
-        with connect(dsn, dbname=d.name, application_name="auditor reconcile") as conn:
-            _set_role(conn, d.name, reader_role)
-            for xid, status in capture.xact_status(conn, xids).items():
-                side.xact_status[(d.name, xid)] = status
+        try:
+            with connect(dsn, dbname=d.name, application_name="auditor reconcile") as conn:
+                capture.set_role(conn, reader_role, d.name)
+                statuses = capture.xact_status(conn, xids)
+        except psycopg.Error as exc:
+            side.unreadable[d.name] = read_failure(d.name, capture._pg_error(exc), schema)
+            continue
+        for xid, status in statuses.items():
+            side.xact_status[(d.name, xid)] = status
+    if side.unreadable:
+        # A database read only in part is not judged at all (its rows without their
+        # markers' status would read as deleted).
+        gone = set(side.unreadable)
+        side.events = [e for e in side.events if e.database not in gone]
+        side.databases = [d for d in side.databases if d.name not in gone]
+        side.drift = [f for f in side.drift if f.database not in gone]
+        monitored -= gone
     side.monitored = frozenset(monitored)
     side.install_texts = frozenset(_install_texts(schema))
     return side
+
+
+#: What reconcile reads, as a DBA grants it.
+_READER_NEEDS = (
+    "reconcile needs USAGE on schema {schema} and SELECT on its tables (auditor install "
+    "--reader-role ROLE, then --reader-role ROLE or connect as a member)"
+)
+_XACT_NEEDS = (
+    "reconcile needs EXECUTE on pg_xact_status(xid8), pg_current_snapshot() and "
+    "pg_snapshot_xmax(pg_snapshot) (granted to PUBLIC by default) to tell a rolled-back "
+    "DDL from a deleted audit row"
+)
+
+
+def read_failure(database: str, error: str, schema: str) -> str:
+    """One line for a database whose audit side could not be read, naming what is missing.
+
+    >>> read_failure("app", "permission denied for schema auditor", "auditor")  # doctest: +ELLIPSIS
+    'database app: permission denied for schema auditor: reconcile needs USAGE on schema ...'
+    >>> read_failure("app", "permission denied for function pg_xact_status", "auditor")[:60]
+    'database app: permission denied for function pg_xact_status'
+    """
+    where = f"database {database}: {error}"
+    if "permission denied for database" in error or "not permitted to log in" in error:
+        return f"{where}: reconcile needs CONNECT on database {database}"
+    if "permission denied for function" in error:
+        return f"{where}: {_XACT_NEEDS}"
+    if "permission denied" in error:
+        return f"{where}: {_READER_NEEDS.format(schema=schema)}"
+    return where
 
 
 def _trigger_pins(conn: Any, schema: str) -> frozenset[str]:
@@ -601,20 +663,6 @@ def _read_from(event: AuditEvent, database: str) -> AuditEvent:
     and its own claim stays in the evidence (``database_in_row``).
     """
     return replace(event, database=database, database_in_row=event.database)
-
-
-def _set_role(conn: Any, database: str, reader_role: str | None) -> None:
-    from psycopg import sql
-
-    if not reader_role:
-        return
-    try:
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(reader_role)))
-    except Exception as exc:
-        raise AuditorError(
-            f"database {database!r}: cannot SET ROLE {reader_role}: "
-            f"{str(exc).strip().splitlines()[0]}"
-        ) from None
 
 
 def _install_texts(schema: str) -> set[str]:
@@ -727,6 +775,8 @@ class ReconcileResult:
     fail_on: Severity
     mailed: str | None = None  # Message-ID of the report mail, when one was sent
     mail_error: str | None = None  # why the report mail could not be sent
+    #: Why the run is incomplete (then exit 2; the reports say so too).
+    errors: tuple[str, ...] = ()
 
 
 def _marker_xids(records: Iterable[LogRecord], schema: str) -> dict[str, set[int]]:
@@ -772,6 +822,8 @@ class Analysis:
     until: datetime
     later: list[LogRecord] = field(default_factory=list)
     catalog_state: dict[str, Any] = field(default_factory=dict)
+    #: Why the run is incomplete (exit 2): audit sides that could not be read, or none.
+    errors: list[str] = field(default_factory=list)
 
 
 def _read_window(
@@ -884,6 +936,8 @@ def _analyse(
     effective_until = until or now
     carry_after = effective_until - CARRY if state is not None else None
     reader_role = cfg["reader_role"]
+    from auditor.capture import set_role
+
     taken = None
     if dsn and catalog:
         # Before any log is read: every change a snapshot holds was logged (if it was)
@@ -894,7 +948,7 @@ def _analyse(
             str(dsn),
             schema,
             list(cfg["databases"]),
-            lambda conn, db: _set_role(conn, db, reader_role),
+            lambda conn, db: set_role(conn, reader_role, db),
         )
 
     # The audit rows are read in a thread while the logs are read: the log scan's
@@ -932,6 +986,18 @@ def _analyse(
         audit = audit_job.result() if audit_job is not None else AuditSide()
     from auditor import capture
 
+    errors = list(audit.unreadable.values())
+    if audit.unreadable:
+        # Their rows were not read: their log records cannot be judged either
+        # (cluster-wide statements do not depend on one database's rows).
+        records = [r for r in records if r.database not in audit.unreadable or _cluster_wide(r)]
+    if audit_job is not None and not audit.monitored and not audit.unreadable:
+        checked = ", ".join(d.name for d in audit.databases) or "none"
+        errors.append(
+            f"{audit.server}: the auditor is installed in none of the databases checked "
+            f"({checked}): there is no trigger channel to reconcile the log against "
+            "(install it with auditor install, or point --dsn at the audited server)"
+        )
     records, install_findings = _split_installs(records, audit.install_texts)
     gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
     ctx = MatchContext(
@@ -955,7 +1021,7 @@ def _analyse(
             str(dsn),
             schema,
             taken,
-            prepare=lambda conn, db: _set_role(conn, db, reader_role),
+            prepare=lambda conn, db: set_role(conn, reader_role, db),
             records=itertools.chain(logs.records, state.carried_records if state else ()),
             spans=logs.coverage,
             gaps=[(g.start, g.end) for g in gaps],
@@ -971,7 +1037,8 @@ def _analyse(
     for f in findings:
         by_class[f.cls.value] = by_class.get(f.cls.value, 0) + 1
         by_severity[f.severity.value] = by_severity.get(f.severity.value, 0) + 1
-    notes = [*zone_notes, *logs.notes, *result.notes, *catalog_notes]
+    notes = [f"Incomplete: {e}." for e in errors]
+    notes.extend([*zone_notes, *logs.notes, *result.notes, *catalog_notes])
     if not dsn:
         notes.append(
             "No --dsn: the audit table was not read, so only what the log alone shows is "
@@ -1018,6 +1085,7 @@ def _analyse(
         effective_until,
         logs.later,
         catalog_state,
+        errors,
     )
 
 
@@ -1050,7 +1118,8 @@ def reconcile(
     failing = [
         f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank
     ]
-    result = ReconcileResult(a.document, paths, 1 if failing else 0, a.fail_on)
+    code = 2 if a.errors else (1 if failing else 0)
+    result = ReconcileResult(a.document, paths, code, a.fail_on, errors=tuple(a.errors))
     if cfg["report_mail_to"]:
         # The reports are written whatever happens to the mail; a failed mail is
         # reported (exit 2 from the CLI) after the summary, not instead of it.
@@ -1068,7 +1137,13 @@ def mail_report(cfg: Config, result: ReconcileResult) -> str:
 
     doc = result.document
     server = cfg["mail.server_name"] or _server_label(cfg["dsn"])
-    worst = "needs a human" if result.exit_code else "nothing at or above " + result.fail_on.value
+    worst = (
+        "incomplete"
+        if result.errors
+        else "needs a human"
+        if result.exit_code
+        else "nothing at or above " + result.fail_on.value
+    )
     subject = f"auditor reconcile on {server}: {summary_text(doc).split(';')[0]} ({worst})"
     body = "\n".join(summary_lines(result)) + "\n\nThe full report is attached (report.html).\n"
     return send_report(
@@ -1106,9 +1181,15 @@ def summary_lines(result: ReconcileResult) -> list[str]:
         lines.append(f"note: {note}")
     lines.append(f"report: {result.paths.get('html')}")
     worst = [f for f in doc.findings if not f.allowed and f.severity.rank >= result.fail_on.rank]
-    lines.append(
-        f"exit {result.exit_code}: {len(worst)} finding(s) at or above {result.fail_on.value}"
-    )
+    if result.errors:
+        lines.append(
+            f"exit 2: the run is incomplete ({len(result.errors)} error(s)); "
+            f"{len(worst)} finding(s) at or above {result.fail_on.value}"
+        )
+    else:
+        lines.append(
+            f"exit {result.exit_code}: {len(worst)} finding(s) at or above {result.fail_on.value}"
+        )
     return lines
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -486,6 +488,173 @@ def test_setting_changes_that_weaken_are_drift(adb: Audited) -> None:
     (step,) = [s for s in tl.steps if s.log and s.log.statement == "SET log_min_messages = 'error'"]
     assert step.finding is None
     assert_accounts(result)
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+def _cli(adb: Audited, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    adb.cluster.flush_logs()
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", command, "--log", str(adb.cluster.log_dir),
+         "--since", adb.t0.isoformat(), "--database", adb.name, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def _with_reader(adb: Audited, reader: str) -> None:
+    """Install again with a reader role; the window starts after that install."""
+    capture.install(adb.cluster.dsn(adb.name), databases=[adb.name], reader_role=reader)
+    time.sleep(0.01)
+    adb.t0 = datetime.now(UTC)
+
+
+def test_a_role_that_cannot_read_the_audit_schema_gets_exit_2_not_deleted_rows(
+    adb: Audited,
+) -> None:
+    adb.admin("DROP ROLE IF EXISTS rec_nosy; CREATE ROLE rec_nosy LOGIN")
+    adb.t0 = datetime.now(UTC)
+    adb.run("CREATE TABLE seen_by_both (id int)")
+    try:
+        result = adb.reconcile(dsn=adb.cluster.dsn(adb.name, "rec_nosy"))
+        cli = _cli(adb, "reconcile", "--dsn", adb.cluster.dsn(adb.name, "rec_nosy"),
+                   "--out", str(adb.out / "cli"))  # fmt: skip
+        tl = _cli(adb, "timeline", "--dsn", adb.cluster.dsn(adb.name, "rec_nosy"))
+    finally:
+        adb.admin("DROP ROLE rec_nosy")
+    assert result.exit_code == 2
+    (error,) = result.errors
+    assert error == (
+        f"database {adb.name}: permission denied for schema auditor: reconcile needs USAGE on "
+        "schema auditor and SELECT on its tables (auditor install --reader-role ROLE, then "
+        "--reader-role ROLE or connect as a member)"
+    )
+    # Never "not installed", never a deleted row: the database is not judged at all.
+    classes = {f.cls for f in result.document.findings}
+    assert not classes & {C.AUDIT_ROW_MISSING, C.UNREPORTED_DDL, C.UNMONITORED_DATABASE}
+    assert result.document.databases == ()
+    assert any(error in n for n in result.document.notes)
+    assert result.paths["json"].exists()
+    for out in (cli, tl):
+        assert out.returncode == 2, out.stderr
+        assert f"auditor: error: {error}" in out.stderr and "Traceback" not in out.stderr
+    assert cli.stderr.count("\n") == 1 and "exit 2: the run is incomplete" in cli.stdout
+    assert tl.stderr.count("\n") == 1 and "deleted" not in tl.stdout + tl.stderr
+
+
+def test_a_role_that_reads_the_events_but_not_the_install_record(adb: Audited) -> None:
+    adb.admin("DROP ROLE IF EXISTS rec_half; CREATE ROLE rec_half LOGIN")
+    adb.run("GRANT USAGE ON SCHEMA auditor TO rec_half; GRANT SELECT ON auditor.events TO rec_half")
+    adb.run("CREATE TABLE half_seen (id int)")
+    try:
+        result = adb.reconcile(dsn=adb.cluster.dsn(adb.name, "rec_half"))
+    finally:
+        adb.run(
+            "REVOKE ALL ON auditor.events FROM rec_half; REVOKE ALL ON SCHEMA auditor FROM rec_half"
+        )
+        adb.admin("DROP ROLE rec_half")
+    assert result.exit_code == 2
+    (error,) = result.errors
+    assert error.startswith(f"database {adb.name}: permission denied for table ")
+    assert "reconcile needs USAGE on schema auditor and SELECT on its tables" in error
+    assert not {f.cls for f in result.document.findings} & {C.AUDIT_ROW_MISSING, C.UNREPORTED_DDL}
+
+
+def test_a_reader_without_pg_xact_status_gets_exit_2(adb: Audited) -> None:
+    _with_reader(adb, "rec_reader_x")
+    adb.admin(
+        "DROP ROLE IF EXISTS rec_member_x; CREATE ROLE rec_member_x LOGIN IN ROLE rec_reader_x"
+    )
+    adb.run("REVOKE EXECUTE ON FUNCTION pg_xact_status(xid8) FROM PUBLIC")
+    adb.run("CREATE TABLE with_marker (id int)")
+    try:
+        result = adb.reconcile(dsn=adb.cluster.dsn(adb.name, "rec_member_x"))
+    finally:
+        adb.run("GRANT EXECUTE ON FUNCTION pg_xact_status(xid8) TO PUBLIC")
+        adb.admin("DROP ROLE rec_member_x")
+    assert result.exit_code == 2
+    (error,) = result.errors
+    assert error.startswith(
+        f"database {adb.name}: permission denied for function pg_xact_status: reconcile needs "
+        "EXECUTE on pg_xact_status(xid8)"
+    )
+    assert not {f.cls for f in result.document.findings} & {C.AUDIT_ROW_MISSING, C.UNREPORTED_DDL}
+
+
+def test_the_reader_role_path(adb: Audited) -> None:
+    """A NOINHERIT member reads only with --reader-role; a non-member cannot SET ROLE."""
+    _with_reader(adb, "rec_reader_y")
+    adb.admin(
+        "DROP ROLE IF EXISTS rec_member_y, rec_stranger; "
+        "CREATE ROLE rec_member_y LOGIN NOINHERIT IN ROLE rec_reader_y; "
+        "CREATE ROLE rec_stranger LOGIN"
+    )
+    adb.run("CREATE TABLE read_as_reader (id int)")
+    member = adb.cluster.dsn(adb.name, "rec_member_y")
+    try:
+        as_reader = adb.reconcile(dsn=member, reader_role="rec_reader_y")
+        without = adb.reconcile(dsn=member)
+        stranger = _cli(adb, "reconcile", "--dsn", adb.cluster.dsn(adb.name, "rec_stranger"),
+                        "--reader-role", "rec_reader_y", "--out", str(adb.out / "s"))  # fmt: skip
+    finally:
+        adb.admin("DROP ROLE rec_member_y, rec_stranger")
+    assert as_reader.exit_code == 0 and as_reader.errors == ()
+    assert as_reader.document.summary.matched == 1
+    assert [d.installed for d in as_reader.document.databases] == [True]
+    assert without.exit_code == 2 and "permission denied" in without.errors[0]
+    assert stranger.returncode == 2
+    assert stranger.stderr.count("\n") == 1 and "Traceback" not in stranger.stderr
+    assert "cannot SET ROLE rec_reader_y" in stranger.stderr
+
+
+# ------------------------------------------------------------- a reconcile watching nothing
+
+
+def test_a_server_without_the_auditor_fails_visibly(tmp_path: Path) -> None:
+    """A nightly job pointed at the wrong server must not stay green (exit 2, reports kept)."""
+    with TempCluster() as bare:
+        bare.execute("CREATE DATABASE shop")
+        bare.execute("CREATE TABLE unwatched (id int)", dbname="shop")
+        bare.flush_logs()
+        out = subprocess.run(
+            [sys.executable, "-m", "auditor", "reconcile", "--dsn", bare.dsn("postgres"),
+             "--log", str(bare.log_dir), "--out", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        status = subprocess.run(
+            [sys.executable, "-m", "auditor", "status", "--dsn", bare.dsn("postgres")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert status.returncode == 1 and "WEAKENED" in status.stdout
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "the auditor is installed in none of the databases checked" in out.stderr
+    assert "postgres, shop, template1" in out.stderr
+    data = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert any("installed in none" in n for n in data["notes"])
+    assert {d["name"]: d["installed"] for d in data["sources"]["databases"]} == {
+        "postgres": False,
+        "shop": False,
+        "template1": False,
+    }
+    # Its DDL is still judged from the log alone: the unwatched database is said so.
+    assert [
+        f["class"] for f in data["findings"] if f["statement"] == "CREATE TABLE unwatched (id int)"
+    ] == ["UNMONITORED_DATABASE"]
+
+
+def test_a_database_list_without_the_auditor_fails_visibly(adb: Audited) -> None:
+    other = f"{adb.name}_bare"
+    adb.admin(f"CREATE DATABASE {other}")
+    try:
+        result = adb.reconcile(databases=[other])
+    finally:
+        adb.admin(f"DROP DATABASE {other}")
+    assert result.exit_code == 2
+    (error,) = result.errors
+    assert f"installed in none of the databases checked ({other})" in error
 
 
 def test_unmonitored_database(adb: Audited) -> None:
