@@ -37,6 +37,7 @@ from auditor import __version__
 from auditor.config import Config
 from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
+from auditor.installs import AuditedDatabase, InstallRow, split_installs
 from auditor.logs.times import pick_log_timezone, wall_clock_zone
 from auditor.matcher import Gap, MatchContext, MatchResult, match
 from auditor.model import (
@@ -513,7 +514,8 @@ class AuditSide:
     xact_status: dict[tuple[str, int], str | None] = field(default_factory=dict)
     drift: list[Finding] = field(default_factory=list)
     server_version_num: int = 150000
-    install_texts: frozenset[str] = frozenset()
+    #: Install history of every database read (auditor.installs recognises installs).
+    audited: list[AuditedDatabase] = field(default_factory=list)
     #: Settings record_event() pins in every monitored database (None: not read).
     pinned: frozenset[str] | None = None
     #: Databases whose audit side could not be read -> one line saying why.
@@ -577,6 +579,7 @@ def read_audit(
                     if e.id not in skip
                 ]
                 pins = _trigger_pins(conn, schema)
+                history = _install_history(conn, db.name, schema)
         except psycopg.Error as exc:
             side.unreadable[db.name] = read_failure(db.name, capture._pg_error(exc), schema)
             continue
@@ -587,6 +590,7 @@ def read_audit(
         side.events.extend(rows)
         side.databases.append(DatabaseSummary(db.name, True, len(rows)))
         side.pinned = pins if side.pinned is None else side.pinned & pins
+        side.audited.append(history)
     xids_by_db = marker_xids.result() if isinstance(marker_xids, Future) else marker_xids
     for d in side.databases:
         xids = xids_by_db.get(d.name, set())
@@ -608,9 +612,9 @@ def read_audit(
         side.events = [e for e in side.events if e.database not in gone]
         side.databases = [d for d in side.databases if d.name not in gone]
         side.drift = [f for f in side.drift if f.database not in gone]
+        side.audited = [d for d in side.audited if d.name not in gone]
         monitored -= gone
     side.monitored = frozenset(monitored)
-    side.install_texts = frozenset(_install_texts(schema))
     return side
 
 
@@ -644,6 +648,23 @@ def read_failure(database: str, error: str, schema: str) -> str:
     return where
 
 
+def _install_history(conn: Any, database: str, schema: str) -> AuditedDatabase:
+    """The database's installs rows and the time of its first audit row."""
+    from auditor.capture import render
+
+    row = conn.execute(render("reconcile_installs.sql", schema)).fetchone()
+    data = row[0] if row and isinstance(row[0], dict) else {}
+    installs = [
+        r
+        for raw in data.get("installs") or []
+        if isinstance(raw, dict) and (r := InstallRow.from_json(database, raw)) is not None
+    ]
+    first: datetime | None = None
+    with contextlib.suppress(TypeError, ValueError):  # an altered row may say 'infinity'
+        first = datetime.fromisoformat(str(data.get("first_event")))
+    return AuditedDatabase(database, tuple(installs), first)
+
+
 def _trigger_pins(conn: Any, schema: str) -> frozenset[str]:
     """Settings the database's record_event() pins (none when it is missing)."""
     from auditor.db import sql_text
@@ -665,17 +686,6 @@ def _read_from(event: AuditEvent, database: str) -> AuditEvent:
     return replace(event, database=database, database_in_row=event.database)
 
 
-def _install_texts(schema: str) -> set[str]:
-    """Query strings that only ``auditor install``/``uninstall`` of this version send."""
-    from auditor import capture
-
-    texts = set()
-    for template in ("capture_install.sql", "capture_event_triggers.sql", "capture_uninstall.sql"):
-        with contextlib.suppress(Exception):
-            texts.add(capture.render(template, schema).strip())
-    return texts
-
-
 def _drift_finding(message: str, database: str | None, channel: str) -> Finding:
     return make_finding(
         C.CONFIG_DRIFT,
@@ -685,83 +695,6 @@ def _drift_finding(message: str, database: str | None, channel: str) -> Finding:
         database=database,
         evidence={"log": None, "audit": [], "live": message},
     )
-
-
-# -- installs in the log ------------------------------------------------------------
-
-
-def _install_sessions(
-    records: Iterable[LogRecord], texts: frozenset[str]
-) -> set[tuple[str | None, str | None]]:
-    """(session id, vxid) of transactions that ran this version's install script."""
-    found = set()
-    for rec in records:
-        if (
-            rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE)
-            and (rec.statement or "").strip() in texts
-        ):
-            found.add((rec.session_id, rec.vxid))
-    return found
-
-
-def _install_view(rec: LogRecord, statements: int) -> dict[str, object]:
-    return {
-        "file": rec.source.file,
-        "line": rec.source.line,
-        "time": rec.time.isoformat() if rec.time else None,
-        "statements": statements,
-        "user": rec.user,
-    }
-
-
-def _split_installs(
-    records: list[LogRecord], texts: frozenset[str]
-) -> tuple[list[LogRecord], list[Finding]]:
-    """Take the statements of auditor's own installs out of the matching; one finding each."""
-    sessions = _install_sessions(records, texts) if texts else set()
-    if not sessions:
-        return records, []
-    keep: list[LogRecord] = []
-    grouped: dict[tuple[str | None, str | None], list[LogRecord]] = {}
-    for rec in records:
-        key = (rec.session_id, rec.vxid)
-        if key in sessions and rec.kind in (
-            MessageKind.STATEMENT,
-            MessageKind.EXECUTE,
-            MessageKind.ERROR,
-        ):
-            grouped.setdefault(key, []).append(rec)
-        else:
-            keep.append(rec)
-    findings = []
-    for (session, vxid), recs in grouped.items():
-        stmts = [r for r in recs if r.kind != MessageKind.ERROR]
-        first = stmts[0] if stmts else recs[0]
-        f = make_finding(
-            C.EVENT_TRIGGER_DDL,
-            key=("install", session, vxid),
-            reason=(
-                f"auditor install/uninstall (version {__version__}) by {first.user!r}: it "
-                "drops and re-creates the auditor's event triggers, so its own "
-                f"{len(stmts)} statement(s) are not audited."
-            ),
-            severity=Severity.HIGH,
-            time=first.time,
-            database=first.database,
-            user=first.user,
-            application=first.application,
-            client=first.client,
-            session_id=session,
-            vxid=vxid,
-            command_tags=["auditor install"],
-            statement=first.statement,
-            log_file=first.source.file,
-            log_line=first.source.line,
-            evidence={"log": _install_view(first, len(stmts)), "audit": []},
-            accounts_logged_ddl=len(stmts),
-        )
-        findings.append(f)
-    return keep, findings
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -998,7 +931,7 @@ def _analyse(
             f"({checked}): there is no trigger channel to reconcile the log against "
             "(install it with auditor install, or point --dsn at the audited server)"
         )
-    records, install_findings = _split_installs(records, audit.install_texts)
+    records, install_findings = split_installs(records, audit.audited, schema)
     gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
     ctx = MatchContext(
         schema=schema,

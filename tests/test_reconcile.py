@@ -657,6 +657,128 @@ def test_a_database_list_without_the_auditor_fails_visibly(adb: Audited) -> None
     assert f"installed in none of the databases checked ({other})" in error
 
 
+# ------------------------------------------------------------------ installs and first run
+
+
+@pytest.fixture
+def fresh(rc: TempCluster, tmp_path: Path) -> Iterator[Audited]:
+    """A database without the auditor yet; the window starts before anything in it."""
+    name = f"rec{next(_n)}"
+    rc.execute(f"CREATE DATABASE {name}")
+    time.sleep(0.01)
+    handle = Audited(rc, name, tmp_path / "out", datetime.now(UTC))
+    try:
+        yield handle
+    finally:
+        rc.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        rc.execute("DROP ROLE IF EXISTS rec_first_reader")
+
+
+def _older_install_row(adb: Audited) -> None:
+    """What an install of an older version left in the history (the row install reads)."""
+    adb.run(
+        "INSERT INTO auditor.installs (package_version, schema_version, mail_mode, functions) "
+        "VALUES ('0.0.9', 1, 'outbox', '{}')"
+    )
+
+
+def test_first_run_install_and_upgrade_are_info(fresh: Audited) -> None:
+    fresh.run("CREATE TABLE from_before (id int)")
+    fresh.run("CREATE INDEX from_before_id ON from_before (id)")
+    capture.install(fresh.cluster.dsn(fresh.name), databases=[fresh.name],
+                    reader_role="rec_first_reader")  # fmt: skip
+    fresh.run("CREATE TABLE after_install (id int)")
+    _older_install_row(fresh)
+    report = capture.install(fresh.cluster.dsn(fresh.name), databases=[fresh.name],
+                             reader_role="rec_first_reader")  # fmt: skip
+    assert report.databases[0].action == "upgraded"
+    fresh.run("CREATE TABLE after_upgrade (id int)")
+    result = fresh.reconcile()
+    assert result.exit_code == 0, [
+        (f.cls, f.severity, f.statement) for f in result.document.findings
+    ]
+    assert {f.severity for f in result.document.findings} == {Severity.INFO}
+    before = only(result, C.UNMONITORED_DATABASE)
+    assert sorted(f.statement for f in before) == [
+        "CREATE INDEX from_before_id ON from_before (id)",
+        "CREATE TABLE from_before (id int)",
+    ]
+    assert all("before the auditor was installed" in f.explanation for f in before)
+    installs = only(result, C.EVENT_TRIGGER_DDL)
+    assert len(installs) == 2
+    texts = " | ".join(f.explanation for f in installs)
+    assert "(installed to " in texts and "(upgraded from 0.0.9 to " in texts
+    (role,) = only(result, C.UNAUDITABLE_DDL)
+    assert "created role 'rec_first_reader'" in role.explanation
+    assert result.document.summary.matched == 2
+    assert_accounts(result)
+
+
+def test_a_replayed_install_script_without_its_installs_row_stays_what_it_is(
+    adb: Audited,
+) -> None:
+    """The same texts, no installs row at that time by that user: not an install."""
+    plan = [
+        *(f'DROP EVENT TRIGGER IF EXISTS "auditor_{e}"' for e in capture.EVENTS),
+        capture.render("capture_install.sql", "auditor"),
+        capture.render("capture_event_triggers.sql", "auditor"),
+    ]
+    with psycopg.connect(adb.cluster.dsn(adb.name, application_name="auditor install")) as conn:
+        for stmt in plan:
+            conn.execute(stmt)
+    result = adb.reconcile()
+    ours = [f for f in only(result, C.EVENT_TRIGGER_DDL) if f.severity == Severity.CRITICAL]
+    assert ours and all(f.application == "auditor install" for f in ours)
+    assert not [f for f in result.document.findings if f.severity == Severity.INFO]
+    assert result.exit_code == 1
+    assert_accounts(result)
+
+
+def test_an_install_transaction_with_one_more_statement_is_not_an_install(adb: Audited) -> None:
+    """An installs row is written, by that user, at that time; but the transaction also
+    created a table behind the dropped triggers' back."""
+    stmts = [
+        'DROP EVENT TRIGGER IF EXISTS "auditor_ddl_command_end"',
+        'DROP EVENT TRIGGER IF EXISTS "auditor_sql_drop"',
+        'DROP EVENT TRIGGER IF EXISTS "auditor_table_rewrite"',
+        capture.render("capture_install.sql", "auditor"),
+        "CREATE TABLE smuggled (id int)",
+        "INSERT INTO auditor.installs (package_version, schema_version, mail_mode, functions) "
+        f"VALUES ('{capture.__version__}', {capture.SCHEMA_VERSION}, 'outbox', '{{}}')",
+        capture.render("capture_event_triggers.sql", "auditor"),
+    ]
+    with psycopg.connect(adb.cluster.dsn(adb.name)) as conn:
+        for stmt in stmts:
+            conn.execute(stmt)
+    result = adb.reconcile()
+    (smuggled,) = [
+        f for f in result.document.findings if f.statement == "CREATE TABLE smuggled (id int)"
+    ]
+    assert smuggled.cls == C.UNREPORTED_DDL and smuggled.severity == Severity.CRITICAL
+    assert not [f for f in result.document.findings if "auditor install" in f.explanation]
+    assert_accounts(result)
+
+
+def test_an_uninstall_and_the_ddl_before_a_reinstall_are_never_info(adb: Audited) -> None:
+    capture.uninstall(adb.cluster.dsn(adb.name), databases=[adb.name])
+    adb.run("CREATE TABLE while_uninstalled (id int)")
+    capture.install(adb.cluster.dsn(adb.name), databases=[adb.name])
+    result = adb.reconcile()
+    (gap,) = [
+        f
+        for f in result.document.findings
+        if f.statement == "CREATE TABLE while_uninstalled (id int)"
+    ]
+    assert gap.cls == C.UNREPORTED_DDL and gap.severity == Severity.CRITICAL
+    dropped = [f for f in result.document.findings if f.time and f.cls == C.EVENT_TRIGGER_DDL]
+    assert any(f.severity == Severity.CRITICAL and "DROP EVENT TRIGGER" in (f.statement or "")
+               for f in dropped)  # fmt: skip
+    # The reinstall is recognised (info); the uninstall is not.
+    (reinstall,) = [f for f in result.document.findings if "auditor install" in f.explanation]
+    assert reinstall.severity == Severity.INFO and "(installed to " in reinstall.explanation
+    assert_accounts(result)
+
+
 def test_unmonitored_database(adb: Audited) -> None:
     other = f"{adb.name}_plain"
     adb.admin(f"CREATE DATABASE {other}")
