@@ -37,6 +37,7 @@ from psycopg.rows import dict_row
 from auditor import __version__, outbox
 from auditor.db import connect, describe_dsn, server_settings, sql_text
 from auditor.digest import fields_digest, parse_objects_json
+from auditor.encoding import is_sql_ascii
 from auditor.errors import AuditorError, ConfigError, InstallError
 from auditor.model import AuditEvent, AuditObject
 
@@ -1491,8 +1492,9 @@ class _Rows:
     is most of the memory the rows take.
     """
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, byte_lengths: bool = False) -> None:
         self.schema = schema
+        self.byte_lengths = byte_lengths  # a SQL_ASCII database (auditor.digest)
         self._seen: dict[Any, Any] = {}
         self._last: list[Any] = [None] * 22
 
@@ -1526,6 +1528,7 @@ class _Rows:
             (ident, event, tag, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app, pid,
              sid, vxid, xid),
             objects_json,
+            byte_lengths=self.byte_lengths,
         )  # fmt: skip
         return AuditEvent(
             schema=self.schema,
@@ -1597,7 +1600,7 @@ def read_audit_events(
     }
 
     def batches() -> Iterator[AuditEvent]:
-        build = _Rows(schema).event
+        build = _Rows(schema, byte_lengths=is_sql_ascii(conn)).event
         with conn.cursor() as cur:
             cur.execute(query, params)
             names = tuple(d.name for d in cur.description or ())

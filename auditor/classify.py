@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from pglast.parser import ParseError, parse_sql_json
 
+from auditor.encoding import parseable
 from auditor.weakening import WATCHED_SETTINGS, pg_bool
 
 # -- PostgreSQL tables ---------------------------------------------------------
@@ -654,7 +655,7 @@ def statement_object_names(text: str) -> tuple[tuple[str, ...], ...]:
 def _parse_statements(text: str) -> list[Tree]:
     """The wrapped statement nodes of a text ([] when it does not parse)."""
     try:
-        tree = orjson.loads(parse_sql_json(text))
+        tree = orjson.loads(parse_sql_json(parseable(text)))
     except ParseError:
         return []
     return [raw.get("stmt") or {} for raw in tree.get("stmts", ())]
@@ -1007,12 +1008,15 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
     >>> classify("SELECT 1").is_relevant
     False
     """
+    # Bytes of the log that were not UTF-8 are lone surrogates (auditor.encoding): the
+    # parser reads U+FFFD in their place, one for one, and the texts keep them.
+    valid = parseable(query)
     try:
-        tree = orjson.loads(parse_sql_json(query))
+        tree = orjson.loads(parse_sql_json(valid))
     except ParseError as exc:
         return _fallback(query, str(exc))
     ascii_only = query.isascii()  # then byte offsets are character offsets
-    data = query if ascii_only else query.encode("utf-8")
+    data = query if ascii_only else valid.encode("utf-8")
     statements = []
     for raw in tree.get("stmts", ()):
         # libpg_query's offsets count bytes of the UTF-8 text.
@@ -1023,8 +1027,9 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
             text, location = query[start:end].strip(), start
         else:
             assert isinstance(data, bytes)
-            text = data[start:end].decode("utf-8", "replace").strip()
             location = len(data[:start].decode("utf-8", "replace"))
+            stop = len(data[:end].decode("utf-8", "replace"))
+            text = query[location:stop].strip()
         name, body = _unwrap(raw.get("stmt"))
         if name is None:
             continue

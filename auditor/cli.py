@@ -866,6 +866,10 @@ def _render_scan(
 
     parsed: dict[str, int] = {}
     shown: dict[str, int] = {}
+    # Log bytes that are not UTF-8 are kept as lone surrogates (auditor.encoding).
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     writer = None
     first = True
     if output == "csv":

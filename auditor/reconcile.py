@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditor import __version__
 from auditor.config import Config
+from auditor.encoding import NOT_UTF8
 from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
 from auditor.installs import AuditedDatabase, InstallRow, split_installs
@@ -392,7 +393,9 @@ def read_logs(
         side.warnings.extend(str(w) for w in ws)
         # A time that could not be placed exactly is about records that were read:
         # not a stretch of unreadable log.
-        unread = [w for w in ws if w.cause is None]
+        unread = [
+            w for w in ws if w.cause is None and w.message != NOT_UTF8
+        ]  # NOT_UTF8: read in full
         if unread:
             times = sorted(
                 (r.source.offset, r.time)
@@ -521,6 +524,8 @@ class AuditSide:
     #: Databases whose audit side could not be read -> one line saying why.
     unreadable: dict[str, str] = field(default_factory=dict)
     server: str = ""
+    #: Database -> its server encoding (UTF8, LATIN1, SQL_ASCII, ...).
+    encodings: dict[str, str] = field(default_factory=dict)
 
 
 def read_audit(
@@ -544,7 +549,7 @@ def read_audit(
     import psycopg
 
     from auditor import capture
-    from auditor.db import connect
+    from auditor.db import connect, sql_text
 
     side = AuditSide()
     report = capture.status(
@@ -557,6 +562,10 @@ def read_audit(
     )
     side.server = report.server
     side.server_version_num = report.server_version_num
+    with connect(dsn, application_name="auditor reconcile") as main:
+        side.encodings = {
+            str(name): str(enc) for name, enc in main.execute(sql_text("database_encodings.sql"))
+        }
     monitored = set()
     for p in report.problems:
         if p.weakens:
@@ -635,7 +644,7 @@ def read_failure(database: str, error: str, schema: str) -> str:
 
     >>> read_failure("app", "permission denied for schema auditor", "auditor")  # doctest: +ELLIPSIS
     'database app: permission denied for schema auditor: reconcile needs USAGE on schema ...'
-    >>> read_failure("app", "permission denied for function pg_xact_status", "auditor")[:60]
+    >>> read_failure("app", "permission denied for function pg_xact_status", "auditor")[:59]
     'database app: permission denied for function pg_xact_status'
     """
     where = f"database {database}: {error}"
@@ -732,6 +741,38 @@ def _cluster_wide(rec: LogRecord) -> bool:
     if rec.kind not in (MessageKind.STATEMENT, MessageKind.EXECUTE) or not rec.statement:
         return False
     return any(s.command_tag in CLUSTER_WIDE_TAGS for s in classify(rec.statement).statements)
+
+
+_TEXT_FIELDS = ("message", "statement", "prepare_text", "detail", "hint", "context")
+
+
+def in_database_encodings(
+    records: list[LogRecord], encodings: Mapping[str, str]
+) -> list[LogRecord]:
+    """Records of databases whose encoding is not UTF8, decoded from their bytes in it.
+
+    The server writes each backend's lines in its database's encoding; the readers
+    kept the bytes (:mod:`auditor.encoding`), so the text reads again exactly as
+    the audit row (read in that encoding) holds it.
+    """
+    from auditor.encoding import in_database_encoding, python_codec
+
+    foreign = {db: enc for db, enc in encodings.items() if python_codec(enc) is not None}
+    if not foreign:
+        return records
+    out = []
+    for rec in records:
+        enc = foreign.get(rec.database or "")
+        if enc is not None:
+            changes: dict[str, Any] = {
+                name: in_database_encoding(value, enc)
+                for name in _TEXT_FIELDS
+                if isinstance(value := getattr(rec, name), str) and not value.isascii()
+            }
+            if changes:
+                rec = replace(rec, **changes)
+        out.append(rec)
+    return out
 
 
 def _in_window(t: datetime | None, since: datetime | None, until: datetime | None) -> bool:
@@ -919,6 +960,13 @@ def _analyse(
         audit = audit_job.result() if audit_job is not None else AuditSide()
     from auditor import capture
 
+    # Fresh records only: carried ones were decoded by the run that read them.
+    carried = {id(r) for r in state.carried_records} if state is not None else set()
+    records = [
+        *(r for r in records if id(r) in carried),
+        *in_database_encodings([r for r in records if id(r) not in carried], audit.encodings),
+    ]
+    logs.later = in_database_encodings(logs.later, audit.encodings)
     errors = list(audit.unreadable.values())
     if audit.unreadable:
         # Their rows were not read: their log records cannot be judged either
