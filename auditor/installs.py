@@ -24,8 +24,9 @@ than info:
   first marker in the log, its first logged statement that touches the audit
   schema or the auditor's triggers (an uninstall and reinstall therefore never
   makes the DDL between them look older than the auditor).  Only statements that
-  the trigger would have seen and that did not fail are taken (anything else is
-  judged as usual).
+  the trigger would have seen, that did not fail, and whose transaction (session id
+  and vxid: a log without ``%c`` never qualifies) left no marker and no audit row
+  are taken; anything else is judged as usual.
 """
 
 from __future__ import annotations
@@ -264,7 +265,10 @@ def _view(rec: LogRecord, statements: int, row: InstallRow) -> dict[str, object]
 
 
 def split_installs(
-    records: list[LogRecord], databases: Sequence[AuditedDatabase], schema: str
+    records: list[LogRecord],
+    databases: Sequence[AuditedDatabase],
+    schema: str,
+    fired: Iterable[tuple[str, str, str | None]] = (),
 ) -> tuple[list[LogRecord], list[Finding]]:
     """Take the auditor's own installs and upgrades (and the roles they created) out of
     the matching, one info finding each; and DDL from before the first install."""
@@ -332,7 +336,7 @@ def split_installs(
         if id(rec) in role_recs:
             continue
         keep.append(rec)
-    keep, early = _before_first_install(keep, databases, starts, schema)
+    keep, early = _before_first_install(keep, databases, starts, schema, set(fired))
     return keep, findings + early
 
 
@@ -417,9 +421,17 @@ def _before_first_install(
     databases: Sequence[AuditedDatabase],
     install_starts: Mapping[str, datetime],
     schema: str,
+    fired: set[tuple[str, str, str | None]],
 ) -> tuple[list[LogRecord], list[Finding]]:
     from auditor.classify import classify
 
+    # Transactions that left a marker or an audit row ran with a trigger in place (their
+    # statement line comes first, their firings after it): never "before".
+    fired = fired | {
+        (r.database or "", r.session_id, r.vxid)
+        for r in records
+        if r.kind == MessageKind.MARKER and r.session_id
+    }
     boundary: dict[str, datetime] = {}
     first_install: dict[str, InstallRow] = {}
     for d in databases:
@@ -454,6 +466,8 @@ def _before_first_install(
             and rec.time is not None
             and rec.time < limit
             and rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE)
+            and rec.session_id is not None  # without %c its firings cannot be told
+            and (db, rec.session_id, rec.vxid) not in fired
             and rec.source not in failed
         )
         cls = classify(rec.statement or "") if early else None

@@ -979,7 +979,12 @@ def _analyse(
             f"({checked}): there is no trigger channel to reconcile the log against "
             "(install it with auditor install, or point --dsn at the audited server)"
         )
-    records, install_findings = split_installs(records, audit.audited, schema)
+    records, install_findings = split_installs(
+        records,
+        audit.audited,
+        schema,
+        fired={(e.database, e.session_id, e.vxid) for e in audit.events},
+    )
     gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
     ctx = MatchContext(
         schema=schema,
