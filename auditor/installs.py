@@ -121,7 +121,7 @@ def _pattern(text: str) -> str:
 def _shapes(schema: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
     """(name, full-match regex) of every statement ``auditor install`` may log."""
     from auditor import outbox
-    from auditor.capture import render
+    from auditor.capture import PROTECTED_TABLES, render
 
     ident, lit = sql.SQL(_I), sql.SQL(_L)
     literals = {
@@ -137,6 +137,8 @@ def _shapes(schema: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
     texts: list[tuple[str, str]] = [
         ("capture_install.sql", render("capture_install.sql", schema)),
         ("capture_event_triggers.sql", render("capture_event_triggers.sql", schema)),
+        ("catalog_install.sql", render("catalog_install.sql", schema)),
+        ("catalog_baseline.sql", render("catalog_baseline.sql", schema)),
         ("mail_prepare.sql", render("mail_prepare.sql", schema)),
         ("mail_install.sql", render("mail_install.sql", schema)),
         ("mail_plpython_trigger.sql", render("mail_plpython_trigger.sql", schema)),
@@ -152,8 +154,8 @@ def _shapes(schema: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
         ("capture_revoke_reader.sql",
          render("capture_revoke_reader.sql", schema, reader_role=ident)),
         ("capture_record_install.sql", render("capture_record_install.sql", schema, **literals)),
-        ("revoke owner", sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {}, {} FROM {}").format(
-            sql.Identifier(schema, "events"), sql.Identifier(schema, "installs"), ident,
+        ("revoke owner", sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(
+            sql.SQL(", ").join(sql.Identifier(schema, t) for t in PROTECTED_TABLES), ident,
         ).as_string(None)),
         ("drop event trigger", sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(ident).as_string(
             None)),

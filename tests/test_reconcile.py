@@ -714,6 +714,16 @@ def test_first_run_install_and_upgrade_are_info(fresh: Audited) -> None:
     assert_accounts(result)
 
 
+def test_every_statement_install_sends_is_a_known_shape(fresh: Audited) -> None:
+    """The recognised shapes follow the installer: a statement it adds must be added there."""
+    from auditor.installs import statement_shape
+
+    for kw in ({}, {"reader_role": "rec_first_reader"}, {"mail_mode": "none"}):
+        report = capture.install(fresh.cluster.dsn(fresh.name), dry_run=True, **kw)
+        (db,) = report.databases
+        assert [s for s in db.statements if statement_shape(s, "auditor") is None] == [], kw
+
+
 def test_a_replayed_install_script_without_its_installs_row_stays_what_it_is(
     adb: Audited,
 ) -> None:
