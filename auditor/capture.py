@@ -35,15 +35,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from auditor import __version__, outbox
-from auditor.db import (
-    RawTextLoader,
-    connect,
-    describe_dsn,
-    is_sql_ascii,
-    server_settings,
-    sql_text,
-)
+from auditor.db import connect, describe_dsn, server_settings, sql_text
 from auditor.digest import fields_digest, parse_objects_json
+from auditor.encoding import is_sql_ascii
 from auditor.errors import AuditorError, ConfigError, InstallError
 from auditor.model import AuditEvent, AuditObject
 from auditor.tamper import AuditorObjects
@@ -541,6 +535,24 @@ def _session(conn: psycopg.Connection[Any]) -> _Session:
     if row is None:  # the current role is always in pg_roles
         raise AuditorError("cannot read the current role from pg_roles")
     return _Session(str(row[0]), bool(row[1]), str(row[2]), int(row[3]))
+
+
+def session_database(conn: psycopg.Connection[Any]) -> str:
+    """The connected database's name (as libpq knows it, before any query)."""
+    return str(conn.info.dbname)
+
+
+def set_role(conn: psycopg.Connection[Any], role: str | None, database: str) -> None:
+    """``SET ROLE role`` (nothing when None); a refusal is one line naming the database."""
+    if not role:
+        return
+    try:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    except psycopg.Error as exc:
+        raise AuditorError(
+            f"database {database!r}: cannot SET ROLE {role}: {_pg_error(exc)} (the login "
+            f"role must be a member of {role})"
+        ) from None
 
 
 def _require_superuser(dsn: str, session: _Session, what: str) -> None:
@@ -1317,15 +1329,19 @@ def status(
     databases: Sequence[str] = (),
     all_databases: bool = False,
     schema: str = "auditor",
+    role: str | None = None,
+    application_name: str = "auditor status",
 ) -> StatusReport:
     """Check both channels: server settings, and the install in each database.
 
     Without ``databases`` every database that accepts connections is checked, and
     one without the auditor counts as weakened (its DDL reaches the log only).
+    With ``role`` every check runs after ``SET ROLE`` (reconcile's ``--reader-role``).
     """
     check_schema_name(schema)
     server = describe_dsn(dsn)
-    with connect(dsn, application_name="auditor status") as main:
+    with connect(dsn, application_name=application_name) as main:
+        set_role(main, role, session_database(main))
         session = _session(main)
         if not databases:
             all_databases = True
@@ -1337,7 +1353,8 @@ def status(
     results: list[DatabaseStatus] = []
     for name in targets:
         try:
-            with connect(dsn, dbname=name, application_name="auditor status") as conn:
+            with connect(dsn, dbname=name, application_name=application_name) as conn:
+                set_role(conn, role, name)
                 results.append(database_status(conn, schema))
         except AuditorError as exc:
             results.append(DatabaseStatus(name, False, error=str(exc)))
@@ -1691,10 +1708,9 @@ class _Rows:
     is most of the memory the rows take.
     """
 
-    def __init__(self, schema: str, raw: bool = False) -> None:
+    def __init__(self, schema: str, byte_lengths: bool = False) -> None:
         self.schema = schema
-        #: Text columns arrive as bytes (a SQL_ASCII database, see :func:`_from_bytes`).
-        self.raw = raw
+        self.byte_lengths = byte_lengths  # a SQL_ASCII database (auditor.digest)
         self._seen: dict[Any, Any] = {}
         self._last: list[Any] = [None] * 22
 
@@ -1710,9 +1726,6 @@ class _Rows:
 
     def event(self, r: Sequence[Any]) -> AuditEvent:
         row = list(r)
-        digest: str | None = None
-        if self.raw:
-            row, digest = _from_bytes(row)
         same = self.same
         for i in _SHARED_COLUMNS:
             v = row[i]
@@ -1727,12 +1740,12 @@ class _Rows:
         objects_json = row[3]
         (ident, event, tag, _, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app, pid,
          sid, vxid, xid, xmin) = row  # fmt: skip
-        if digest is None:
-            digest = fields_digest(
-                (ident, event, tag, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app,
-                 pid, sid, vxid, xid),
-                objects_json,
-            )  # fmt: skip
+        digest = fields_digest(
+            (ident, event, tag, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app, pid,
+             sid, vxid, xid),
+            objects_json,
+            byte_lengths=self.byte_lengths,
+        )  # fmt: skip
         return AuditEvent(
             schema=self.schema,
             id=int(ident),
@@ -1760,30 +1773,6 @@ class _Rows:
             objects_json=objects_json,
             caller_context=caller,
         )
-
-
-def _from_bytes(row: list[Any]) -> tuple[list[Any], str]:
-    """A row whose text columns are bytes (SQL_ASCII): its digest, and its text to show.
-
-    The digest is the server's: in SQL_ASCII every byte is one character, so each
-    value is taken byte for byte (latin-1).  What is shown and paired is UTF-8 (the
-    log readers decode the same way), with bytes that are not UTF-8 kept visible
-    as ``\\xNN`` (``objects`` as U+FFFD, so that it stays JSON).
-
-    >>> shown, digest = _from_bytes([1, b"ddl_command_end", b"CREATE TABLE",
-    ...     b'[{"x": "caf\\xc3\\xa9"}]', b"CREATE TABLE caf\\xe9 ()"] + [None] * 17)
-    >>> shown[3], shown[4], len(digest)
-    ('[{"x": "café"}]', 'CREATE TABLE caf\\\\xe9 ()', 64)
-    """
-    latin = [v.decode("latin-1") if isinstance(v, bytes) else v for v in row]
-    shown = [
-        v.decode("utf-8", "replace" if i == 3 else "backslashreplace")
-        if isinstance(v, bytes)
-        else v
-        for i, v in enumerate(row)
-    ]
-    fields = [latin[i] for i in range(21) if i != 3]
-    return shown, fields_digest(fields, latin[3] or "", "latin-1")
 
 
 def _event(schema: str, r: Mapping[str, Any]) -> AuditEvent:
@@ -1826,14 +1815,9 @@ def read_audit_events(
         "batch": batch_size,
     }
 
-    raw = is_sql_ascii(conn)
-
     def batches() -> Iterator[AuditEvent]:
-        build = _Rows(schema, raw).event
+        build = _Rows(schema, byte_lengths=is_sql_ascii(conn)).event
         with conn.cursor() as cur:
-            if raw:
-                for name in ("text", "varchar", "name", 0):
-                    cur.adapters.register_loader(name, RawTextLoader)
             cur.execute(query, params)
             names = tuple(d.name for d in cur.description or ())
             if names != _READ_COLUMNS:

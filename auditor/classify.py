@@ -32,6 +32,9 @@ from typing import Any
 import orjson
 from pglast.parser import ParseError, parse_sql_json
 
+from auditor.encoding import parseable
+from auditor.weakening import WATCHED_SETTINGS, pg_bool
+
 # -- PostgreSQL tables ---------------------------------------------------------
 
 
@@ -91,16 +94,6 @@ _SHARED_OBJECT_TYPES = frozenset(
     }
 )
 
-#: Settings whose change weakens one of the two channels.
-WATCHED_SETTINGS = frozenset(
-    {
-        "log_statement", "log_min_error_statement", "log_min_messages", "log_destination",
-        "logging_collector", "log_line_prefix", "log_directory", "log_filename",
-        "log_rotation_age", "log_rotation_size", "log_truncate_on_rotation", "log_file_mode",
-        "session_replication_role", "event_triggers", "lc_messages", "syslog_ident",
-        "syslog_facility", "log_error_verbosity",
-    }
-)  # fmt: skip
 
 #: Predefined roles whose grant is as good as superuser (file and program access).
 POWERFUL_ROLES = frozenset(
@@ -278,12 +271,19 @@ NODE_TAGS: dict[str, tuple[str, LogLevel]] = {
 
 @dataclass(frozen=True, slots=True)
 class SettingChange:
-    """A change of a watched setting: ``scope`` is session, local, system, role, database
-    or function; ``value`` is None for RESET."""
+    """A change of a watched setting (``name`` ``ALL`` for RESET ALL).
+
+    ``scope``: session, local (SET LOCAL, set_config(..., true)), role, role in
+    database, all roles, database, function, system (ALTER SYSTEM) or server
+    reload.  ``kind``: set (``value`` given), reset (RESET, SET ... TO DEFAULT;
+    ``value`` None) or unknown (SET ... FROM CURRENT, a set_config() value that
+    is not a constant).  :mod:`auditor.weakening` judges it.
+    """
 
     name: str
     value: str | None
     scope: str
+    kind: str = "set"
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,18 +490,19 @@ def _set_changes(stmt: Any, scope: str) -> tuple[SettingChange, ...]:
     if name not in (None, "VariableSetStmt") or not isinstance(body, dict):
         return ()
     kind = body.get("kind", "VAR_SET_VALUE")
+    if scope == "session" and body.get("is_local"):
+        scope = "local"
     if kind == "VAR_RESET_ALL":
-        return (SettingChange("ALL", None, scope),)
+        return (SettingChange("ALL", None, scope, "reset"),)
     setting = str(body.get("name") or "").lower()
     if setting not in WATCHED_SETTINGS:
         return ()
-    if scope == "session" and body.get("is_local"):
-        scope = "local"
     if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
-        return (SettingChange(setting, None, scope),)
+        return (SettingChange(setting, None, scope, "reset"),)
     values = [_const_text(a) for a in body.get("args") or ()]
-    value = ", ".join(v for v in values if v is not None) if values else None
-    return (SettingChange(setting, value, scope),)
+    if kind != "VAR_SET_VALUE" or not values or None in values:
+        return (SettingChange(setting, None, scope, "unknown"),)
+    return (SettingChange(setting, ", ".join(v for v in values if v is not None), scope),)
 
 
 def _walk(tree: Any) -> Iterator[tuple[str, Tree]]:
@@ -537,10 +538,12 @@ def _set_config_calls(stmt: Tree, text: str) -> tuple[SettingChange, ...]:
             if len(args) >= 2:
                 setting = (_const_text(args[0]) or "").lower()
                 if setting in WATCHED_SETTINGS:
-                    local = len(args) > 2 and _const_text(args[2]) in {"on", "true", "t"}
+                    flag = _const_text(args[2]) if len(args) > 2 else "off"
+                    scope = "local" if flag is not None and pg_bool(flag) else "session"
+                    value = _const_text(args[1])
                     found.append(
                         SettingChange(
-                            setting, _const_text(args[1]), "local" if local else "session"
+                            setting, value, scope, "set" if value is not None else "unknown"
                         )
                     )
     return tuple(found)
@@ -652,7 +655,7 @@ def statement_object_names(text: str) -> tuple[tuple[str, ...], ...]:
 def _parse_statements(text: str) -> list[Tree]:
     """The wrapped statement nodes of a text ([] when it does not parse)."""
     try:
-        tree = orjson.loads(parse_sql_json(text))
+        tree = orjson.loads(parse_sql_json(parseable(text)))
     except ParseError:
         return []
     return [raw.get("stmt") or {} for raw in tree.get("stmts", ())]
@@ -898,7 +901,10 @@ def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     if name == "AlterSystemStmt":
         return _set_changes(stmt.get("setstmt"), "system")
     if name == "AlterRoleSetStmt":
-        return _set_changes(stmt.get("setstmt"), "role")
+        scope = "role" if stmt.get("role") else "all roles"
+        if stmt.get("database"):
+            scope += " in database"
+        return _set_changes(stmt.get("setstmt"), scope)
     if name == "AlterDatabaseSetStmt":
         return _set_changes(stmt.get("setstmt"), "database")
     found: list[SettingChange] = []
@@ -998,16 +1004,19 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
     >>> classify("ALTER EVENT TRIGGER audit_ddl DISABLE").statements[0].event_trigger
     EventTriggerChange(names=('audit_ddl',), action='disable')
     >>> classify("SET log_statement = 'none'").settings
-    (SettingChange(name='log_statement', value='none', scope='session'),)
+    (SettingChange(name='log_statement', value='none', scope='session', kind='set'),)
     >>> classify("SELECT 1").is_relevant
     False
     """
+    # Bytes of the log that were not UTF-8 are lone surrogates (auditor.encoding): the
+    # parser reads U+FFFD in their place, one for one, and the texts keep them.
+    valid = parseable(query)
     try:
-        tree = orjson.loads(parse_sql_json(query))
+        tree = orjson.loads(parse_sql_json(valid))
     except ParseError as exc:
         return _fallback(query, str(exc))
     ascii_only = query.isascii()  # then byte offsets are character offsets
-    data = query if ascii_only else query.encode("utf-8")
+    data = query if ascii_only else valid.encode("utf-8")
     statements = []
     for raw in tree.get("stmts", ()):
         # libpg_query's offsets count bytes of the UTF-8 text.
@@ -1018,8 +1027,9 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
             text, location = query[start:end].strip(), start
         else:
             assert isinstance(data, bytes)
-            text = data[start:end].decode("utf-8", "replace").strip()
             location = len(data[:start].decode("utf-8", "replace"))
+            stop = len(data[:end].decode("utf-8", "replace"))
+            text = query[location:stop].strip()
         name, body = _unwrap(raw.get("stmt"))
         if name is None:
             continue

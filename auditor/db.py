@@ -8,16 +8,14 @@ the package through :func:`sql_text`.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
 
+from auditor.encoding import register_sql_ascii
 from auditor.errors import AuditorError, ConnectionFailed
 
 
@@ -76,7 +74,7 @@ def connect(
             application_name=application_name,
             connect_timeout=connect_timeout,
         )
-        _adapt_encoding(conn)
+        register_sql_ascii(conn)  # a SQL_ASCII database's text as str, as the log reads it
         return conn
     except psycopg.Error as exc:
         # libpq's last line is the server's reason; split on newlines only, since
@@ -84,74 +82,6 @@ def connect(
         text = str(exc).strip()
         reason = text.split("\n")[-1].strip() if text else type(exc).__name__
         raise ConnectionFailed(f"cannot connect to {describe_dsn(dsn)}: {reason}") from None
-
-
-#: Text-like types whose values reach Python through the text loader.
-_TEXT_TYPES: tuple[str | int, ...] = (
-    "text",
-    "varchar",
-    "bpchar",
-    "name",
-    705,
-    0,
-)  # 705 unknown, 0 any other
-
-
-class VisibleTextLoader(Loader):
-    """Text from a ``SQL_ASCII`` database: UTF-8 where it is, invalid bytes shown as ``\\xNN``.
-
-    A ``SQL_ASCII`` database stores whatever bytes clients sent and converts
-    nothing, so psycopg would hand out ``bytes``.  Names, settings and messages
-    are read as text instead, and a byte that is not UTF-8 stays visible.
-    """
-
-    def load(self, data: Buffer) -> str:
-        return bytes(data).decode("utf-8", "backslashreplace")
-
-
-class RawTextLoader(Loader):
-    """Text as the bytes the server holds (for digests, which count bytes in SQL_ASCII)."""
-
-    def load(self, data: Buffer) -> bytes:
-        return bytes(data)
-
-
-def _json_from_bytes(data: bytes | bytearray | memoryview | str) -> Any:
-    text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
-    return json.loads(text)
-
-
-def is_sql_ascii(conn: psycopg.Connection[Any]) -> bool:
-    """Whether the connected database has no encoding (``SQL_ASCII``: bytes as stored)."""
-    return conn.info.parameter_status("server_encoding") == "SQL_ASCII"
-
-
-def _adapt_encoding(conn: psycopg.Connection[Any]) -> None:
-    """Read every database as text, whatever its encoding.
-
-    A database in a real encoding is read in UTF-8 (the server converts, and the
-    digest, defined on UTF-8, is recomputed from the same characters).  A
-    ``SQL_ASCII`` one converts nothing: the connection stays in ``SQL_ASCII`` (so
-    no conversion can fail on bytes that are not UTF-8) and text is decoded here
-    (:class:`VisibleTextLoader`).
-    """
-    from psycopg.types.json import set_json_loads
-
-    if is_sql_ascii(conn):
-        if conn.info.parameter_status("client_encoding") != "SQL_ASCII":
-            _set(conn, "SET client_encoding TO 'SQL_ASCII'")
-        for name in _TEXT_TYPES:
-            conn.adapters.register_loader(name, VisibleTextLoader)
-        set_json_loads(_json_from_bytes, conn)
-    elif conn.info.parameter_status("client_encoding") != "UTF8":
-        _set(conn, "SET client_encoding TO 'UTF8'")
-
-
-def _set(conn: psycopg.Connection[Any], statement: str) -> None:
-    """A session SET that leaves no transaction open behind it."""
-    conn.execute(statement)
-    if not conn.autocommit:
-        conn.commit()
 
 
 def server_settings(conn: psycopg.Connection[Any]) -> dict[str, str]:

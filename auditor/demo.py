@@ -155,7 +155,8 @@ def steps() -> list[Step]:
              ("ALTER SYSTEM RESET log_statement", "SELECT pg_reload_conf()"),
              user="mallory",
              why="the RESET itself is not logged (logging was off); the reload line that "
-                 "follows is reported without a session"),
+                 "follows turns DDL logging back on: it weakens nothing, so it is no "
+                 "finding, only a step of the timeline"),
         Step("19-impersonate", "mallory acts as alice",
              ("SET SESSION AUTHORIZATION alice", "CREATE TABLE alice_did_it (x int)"),
              user="mallory", expect=(C.ATTRIBUTION_MISMATCH,),

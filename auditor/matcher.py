@@ -55,6 +55,7 @@ from auditor.tamper import (
     rows_target,
     shadow_schemas,
 )
+from auditor.weakening import RULES, Situation, Verdict, judge, packaged_pins
 
 C = FindingClass
 
@@ -62,15 +63,10 @@ C = FindingClass
 _SLACK = timedelta(milliseconds=1)
 #: Fallback pairing (no %c/%v): how far a row's time may be from its log line.
 _PID_SLACK = timedelta(seconds=2)
-
-_WEAKENING_VALUES = {
-    "log_statement": {"none"},
-    "event_triggers": {"off", "false", "0"},
-    "logging_collector": {"off", "false", "0"},
-    "log_min_messages": {"fatal", "panic"},
-    "log_min_error_statement": {"fatal", "panic"},
-    "session_replication_role": {"replica"},
-}
+#: Statements whose only effect is to change settings.
+_SETTINGS_ONLY_NODES = frozenset(
+    {"VariableSetStmt", "AlterSystemStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt"}
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +110,10 @@ class MatchContext:
     #: The time of the last record the log files read hold (of any kind, also the ones
     #: the readers skip); None when unknown.
     log_end: datetime | None = None
+    #: Settings ``<schema>.record_event()`` pins in its SET clause (None: as installed by
+    #: this package), and the log formats read: what settings changes are judged against.
+    pinned_settings: frozenset[str] | None = None
+    log_formats: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,14 +603,13 @@ class Matcher:
             elif drift is not None:
                 verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
             elif s.unauditable_reason:
-                high = s.command_tag == "ALTER SYSTEM" or s.grants_superuser
+                sev = self._unauditable_severity(s)
                 extra = " It grants superuser-level power." if s.grants_superuser else ""
+                if sev == Severity.INFO:
+                    said = "; ".join(v.text for v in self._setting_verdicts(s.settings))
+                    extra += f" Its only effect: {said}."
                 verdicts.append(
-                    (
-                        C.UNAUDITABLE_DDL,
-                        Severity.HIGH if high else None,
-                        f"{where}: {s.unauditable_reason}.{extra}",
-                    )
+                    (C.UNAUDITABLE_DDL, sev, f"{where}: {s.unauditable_reason}.{extra}")
                 )
             elif s.fires_ddl_command_end:
                 eligible = self._eligible_verdict(lg, s, chunk, where, unmonitored)
@@ -755,26 +754,38 @@ class Matcher:
             self._trigger_change_list = found
         return self._trigger_change_list
 
-    @staticmethod
-    def _setting_drift(changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
-        if not changes:
+    @property
+    def _situation(self) -> Situation:
+        pinned = self.ctx.pinned_settings
+        return Situation(
+            self.ctx.server_version_num,
+            packaged_pins(self.ctx.schema) if pinned is None else pinned,
+            self.ctx.log_formats,
+        )
+
+    def _setting_verdicts(self, changes: Sequence[SettingChange]) -> list[Verdict]:
+        situation = self._situation
+        return [judge(c, situation) for c in changes]
+
+    def _setting_drift(self, changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
+        """The worst change that weakens a channel (or may), by :mod:`auditor.weakening`;
+        None when no change does (the statement is then judged as what it is)."""
+        drifts = [v for v in self._setting_verdicts(changes) if v.drift]
+        if not drifts:
             return None
-        worst: tuple[Severity, str] | None = None
-        for c in changes:
-            value = (c.value or "").strip("'").lower()
-            weak = value in _WEAKENING_VALUES.get(c.name, set()) or c.name == "ALL"
-            sev = Severity.CRITICAL if weak else Severity.HIGH
-            text = (
-                f"{c.name} reset to its default ({c.scope})"
-                if c.value is None
-                else f"{c.name} set to {c.value!r} ({c.scope})"
-            )
-            text += (
-                ": this weakens the channel" if weak else "; not weakening by itself, but review it"
-            )
-            if worst is None or sev.rank > worst[0].rank:
-                worst = (sev, text)
-        return worst
+        worst = max(drifts, key=lambda v: (v.severity or Severity.HIGH).rank)
+        return (worst.severity or Severity.HIGH, worst.text)
+
+    def _unauditable_severity(self, s: StatementClass) -> Severity | None:
+        """UNAUDITABLE_DDL severity: high for ALTER SYSTEM and superuser grants (spec),
+        info for a statement whose only effect is a watched setting that weakens nothing."""
+        if s.settings and s.node in _SETTINGS_ONLY_NODES:
+            changes = s.settings
+            if all(c.name in RULES or c.name == "ALL" for c in changes):
+                return Severity.INFO
+        if s.command_tag == "ALTER SYSTEM" or s.grants_superuser:
+            return Severity.HIGH
+        return None
 
     # -- findings ------------------------------------------------------------------------
     def _add(
@@ -795,7 +806,11 @@ class Matcher:
         lg: _Logged,
         verdicts: list[tuple[FindingClass, Severity | None, str]],
         firings: list[Firing],
+        *,
+        accounts: bool = True,
     ) -> None:
+        """One finding for a logged record; ``accounts``: it is one of the logged DDL
+        statements (a SET line logged under 'mod'/'all' is not)."""
         from auditor.findings import DEFAULT_SEVERITY
 
         def sev(v: tuple[FindingClass, Severity | None, str]) -> Severity:
@@ -807,7 +822,7 @@ class Matcher:
         tags = [s.command_tag for s in lg.cls.statements if s.schema_change or s.settings]
         self._add(
             worst[0],
-            accounts_log=True,
+            accounts_log=accounts,
             step_record=rec,
             step_firings=firings,
             key=(_short(rec.source.file), rec.source.offset, rec.source.line),
@@ -1208,26 +1223,36 @@ class Matcher:
         return size <= len(errors) + restarts * (_SEQ_LOG_VALS + 1)
 
     def _other_records(self) -> None:
-        """CONFIG_DRIFT from "parameter ... changed" lines and from logged SET statements."""
-        from auditor.classify import WATCHED_SETTINGS
+        """CONFIG_DRIFT from the server's "parameter ... changed" lines.
 
+        The line gives the new server-wide value (or, "removed from configuration
+        file, reset to default", the built-in one); it is judged like any other
+        change (:mod:`auditor.weakening`).  One that weakens nothing is no finding,
+        but stays a step of the story (``auditor timeline``).  Written with CONTEXT,
+        it came from a client's RAISE, not from the server: forged.
+        """
         for rec in self.others:
             m = _RELOAD_LINE.match(rec.message)
-            if not m or m.group(1) not in WATCHED_SETTINGS:
+            if not m or m.group(1) not in RULES:
                 continue
-            change = SettingChange(m.group(1), m.group(2), "server reload")
-            sev, text = self._setting_drift([change]) or (Severity.HIGH, "")
-            reason = f"The server reloaded its configuration: {text}."
+            name = m.group(1)
+            value = m.group(2) if m.group(2) is not None else RULES[name].default
+            drift = self._setting_drift([SettingChange(name, value, "server reload")])
             if rec.context:
                 # The server writes this line itself, never from inside a function.
                 first = rec.context.strip().split("\n", 1)[0]
-                sev = Severity.CRITICAL
                 reason = (
                     f"A forged server message: {rec.message!r} was raised by {first!r} in "
                     "a client session (RAISE LOG), not written by the server on a reload; "
                     "someone tried to mislead the reconcile."
                 )
-            self._record_finding(rec, reason, sev, ["SIGHUP"])
+                self._record_finding(rec, reason, Severity.CRITICAL, ["SIGHUP"])
+            elif drift is not None:
+                sev, text = drift
+                reason = f"The server reloaded its configuration: {text}."
+                self._record_finding(rec, reason, sev, ["SIGHUP"])
+            else:
+                self.result.steps.append(Step(rec.time, rec, (), None))
 
     def _forged_findings(self) -> None:
         """A marker-shaped LOG line that the audit trigger did not write."""
@@ -1318,7 +1343,9 @@ class Matcher:
                 # SET of a watched setting, visible only with log_statement = 'mod'/'all'.
                 verdicts, _ = self._statement_verdicts(lg, [])
                 if verdicts:
-                    self._logged_finding(lg, verdicts, [])
+                    self._logged_finding(lg, verdicts, [], accounts=False)
+                else:  # weakens nothing: no finding, but part of the story
+                    self.result.steps.append(Step(lg.record.time, lg.record, (), None))
                 continue
             pending = ex is not None and (
                 any(f.status == "in progress" for f in ex.firings) or self._markers_late(ex.firings)

@@ -16,7 +16,9 @@ the first line, and forward to the next first line.
 
 from __future__ import annotations
 
-from auditor.logs.message import build_record, decode, split_host_port
+from auditor.encoding import NOT_UTF8, nul_warning
+from auditor.encoding import decode_log_bytes as decode
+from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, finder
 from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix
 from auditor.logs.times import LogClock, parse_epoch
@@ -178,7 +180,9 @@ class StderrReader:
         warnings: list[str | ReadWarning] = []
         text, bad_bytes = decode(buf[rs:re_])
         if bad_bytes:
-            warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            warnings.append(NOT_UTF8)
+        if (nul := nul_warning(text)) is not None:
+            return None, [*warnings, nul]
         if text.endswith("\n"):
             text = text[:-1]
         match = self.prefix.text_regex.match
