@@ -32,6 +32,9 @@ from typing import Any
 import orjson
 from pglast.parser import ParseError, parse_sql_json
 
+from auditor.encoding import parseable
+from auditor.weakening import WATCHED_SETTINGS, pg_bool
+
 # -- PostgreSQL tables ---------------------------------------------------------
 
 
@@ -91,16 +94,6 @@ _SHARED_OBJECT_TYPES = frozenset(
     }
 )
 
-#: Settings whose change weakens one of the two channels.
-WATCHED_SETTINGS = frozenset(
-    {
-        "log_statement", "log_min_error_statement", "log_min_messages", "log_destination",
-        "logging_collector", "log_line_prefix", "log_directory", "log_filename",
-        "log_rotation_age", "log_rotation_size", "log_truncate_on_rotation", "log_file_mode",
-        "session_replication_role", "event_triggers", "lc_messages", "syslog_ident",
-        "syslog_facility", "log_error_verbosity",
-    }
-)  # fmt: skip
 
 #: Predefined roles whose grant is as good as superuser (file and program access).
 POWERFUL_ROLES = frozenset(
@@ -278,12 +271,19 @@ NODE_TAGS: dict[str, tuple[str, LogLevel]] = {
 
 @dataclass(frozen=True, slots=True)
 class SettingChange:
-    """A change of a watched setting: ``scope`` is session, local, system, role, database
-    or function; ``value`` is None for RESET."""
+    """A change of a watched setting (``name`` ``ALL`` for RESET ALL).
+
+    ``scope``: session, local (SET LOCAL, set_config(..., true)), role, role in
+    database, all roles, database, function, system (ALTER SYSTEM) or server
+    reload.  ``kind``: set (``value`` given), reset (RESET, SET ... TO DEFAULT;
+    ``value`` None) or unknown (SET ... FROM CURRENT, a set_config() value that
+    is not a constant).  :mod:`auditor.weakening` judges it.
+    """
 
     name: str
     value: str | None
     scope: str
+    kind: str = "set"
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +334,11 @@ class StatementClass:
         rarely needs it and a nightly run classifies up to millions of statements.
         """
         return statement_objects(self.text)
+
+    @property
+    def object_names(self) -> tuple[tuple[str, ...], ...]:
+        """:attr:`objects` as name parts: ``public."a.b"`` is ``("public", "a.b")``."""
+        return statement_object_names(self.text)
 
     @property
     def renames(self) -> tuple[Rename, ...]:
@@ -459,27 +464,37 @@ def _names(value: Any) -> str:
     >>> _names([{"String": {"sval": "s"}}, {"String": {"sval": "t"}}])
     's.t'
     """
+    return ".".join(_parts(value))
+
+
+def _parts(value: Any) -> tuple[str, ...]:
+    """The name parts of what :func:`_names` joins (a part may itself hold a dot).
+
+    >>> _parts([{"String": {"sval": "public"}}, {"String": {"sval": "a.b"}}])
+    ('public', 'a.b')
+    """
     if value is None:
-        return ""
+        return ()
     if isinstance(value, str):
-        return value
+        return (value,) if value else ()
     if isinstance(value, list):
-        return ".".join(n for n in (_names(v) for v in value) if n)
+        return tuple(p for v in value for p in _parts(v))
     name, body = _unwrap(value)
     if not isinstance(body, dict):
-        return ""
+        return ()
     if name == "String":
-        return str(body.get("sval", ""))
+        sval = str(body.get("sval", ""))
+        return (sval,) if sval else ()
     if name == "List":
-        return _names(body.get("items"))
+        return _parts(body.get("items"))
     if "relname" in body:
-        parts = [body.get("catalogname"), body.get("schemaname"), body.get("relname")]
-        return ".".join(str(p) for p in parts if p)
+        parts = (body.get("catalogname"), body.get("schemaname"), body.get("relname"))
+        return tuple(str(p) for p in parts if p)
     if "objname" in body:
-        return _names(body.get("objname"))
+        return _parts(body.get("objname"))
     if "names" in body:
-        return _names(body.get("names"))
-    return ""
+        return _parts(body.get("names"))
+    return ()
 
 
 def _const_text(value: Any) -> str | None:
@@ -506,18 +521,19 @@ def _set_changes(stmt: Any, scope: str) -> tuple[SettingChange, ...]:
     if name not in (None, "VariableSetStmt") or not isinstance(body, dict):
         return ()
     kind = body.get("kind", "VAR_SET_VALUE")
+    if scope == "session" and body.get("is_local"):
+        scope = "local"
     if kind == "VAR_RESET_ALL":
-        return (SettingChange("ALL", None, scope),)
+        return (SettingChange("ALL", None, scope, "reset"),)
     setting = str(body.get("name") or "").lower()
     if setting not in WATCHED_SETTINGS:
         return ()
-    if scope == "session" and body.get("is_local"):
-        scope = "local"
     if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
-        return (SettingChange(setting, None, scope),)
+        return (SettingChange(setting, None, scope, "reset"),)
     values = [_const_text(a) for a in body.get("args") or ()]
-    value = ", ".join(v for v in values if v is not None) if values else None
-    return (SettingChange(setting, value, scope),)
+    if kind != "VAR_SET_VALUE" or not values or None in values:
+        return (SettingChange(setting, None, scope, "unknown"),)
+    return (SettingChange(setting, ", ".join(v for v in values if v is not None), scope),)
 
 
 def _walk(tree: Any) -> Iterator[tuple[str, Tree]]:
@@ -553,47 +569,52 @@ def _set_config_calls(stmt: Tree, text: str) -> tuple[SettingChange, ...]:
             if len(args) >= 2:
                 setting = (_const_text(args[0]) or "").lower()
                 if setting in WATCHED_SETTINGS:
-                    local = len(args) > 2 and _const_text(args[2]) in {"on", "true", "t"}
+                    flag = _const_text(args[2]) if len(args) > 2 else "off"
+                    scope = "local" if flag is not None and pg_bool(flag) else "session"
+                    value = _const_text(args[1])
                     found.append(
                         SettingChange(
-                            setting, _const_text(args[1]), "local" if local else "session"
+                            setting, value, scope, "set" if value is not None else "unknown"
                         )
                     )
     return tuple(found)
 
 
-def _objects(stmt: Tree) -> tuple[str, ...]:
-    """Names a statement mentions: relations, dropped/renamed/owned objects, new names."""
-    seen: dict[str, None] = {}
+def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
+    """Names a statement mentions: relations, dropped/renamed/owned objects, new names.
 
-    def add(name: str | None) -> None:
+    Each name is its parts (schema first when written), so ``public."a.b"`` stays
+    two parts.
+    """
+    seen: dict[tuple[str, ...], None] = {}
+
+    def add(*parts: str | None) -> None:
+        name = tuple(p for p in parts if p)
         if name:
             seen.setdefault(name, None)
 
     for name, node in _walk(stmt):
         if name == "RangeVar":
-            add(_names(node))
+            add(*_parts(node))
         elif name == "DropStmt":
             for obj in node.get("objects") or ():
-                add(_names(obj))
+                add(*_parts(obj))
         elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt"):
-            add(_names(node.get("object")))
+            add(*_parts(node.get("object")))
             if name == "RenameStmt":
-                rel = _names(node.get("relation")) if node.get("relation") else ""
-                schema = rel.rsplit(".", 1)[0] if "." in rel else ""
+                rel = _parts(node.get("relation")) if node.get("relation") else ()
                 if node.get("renameType") in ("OBJECT_COLUMN", "OBJECT_TABCONSTRAINT"):
-                    add(f"{rel}.{node.get('subname')}" if rel else node.get("subname"))
+                    add(*rel, node.get("subname"))
                 else:
-                    new = node.get("newname")
-                    add(f"{schema}.{new}" if schema else new)
+                    add(*rel[:-1], node.get("newname"))
+                    if not node.get("object") and not rel:
+                        add(node.get("subname"))  # a database, role, schema or tablespace
         elif name == "CreateFunctionStmt":
-            add(_names(node.get("funcname")))
+            add(*_parts(node.get("funcname")))
         elif name == "ObjectWithArgs":
-            add(_names(node.get("objname")))
+            add(*_parts(node.get("objname")))
         elif name == "IndexStmt" and node.get("idxname"):
-            rel = _names(node.get("relation"))
-            schema = rel.rsplit(".", 1)[0] if "." in rel else ""
-            add(f"{schema}.{node['idxname']}" if schema else node["idxname"])
+            add(*_parts(node.get("relation"))[:-1], node["idxname"])
         elif name == "CreateSchemaStmt":
             add(node.get("schemaname"))
         elif name in ("CreateEventTrigStmt", "AlterEventTrigStmt", "CreateTrigStmt"):
@@ -607,26 +628,55 @@ def _objects(stmt: Tree) -> tuple[str, ...]:
         elif name == "CreateExtensionStmt":
             add(node.get("extname"))
         elif name == "DefineStmt":
-            add(_names(node.get("defnames")))
+            add(*_parts(node.get("defnames")))
         elif name == "CompositeTypeStmt":
-            add(_names(node.get("typevar")))
+            add(*_parts(node.get("typevar")))
         elif name == "CreateEnumStmt":
-            add(_names(node.get("typeName")))
+            add(*_parts(node.get("typeName")))
         elif name == "CreateDomainStmt":
-            add(_names(node.get("domainname")))
+            add(*_parts(node.get("domainname")))
         elif name == "CreateSeqStmt":
-            add(_names(node.get("sequence")))
+            add(*_parts(node.get("sequence")))
+        elif name in ("AlterDatabaseStmt", "AlterDatabaseSetStmt", "AlterDatabaseRefreshCollStmt"):
+            add(node.get("dbname"))
+        elif name in ("CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterTableSpaceOptionsStmt"):
+            add(node.get("tablespacename"))
+        elif name in ("AlterExtensionStmt", "AlterExtensionContentsStmt"):
+            add(node.get("extname"))
+        elif name in ("AlterDomainStmt", "AlterEnumStmt", "AlterTypeStmt"):
+            add(*_parts(node.get("typeName")))
+        elif name == "AlterFunctionStmt":
+            add(*_parts(node.get("func")))
+        elif name in ("CreatePolicyStmt", "AlterPolicyStmt"):
+            add(node.get("policy_name"))
+        elif name == "GrantStmt":
+            # Schemas, databases, types, parameters ... (tables are RangeVars above).
+            for obj in node.get("objects") or ():
+                add(*_parts(obj))
+        elif name == "GrantRoleStmt":
+            for granted in node.get("granted_roles") or ():
+                add(_unwrap(granted)[1].get("priv_name"))
     return tuple(seen)
 
 
 @lru_cache(maxsize=4096)
 def statement_objects(text: str) -> tuple[str, ...]:
-    """Object names one statement's text mentions (see :func:`_objects`).
+    """Object names one statement's text mentions (see :func:`_objects`), dotted.
 
     >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
     ('s.orders_old', 's.orders')
     """
-    names: dict[str, None] = {}
+    return tuple(dict.fromkeys(".".join(n) for n in statement_object_names(text)))
+
+
+@lru_cache(maxsize=4096)
+def statement_object_names(text: str) -> tuple[tuple[str, ...], ...]:
+    """:func:`statement_objects` with each name as its parts (a quoted part may hold a dot).
+
+    >>> statement_object_names('DROP TABLE public."a.b", "X"')
+    (('public', 'a.b'), ('X',))
+    """
+    names: dict[tuple[str, ...], None] = {}
     for stmt in _parse_statements(text):
         for n in _objects(stmt):
             names.setdefault(n, None)
@@ -636,7 +686,7 @@ def statement_objects(text: str) -> tuple[str, ...]:
 def _parse_statements(text: str) -> list[Tree]:
     """The wrapped statement nodes of a text ([] when it does not parse)."""
     try:
-        tree = orjson.loads(parse_sql_json(text))
+        tree = orjson.loads(parse_sql_json(parseable(text)))
     except ParseError:
         return []
     return [raw.get("stmt") or {} for raw in tree.get("stmts", ())]
@@ -882,7 +932,10 @@ def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     if name == "AlterSystemStmt":
         return _set_changes(stmt.get("setstmt"), "system")
     if name == "AlterRoleSetStmt":
-        return _set_changes(stmt.get("setstmt"), "role")
+        scope = "role" if stmt.get("role") else "all roles"
+        if stmt.get("database"):
+            scope += " in database"
+        return _set_changes(stmt.get("setstmt"), scope)
     if name == "AlterDatabaseSetStmt":
         return _set_changes(stmt.get("setstmt"), "database")
     found: list[SettingChange] = []
@@ -1004,16 +1057,19 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
     >>> classify("ALTER EVENT TRIGGER audit_ddl DISABLE").statements[0].event_trigger
     EventTriggerChange(names=('audit_ddl',), action='disable')
     >>> classify("SET log_statement = 'none'").settings
-    (SettingChange(name='log_statement', value='none', scope='session'),)
+    (SettingChange(name='log_statement', value='none', scope='session', kind='set'),)
     >>> classify("SELECT 1").is_relevant
     False
     """
+    # Bytes of the log that were not UTF-8 are lone surrogates (auditor.encoding): the
+    # parser reads U+FFFD in their place, one for one, and the texts keep them.
+    valid = parseable(query)
     try:
-        tree = orjson.loads(parse_sql_json(query))
+        tree = orjson.loads(parse_sql_json(valid))
     except ParseError as exc:
         return _fallback(query, str(exc))
     ascii_only = query.isascii()  # then byte offsets are character offsets
-    data = query if ascii_only else query.encode("utf-8")
+    data = query if ascii_only else valid.encode("utf-8")
     statements = []
     for raw in tree.get("stmts", ()):
         # libpg_query's offsets count bytes of the UTF-8 text.
@@ -1024,8 +1080,9 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
             text, location = query[start:end].strip(), start
         else:
             assert isinstance(data, bytes)
-            text = data[start:end].decode("utf-8", "replace").strip()
             location = len(data[:start].decode("utf-8", "replace"))
+            stop = len(data[:end].decode("utf-8", "replace"))
+            text = query[location:stop].strip()
         name, body = _unwrap(raw.get("stmt"))
         if name is None:
             continue

@@ -8,6 +8,7 @@ in this one place.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import deque
 from pathlib import Path
@@ -20,16 +21,64 @@ from auditor import __version__
 from auditor.config import Config, load_config
 from auditor.errors import AuditorError, ConfigError, LogInputError
 from auditor.redact import mask
+from auditor.terminal import json_text, lines, visible
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print multi-line text for people: secrets masked, control characters shown
+    as ``<U+XXXX>`` (newlines and tabs kept).  Every command's text goes through
+    here or :func:`_line`, so nothing from a log or a catalog drives the terminal."""
+    typer.echo(lines(mask(text)), err=err)
+
+
+def _line(text: str, *, err: bool = False) -> None:
+    """Print one line: like :func:`_say`, and a newline inside shows as a tag too."""
+    typer.echo(visible(mask(text)), err=err)
+
+
+def _color() -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _type_word(param: Any) -> str:
+    """``TEXT``, ``INTEGER``, ``NUMBER`` or ``PATH`` for an option's value."""
+    bare = getattr(param, "bare_type", None)
+    name = str(bare() if callable(bare) else getattr(param.type, "name", "text")).lower()
+    for key, word in (("int", "INTEGER"), ("float", "NUMBER"), ("path", "PATH")):
+        if key in name:
+            return word
+    return "TEXT"
+
+
+def _dba_metavars(params: list[Any]) -> list[Any]:
+    """Help shows what a DBA types: ``TEXT``, ``INTEGER``, ``FILE``, the choices;
+    never Python's ``<list[str]>``, and nothing after a flag."""
+    for param in params:
+        if getattr(param, "param_type_name", "") != "option" or param.metavar is not None:
+            continue
+        param.metavar = "" if getattr(param, "is_flag", False) else _type_word(param)
+    return params
+
+
+class AuditorCommand(typer.core.TyperCommand):
+    """A command whose help names value types as a DBA reads them."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _dba_metavars(list(super().get_params(ctx)))
 
 
 class AuditorGroup(typer.core.TyperGroup):
     """Turns AuditorError into ``auditor: error: ...`` on stderr and exit code 2."""
 
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _dba_metavars(list(super().get_params(ctx)))
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AuditorError as exc:
-            typer.echo(f"auditor: error: {mask(str(exc))}", err=True)
+            _line(f"auditor: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("auditor: interrupted", err=True)
@@ -51,7 +100,9 @@ app = typer.Typer(
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="YAML config file (default ./auditor.yaml if present)."),
+    typer.Option(
+        "--config", metavar="FILE", help="YAML config file (default ./auditor.yaml if present)."
+    ),
 ]
 
 
@@ -80,11 +131,13 @@ def _root(
 
 DsnOpt = Annotated[
     str | None,
-    typer.Option("--dsn", help="libpq connection string of the server (or AUDITOR_DSN)."),
+    typer.Option(
+        "--dsn", metavar="DSN", help="libpq connection string of the server (or AUDITOR_DSN)."
+    ),
 ]
 DatabaseOpt = Annotated[
     list[str] | None,
-    typer.Option("--database", "-d", help="Database to act on (repeatable)."),
+    typer.Option("--database", "-d", metavar="NAME", help="Database to act on (repeatable)."),
 ]
 AllDatabasesOpt = Annotated[
     bool,
@@ -93,25 +146,99 @@ AllDatabasesOpt = Annotated[
     ),
 ]
 SchemaOpt = Annotated[
-    str | None, typer.Option("--schema", help="Schema of the audit table (default auditor).")
+    str | None,
+    typer.Option("--schema", metavar="NAME", help="Schema of the audit table (default auditor)."),
 ]
 MailToOpt = Annotated[
     list[str] | None,
-    typer.Option("--mail-to", help="Recipient of DDL mails (repeatable; or mail_to: in config)."),
+    typer.Option(
+        "--mail-to",
+        metavar="ADDR",
+        help="Recipient of DDL mails (repeatable; or mail_to: in config).",
+    ),
 ]
-MailFromOpt = Annotated[str | None, typer.Option("--mail-from", help="Sender address.")]
-SmtpHostOpt = Annotated[str | None, typer.Option("--smtp-host", help="SMTP server.")]
-SmtpPortOpt = Annotated[int | None, typer.Option("--smtp-port", help="SMTP port.")]
+MailFromOpt = Annotated[
+    str | None, typer.Option("--mail-from", metavar="ADDR", help="Sender address.")
+]
+SmtpHostOpt = Annotated[
+    str | None, typer.Option("--smtp-host", metavar="HOST", help="SMTP server.")
+]
+SmtpPortOpt = Annotated[int | None, typer.Option("--smtp-port", metavar="PORT", help="SMTP port.")]
 SmtpSecurityOpt = Annotated[
-    str | None, typer.Option("--smtp-security", help="none, starttls or tls.")
+    str | None,
+    typer.Option(
+        "--smtp-security", metavar="[none|starttls|tls]", help="Transport security (default none)."
+    ),
 ]
 SmtpUserOpt = Annotated[
     str | None,
     typer.Option(
         "--smtp-user",
+        metavar="NAME",
         help="SMTP login; the password comes from smtp.password or AUDITOR_SMTP_PASSWORD only.",
     ),
 ]
+LogOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--log",
+        metavar="PATH",
+        help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]' (needs --dsn); repeatable.",
+    ),
+]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        metavar="[auto|stderr|csvlog|jsonlog]",
+        help="Log format (default auto: detected per file).",
+    ),
+]
+LogPrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-line-prefix",
+        metavar="FMT",
+        help="The server's log_line_prefix (stderr logs; default: detected, or asked over --dsn).",
+    ),
+]
+LogTimezoneOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-timezone",
+        metavar="ZONE",
+        help="The server's log_timezone (IANA name, e.g. America/New_York): places the times "
+        "the logs print (default: SHOW log_timezone over --dsn).",
+    ),
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="TIME",
+        help="Start of the window (ISO-8601; without an offset: in log_timezone when known, "
+        "else this machine's zone).",
+    ),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        metavar="TIME",
+        help="End of the window (ISO-8601, exclusive; same zone rule as --since).",
+    ),
+]
+TableFormatOpt = Annotated[
+    str,
+    typer.Option("--format", metavar="[table|csv|json]", help="Output format."),
+]
+
+
+def _output_format(value: str) -> str:
+    output = value.lower()
+    if output not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json, not {value!r}")
+    return output
 
 
 def _smtp_flags(
@@ -132,7 +259,7 @@ def _dsn(cfg: Config) -> str:
     return str(dsn)
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def install(
     dsn: DsnOpt = None,
     database: DatabaseOpt = None,
@@ -140,12 +267,15 @@ def install(
     schema: SchemaOpt = None,
     reader_role: Annotated[
         str | None,
-        typer.Option("--reader-role", help="Create/grant a read-only role for reconcile."),
+        typer.Option(
+            "--reader-role", metavar="ROLE", help="Create/grant a read-only role for reconcile."
+        ),
     ] = None,
     mail_mode: Annotated[
         str | None,
         typer.Option(
             "--mail-mode",
+            metavar="[outbox|plpython|none]",
             help="outbox (default: NOTIFY, auditor notify mails), plpython (the server "
             "mails from inside the transaction) or none.",
         ),
@@ -158,7 +288,11 @@ def install(
     ] = False,
     notify_role: Annotated[
         str | None,
-        typer.Option("--notify-role", help="Create/grant a role for auditor notify to run as."),
+        typer.Option(
+            "--notify-role",
+            metavar="ROLE",
+            help="Create/grant a role for auditor notify to run as.",
+        ),
     ] = None,
     smtp_host: SmtpHostOpt = None,
     smtp_port: SmtpPortOpt = None,
@@ -203,11 +337,11 @@ def install(
         mail=mail_install,
     )
     for problem in report.warnings:
-        typer.echo(f"auditor: warning: {mask(str(problem))}", err=True)
-    typer.echo(capture.format_install(report))
+        _line(f"auditor: warning: {problem}", err=True)
+    _say(capture.format_install(report))
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def uninstall(
     dsn: DsnOpt = None,
     database: DatabaseOpt = None,
@@ -235,17 +369,17 @@ def uninstall(
         schema=cfg["schema"],
         dry_run=dry_run,
     )
-    typer.echo(capture.format_uninstall(report))
+    _say(capture.format_uninstall(report))
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def status(
     dsn: DsnOpt = None,
     database: DatabaseOpt = None,
     all_databases: AllDatabasesOpt = False,
     schema: SchemaOpt = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="text or json.", case_sensitive=False)
+        str, typer.Option("--format", metavar="[text|json]", help="Output format.")
     ] = "text",
     config_file: ConfigOpt = None,
 ) -> None:
@@ -270,15 +404,15 @@ def status(
         schema=cfg["schema"],
     )
     if output_format.lower() == "json":
-        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        typer.echo(json_text(json.dumps(report.to_dict(), indent=2, default=str)))
     else:
-        typer.echo(mask(capture.format_status(report)))
+        _say(capture.format_status(report))
     for error in report.errors:
-        typer.echo(f"auditor: error: {mask(error)}", err=True)
+        _line(f"auditor: error: {error}", err=True)
     raise typer.Exit(report.exit_code)
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def notify(
     dsn: DsnOpt = None,
     database: DatabaseOpt = None,
@@ -319,12 +453,12 @@ def notify(
     _dsn(cfg)
     if once:
         result = notify_mod.deliver_pending(cfg)
-        typer.echo(notify_mod.format_report(result))
+        _say(notify_mod.format_report(result))
         raise typer.Exit(result.exit_code)
 
     class _Masked(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            return mask(super().format(record))
+            return visible(mask(super().format(record)))
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Masked("%(asctime)s auditor notify: %(message)s"))
@@ -345,49 +479,45 @@ def notify(
         logger.removeHandler(handler)
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def reconcile(
     dsn: DsnOpt = None,
-    log: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--log",
-            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
-    ] = None,
-    log_line_prefix: Annotated[
-        str | None,
-        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
-    ] = None,
+    log: LogOpt = None,
+    log_format: LogFormatOpt = None,
+    log_line_prefix: LogPrefixOpt = None,
+    log_timezone: LogTimezoneOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     state: Annotated[
-        Path | None, typer.Option("--state", help="State file for incremental (nightly) runs.")
+        Path | None,
+        typer.Option("--state", metavar="FILE", help="State file for incremental (nightly) runs."),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Output directory (default ./auditor-report)."),
+        typer.Option("--out", metavar="DIR", help="Output directory (default ./auditor-report)."),
     ] = None,
     fail_on: Annotated[
         str | None,
-        typer.Option("--fail-on", help="Exit 1 on findings at or above: info..critical."),
+        typer.Option(
+            "--fail-on",
+            metavar="[info|low|medium|high|critical]",
+            help="Exit 1 on findings at or above this severity (default high).",
+        ),
     ] = None,
     database: DatabaseOpt = None,
     all_databases: AllDatabasesOpt = False,
     schema: SchemaOpt = None,
     reader_role: Annotated[
-        str | None, typer.Option("--reader-role", help="Read the audit tables as this role.")
+        str | None,
+        typer.Option("--reader-role", metavar="ROLE", help="Read the audit tables as this role."),
     ] = None,
     mail_to: Annotated[
         list[str] | None,
-        typer.Option("--mail-to", help="Mail the summary and report.html here (repeatable)."),
+        typer.Option(
+            "--mail-to",
+            metavar="ADDR",
+            help="Mail the summary and report.html here (repeatable).",
+        ),
     ] = None,
     config_file: ConfigOpt = None,
 ) -> None:
@@ -406,6 +536,7 @@ def reconcile(
         logs=log,
         log_format=log_format,
         log_line_prefix=log_line_prefix,
+        log_timezone=log_timezone,
         since=since,
         until=until,
         state=str(state) if state else None,
@@ -417,82 +548,86 @@ def reconcile(
         reader_role=reader_role,
         report_mail_to=mail_to,
     )
-    result = run_reconcile(cfg)
+    progress, finish = _progress_bar()
+    try:
+        result = run_reconcile(cfg, progress=progress)
+    finally:
+        finish()
     for line in summary_lines(result):
-        typer.echo(line)
+        _line(line)
+    for error in result.errors:
+        _line(f"auditor: error: {error}", err=True)
     if result.mailed:
-        typer.echo(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
+        _line(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
     if result.mail_error:
-        typer.echo(f"auditor: error: {mask(result.mail_error)}", err=True)
+        _line(f"auditor: error: {result.mail_error}", err=True)
         raise typer.Exit(2)
     raise typer.Exit(result.exit_code)
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def report(
     findings_json: Annotated[
-        Path, typer.Argument(help="findings.json written by reconcile.", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="FINDINGS_JSON", help="findings.json written by reconcile.", show_default=False
+        ),
     ],
     html: Annotated[
         Path | None,
-        typer.Option("--html", help="HTML report to write (default: report.html next to it)."),
+        typer.Option(
+            "--html", metavar="FILE", help="HTML report to write (default: report.html next to it)."
+        ),
     ] = None,
     csv: Annotated[
         Path | None,
-        typer.Option("--csv", help="CSV to write (default: findings.csv next to it)."),
+        typer.Option(
+            "--csv", metavar="FILE", help="CSV to write (default: findings.csv next to it)."
+        ),
     ] = None,
 ) -> None:
     """Render report.html and findings.csv again from a saved findings.json."""
     from auditor.report import report_from_json, summary_text
 
     doc, written = report_from_json(findings_json, html=html, csv_path=csv)
-    typer.echo(summary_text(doc))
+    _line(summary_text(doc))
     for path in written.values():
-        typer.echo(f"wrote {path}")
+        _line(f"wrote {path}")
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def timeline(
     dsn: DsnOpt = None,
-    log: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--log",
-            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]'; repeatable.",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto (default), stderr, csvlog, jsonlog.")
-    ] = None,
-    log_line_prefix: Annotated[
-        str | None,
-        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
-    ] = None,
+    log: LogOpt = None,
+    log_format: LogFormatOpt = None,
+    log_line_prefix: LogPrefixOpt = None,
+    log_timezone: LogTimezoneOpt = None,
     object_name: Annotated[
         str | None,
         typer.Option(
             "--object",
-            help="NAME (any schema) or SCHEMA.NAME, quoted as in SQL; renames are followed.",
+            metavar="NAME",
+            help="NAME (any schema) or SCHEMA.NAME, written as in SQL (unquoted parts fold "
+            'to lower case, "Quoted.Parts" keep case and dots); renames are followed.',
         ),
     ] = None,
     user: Annotated[
         str | None,
-        typer.Option("--user", help="Only steps of this role (log user or audit row's users)."),
+        typer.Option(
+            "--user",
+            metavar="ROLE",
+            help="Only steps of this role (log user or audit row's users).",
+        ),
     ] = None,
     session: Annotated[
-        str | None, typer.Option("--session", help="Only steps of this session id (%c).")
+        str | None,
+        typer.Option("--session", metavar="ID", help="Only steps of this session id (%c)."),
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Start of the window (ISO-8601).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="End of the window (ISO-8601, exclusive).")
-    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     database: DatabaseOpt = None,
     schema: SchemaOpt = None,
-    output: Annotated[
-        str, typer.Option("--format", help="table (default), csv or json.")
-    ] = "table",
+    output: TableFormatOpt = "table",
     no_context: Annotated[
         bool,
         typer.Option(
@@ -513,23 +648,31 @@ def timeline(
 
     from auditor import timeline as tl_mod
 
-    output = output.lower()
-    if output not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json, not {output!r}")
+    output = _output_format(output)
     cfg = _config(
         config_file,
         dsn=dsn,
         logs=log,
         log_format=log_format,
         log_line_prefix=log_line_prefix,
+        log_timezone=log_timezone,
         since=since,
         until=until,
         databases=database,
         schema=schema,
     )
-    story = tl_mod.timeline(
-        cfg, object_name=object_name, user=user, session=session, context=not no_context
-    )
+    progress, finish = _progress_bar()
+    try:
+        story = tl_mod.timeline(
+            cfg,
+            object_name=object_name,
+            user=user,
+            session=session,
+            context=not no_context,
+            progress=progress,
+        )
+    finally:
+        finish()
     if output == "json":
         text = tl_mod.to_json(story)
     elif output == "csv":
@@ -537,11 +680,11 @@ def timeline(
     else:
         tty = sys.stdout.isatty()
         width = max(shutil.get_terminal_size((100, 24)).columns, 80) if tty else 100
-        text = tl_mod.render_table(story, width=width, color=tty)
+        text = tl_mod.render_table(story, width=width, color=_color())
     _write_stdout(text)
     if output != "table":
         for note in story.notes:
-            typer.echo(f"auditor: note: {mask(note)}", err=True)
+            _line(f"auditor: note: {note}", err=True)
 
 
 def _write_stdout(text: str) -> None:
@@ -555,48 +698,78 @@ def _write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
-@app.command()
+@app.command(cls=AuditorCommand)
 def scan(
-    log: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--log",
-            help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]' (needs --dsn); "
-            "repeatable.",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option("--log-format", help="auto (default), stderr, csvlog or jsonlog."),
-    ] = None,
-    log_line_prefix: Annotated[
-        str | None,
-        typer.Option("--log-line-prefix", help="The server's log_line_prefix (stderr logs)."),
-    ] = None,
+    log: LogOpt = None,
+    log_format: LogFormatOpt = None,
+    log_line_prefix: LogPrefixOpt = None,
+    log_timezone: LogTimezoneOpt = None,
     dsn: Annotated[
         str | None,
-        typer.Option("--dsn", help="Read log_line_prefix, time zone and 'sql:' logs from here."),
+        typer.Option(
+            "--dsn",
+            metavar="DSN",
+            help="Read log_line_prefix, time zone and 'sql:' logs from here.",
+        ),
     ] = None,
     all_records: Annotated[
-        bool, typer.Option("--all", help="Print every record, not only DDL and audit events.")
+        bool,
+        typer.Option(
+            "--all",
+            help="Print every record (markers, errors, server messages), not only statements.",
+        ),
     ] = False,
-    output: Annotated[
-        str, typer.Option("--format", help="table (default), csv or json.")
-    ] = "table",
+    output: TableFormatOpt = "table",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="TIME",
+            help="Only records at or after this time (ISO-8601; without an offset: in "
+            "log_timezone when known, else this machine's zone).",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="TIME", help="Only records before this time (ISO-8601)."),
+    ] = None,
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", metavar="ROLE", help="Only records of this user (repeatable)."),
+    ] = None,
+    database: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--database", "-d", metavar="NAME", help="Only records of this database (repeatable)."
+        ),
+    ] = None,
+    application: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--application",
+            metavar="NAME",
+            help="Only records of this application_name (repeatable).",
+        ),
+    ] = None,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", help="Worker processes (default: one per core).")
+        int | None,
+        typer.Option(
+            "--jobs", metavar="N", help="Worker processes, 1 or more (default: one per core)."
+        ),
     ] = None,
     config_file: ConfigOpt = None,
 ) -> None:
-    """Read server logs and print the DDL statements found (every record with --all).
+    """Read server logs and print the statements found, one row each (every record with --all).
 
-    The detected format and log_line_prefix, per-file counts and every warning
+    Each row shows where it is (file:line), time, session, vxid, user,
+    database, application, the error that failed it and the text.  The
+    detected format and log_line_prefix, per-file counts and every warning
     (file:line) go to standard error; the records go to standard output.
     """
+    from auditor.logs.render import RecordFilter
     from auditor.logs.scan import scan as run_scan
 
-    if output not in ("table", "csv", "json"):
-        raise ConfigError(f"--format must be table, csv or json, not {output!r}")
+    output = _output_format(output)
     cfg = _config(
         config_file,
         logs=log,
@@ -604,7 +777,13 @@ def scan(
         log_line_prefix=log_line_prefix,
         dsn=dsn,
         jobs=jobs,
+        log_timezone=log_timezone,
     )
+    if cfg["jobs"] is not None and int(cfg["jobs"]) < 1:
+        raise ConfigError(
+            f"jobs must be 1 or more (--jobs, AUDITOR_JOBS or jobs: in the config), "
+            f"got {cfg['jobs']}"
+        )
     progress, finish = _progress_bar()
     try:
         stream = run_scan(
@@ -615,8 +794,23 @@ def scan(
             all_records=all_records,
             jobs=cfg["jobs"],
             progress=progress,
+            log_timezone=cfg["log_timezone"],
         )
-        _render_scan(stream, output, all_records, progress_done=finish)
+        selection = RecordFilter()
+        if since or until or user or database or application:
+            from auditor.logs.times import wall_clock_zone
+            from auditor.reconcile import parse_when
+
+            # Nothing is read yet; the zone the times are placed in is known.
+            wall = wall_clock_zone(stream.log_timezone)
+            selection = RecordFilter(
+                since=parse_when(since, "--since", wall),
+                until=parse_when(until, "--until", wall),
+                users=frozenset(user or ()),
+                databases=frozenset(database or ()),
+                applications=frozenset(application or ()),
+            )
+        _render_scan(stream, output, all_records, selection, progress_done=finish)
     finally:
         finish()
 
@@ -633,7 +827,7 @@ def _progress_bar() -> tuple[Any, Any]:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None),
         transient=True,
     )
     task = bar.add_task("reading logs", total=None)
@@ -653,19 +847,29 @@ def _progress_bar() -> tuple[Any, Any]:
     return update, finish
 
 
-def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any) -> None:
+def _render_scan(
+    stream: Any, output: str, all_records: bool, selection: Any, progress_done: Any
+) -> None:
     """Print scan results: records on stdout, warnings and summaries on stderr."""
     import csv as csv_mod
 
-    import orjson
-
-    from auditor.logs.render import COLUMNS, record_row, source_summary
+    from auditor.logs.render import (
+        COLUMNS,
+        csv_cells,
+        json_row,
+        record_row,
+        source_summary,
+        table_header,
+        table_line,
+    )
     from auditor.model import LogRecord, ReadWarning
 
-    def warn(item: ReadWarning) -> None:
-        typer.echo(f"auditor: warning: {mask(str(item))}", err=True)
-
-    streaming = all_records  # --all can be huge: print as records come
+    parsed: dict[str, int] = {}
+    shown: dict[str, int] = {}
+    # Log bytes that are not UTF-8 are kept as lone surrogates (auditor.encoding).
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     writer = None
     first = True
     if output == "csv":
@@ -673,39 +877,53 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
         writer.writeheader()
     elif output == "json":
         sys.stdout.write("[")
+    else:
+        sys.stdout.write(table_header() + "\n")
 
-    def emit(row: dict[str, Any]) -> None:
+    def emit(rec: LogRecord, error: LogRecord | None = None) -> None:
         nonlocal first
-        if output == "csv":
+        shown[rec.source.file] = shown.get(rec.source.file, 0) + 1
+        if output == "table":
+            sys.stdout.write(table_line(rec, error) + "\n")
+        elif output == "csv":
             assert writer is not None
-            writer.writerow(row)
-        elif output == "json":
-            sys.stdout.write(("\n" if first else ",\n") + orjson.dumps(row).decode())
+            writer.writerow(csv_cells(record_row(rec, error), COLUMNS))
         else:
-            sys.stdout.write(_table_line(row) + "\n")
+            sys.stdout.write(("\n" if first else ",\n") + json_row(record_row(rec, error)))
         first = False
 
-    if output == "table":
-        sys.stdout.write(_table_line(None) + "\n")
     # Without --all a statement's row shows the error that failed it.  The error
     # comes later in the log (usually right after), so rows wait in a bounded
-    # window; an error whose statement has left the window gets its own row.
+    # window; an error whose statement has left the window gets its own row, and
+    # the error of a statement the filters left out is left out too.
     pending: deque[LogRecord] = deque()
     waiting: set[Any] = set()
+    dropped: deque[Any] = deque()
+    dropped_set: set[Any] = set()
     errors: dict[Any, LogRecord] = {}
 
     def flush_one() -> None:
         rec = pending.popleft()
         waiting.discard(rec.source)
-        emit(record_row(rec, errors.pop(rec.source, None)))
+        emit(rec, errors.pop(rec.source, None))
 
     for item in stream:
         if isinstance(item, ReadWarning):
-            warn(item)
-        elif streaming:
-            emit(record_row(item))
+            _line(f"auditor: warning: {item}", err=True)
+            continue
+        parsed[item.source.file] = parsed.get(item.source.file, 0) + 1
+        if all_records:  # --all can be huge: print as records come
+            if selection.matches(item):
+                emit(item)
         elif item.failed_statement is not None and item.failed_statement in waiting:
             errors[item.failed_statement] = item
+        elif _not_a_row(item, dropped_set):
+            continue
+        elif not selection.matches(item):
+            dropped.append(item.source)
+            dropped_set.add(item.source)
+            if len(dropped) > _ERROR_WINDOW:
+                dropped_set.discard(dropped.popleft())
         else:
             pending.append(item)
             waiting.add(item.source)
@@ -717,15 +935,28 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
         sys.stdout.write("\n]\n" if not first else "]\n")
     sys.stdout.flush()
     progress_done()
-    for stats in stream.sources:
-        typer.echo(source_summary(stats), err=True)
+    if stream.log_timezone:
+        _line(f"auditor: log times placed in log_timezone {stream.log_timezone}", err=True)
+    else:
+        _line(
+            "auditor: no log_timezone known (--log-timezone, --dsn): a zone abbreviation is "
+            "placed only when the tz database gives it one UTC offset",
+            err=True,
+        )
+    for note in stream.notes:
+        _line(f"auditor: note: {note}", err=True)
+    for stats in stream.sources:  # last: one line per file (scripts read the last line)
+        _line(
+            source_summary(stats, parsed.get(stats.source, 0), shown.get(stats.source, 0)),
+            err=True,
+        )
     server = stream.server
     if (
         server is not None
         and server.lc_messages
         and not server.lc_messages.startswith(("C", "POSIX", "en"))
     ):
-        typer.echo(
+        _line(
             f"auditor: warning: lc_messages is {server.lc_messages!r}: translated severity "
             "words and messages are not recognised; set lc_messages = 'C'",
             err=True,
@@ -736,50 +967,46 @@ def _render_scan(stream: Any, output: str, all_records: bool, progress_done: Any
         raise LogInputError("no log record could be read (see the warnings above)")
 
 
+def _not_a_row(rec: Any, dropped: set[Any]) -> bool:
+    """Without --all: markers and server messages, and the errors of statements the
+    filters left out, are not rows."""
+    if rec.failed_statement is not None:
+        return rec.failed_statement in dropped
+    from auditor.logs.render import one_row_per_statement
+
+    return not one_row_per_statement(rec)
+
+
 #: Records that wait for the error that may fail them (scan output without --all).
 _ERROR_WINDOW = 2000
 
-_TABLE = (
-    ("time", 23), ("session_id", 14), ("vxid", 8), ("user", 10), ("database", 10),
-    ("application", 12), ("error", 14),
-)  # fmt: skip
 
-
-def _table_line(row: dict[str, Any] | None) -> str:
-    """One fixed-width line (the header when ``row`` is None); text comes last, on one line."""
-    if row is None:
-        head = [name.upper()[:width].ljust(width) for name, width in _TABLE]
-        return "  ".join([*head, "STATEMENT / MESSAGE"])
-    cells = []
-    for name, width in _TABLE:
-        value = row.get(name)
-        text = "" if value is None else str(value)
-        if name == "time" and text:
-            text = text.replace("T", " ")[:23]
-        if name == "error":
-            text = text.split(":", 1)[0]  # "ERROR 42P07"; the message is in csv/json
-            if not text:
-                text = "-" if row["kind"] in ("statement", "execute") else row["kind"]
-        cells.append(text[:width].ljust(width))
-    body = row["statement"] if row["statement"] is not None else row["message"]
-    body = " ".join(str(body).split())
-    return "  ".join([*cells, body])
-
-
-@app.command()
+@app.command(cls=AuditorCommand)
 def demo(
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for the reports, mails and logs.")
+        Path,
+        typer.Option("--out", metavar="DIR", help="Directory for the reports, mails and logs."),
     ] = Path("auditor-demo"),
 ) -> None:
     """Run the whole product on a throwaway cluster and leave the results in --out.
 
-    Self-contained: it reads no auditor.yaml and no AUDITOR_* variables.
+    Self-contained: it reads no auditor.yaml and no AUDITOR_* variables.  Exits as
+    the reconcile inside it does (1: the scripted evasions were found, as they
+    should be; 2: it could not run).
     """
     from auditor.demo import run_demo
 
-    result = run_demo(out, echo=lambda line: typer.echo(line))
-    typer.echo(result.summary)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: not writable")
+    result = run_demo(out, echo=lambda line: _line(line))
+    _say(result.summary)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

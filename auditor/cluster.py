@@ -146,6 +146,7 @@ class TempCluster:
         base_dir: str | os.PathLike[str] | None = None,
         superuser: str = DEFAULT_SUPERUSER,
         start_timeout: float = 60.0,
+        server_env: Mapping[str, str] | None = None,
     ) -> None:
         self.bindir = find_bindir(bindir)
         self.major = server_major(self.bindir)
@@ -158,6 +159,9 @@ class TempCluster:
         self.extra_settings = dict(settings or {})
         self.base_dir = Path(base_dir) if base_dir else None
         self.start_timeout = start_timeout
+        #: Extra environment of ``pg_ctl`` and the server it starts (opt-in; e.g. a test
+        #: runs the server under libfaketime with ``LD_PRELOAD`` and ``FAKETIME``).
+        self.server_env = dict(server_env or {})
         self.os_user = _os_user_for_server()
         self.root: Path | None = None
         self.port = 0
@@ -196,11 +200,22 @@ class TempCluster:
         self.stop()
 
     def _run(
-        self, args: Sequence[str], *, timeout: float = 120.0, check: bool = True
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float = 120.0,
+        check: bool = True,
+        server: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a server binary, as the unprivileged OS user when we are root."""
+        """Run a server binary, as the unprivileged OS user when we are root.
+
+        ``server``: the command starts or controls the server (``pg_ctl``), which
+        gets ``server_env`` too.
+        """
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8", TZ="UTC")
+        if server:
+            env.update(self.server_env)
         kwargs: dict[str, Any] = {}
         if self.os_user is not None:
             kwargs.update(user=self.os_user.pw_uid, group=self.os_user.pw_gid, extra_groups=[])
@@ -307,6 +322,7 @@ class TempCluster:
                     ],
                     check=False,
                     timeout=self.start_timeout + 30,
+                    server=True,
                 )  # fmt: skip
                 if proc.returncode == 0:
                     last_error = None
@@ -336,7 +352,7 @@ class TempCluster:
                     proc = self._run(
                         [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
                          "-m", mode, "-w", "-t", "30", "stop"],
-                        check=False, timeout=60,
+                        check=False, timeout=60, server=True,
                     )  # fmt: skip
                     if proc.returncode == 0:
                         break
@@ -375,8 +391,48 @@ class TempCluster:
         self._run(
             [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
              "-l", str(self._path("startup.log")), "-w", "-t", "60", "restart"],
+            timeout=120, server=True,
+        )  # fmt: skip
+
+    def single_user(self, dbname: str, commands: str) -> str:
+        """Stop the server, run ``commands`` in single-user mode (``postgres --single``, as
+        the server's OS user), start it again; returns what the backend printed.
+
+        Single-user mode fires no event trigger and writes nothing to the collector's
+        log: it is how a superuser with shell access changes the schema unseen.
+        """
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+             "-w", "-t", "60", "stop"],
             timeout=120,
         )  # fmt: skip
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+            env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8", TZ="UTC")
+            kwargs: dict[str, Any] = {}
+            if self.os_user is not None:
+                kwargs.update(user=self.os_user.pw_uid, group=self.os_user.pw_gid, extra_groups=[])
+                env.update(HOME=str(self.root), USER=self.os_user.pw_name)
+            proc = subprocess.run(
+                [str(self.bindir / "postgres"), "--single", "-D", str(self.data_dir), dbname],
+                input=commands,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                cwd=str(self.root),
+                start_new_session=True,
+                **kwargs,
+            )
+            if proc.returncode != 0:
+                raise ClusterError(f"postgres --single failed: {proc.stderr.strip()[-300:]}")
+            return str(proc.stdout) + str(proc.stderr)
+        finally:
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
+                 "-l", str(self._path("startup.log")), "-w", "-t", "60", "start"],
+                timeout=120,
+            )  # fmt: skip
 
     # -- connections -----------------------------------------------------------
     def dsn(

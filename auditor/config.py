@@ -52,9 +52,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("logs", list, [], "log files, globs, directories, '-' or 'sql:' sources"),
     Option("log_format", str, "auto", "auto, stderr, csvlog or jsonlog"),
     Option("log_line_prefix", str, None, "the server's log_line_prefix (stderr logs)"),
+    Option(
+        "log_timezone",
+        str,
+        None,
+        "the server's log_timezone (IANA name): places the times the logs print "
+        "(default: SHOW log_timezone over dsn)",
+    ),
     Option("jobs", int, None, "worker processes for reading logs (default: one per core)"),
-    Option("since", str, None, "start of the window (ISO-8601)"),
-    Option("until", str, None, "end of the window (ISO-8601)"),
+    Option("since", str, None, "start of the window (ISO-8601; no offset: in log_timezone)"),
+    Option("until", str, None, "end of the window (ISO-8601; no offset: in log_timezone)"),
     Option("state", str, None, "state file for incremental runs"),
     Option("out", str, "auditor-report", "output directory of reconcile"),
     Option("fail_on", str, "high", "lowest severity that makes reconcile exit 1"),

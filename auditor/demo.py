@@ -155,7 +155,8 @@ def steps() -> list[Step]:
              ("ALTER SYSTEM RESET log_statement", "SELECT pg_reload_conf()"),
              user="mallory",
              why="the RESET itself is not logged (logging was off); the reload line that "
-                 "follows is reported without a session"),
+                 "follows turns DDL logging back on: it weakens nothing, so it is no "
+                 "finding, only a step of the timeline"),
         Step("19-impersonate", "mallory acts as alice",
              ("SET SESSION AUTHORIZATION alice", "CREATE TABLE alice_did_it (x int)"),
              user="mallory", expect=(C.IMPERSONATED_DDL,),
@@ -183,6 +184,9 @@ class DemoResult:
     mails: list[Path]
     summary: str
     day: list[Step] = field(default_factory=list)
+    #: The reconcile's exit code (1 when the day's evasions were found), which the
+    #: summary's last line prints.
+    exit_code: int = 0
 
 
 def _setup_sql() -> list[tuple[str, str]]:
@@ -389,4 +393,6 @@ def run_demo(out: Path, echo: Callable[[str], None] = print) -> DemoResult:
         0, f"demo finished in {elapsed:.0f} s; {len(mails)} e-mails captured in {out / 'mails'}"
     )
     lines.append(f"explanations: {readme}")
-    return DemoResult(out, result.document, result.paths["html"], mails, "\n".join(lines), day)
+    return DemoResult(
+        out, result.document, result.paths["html"], mails, "\n".join(lines), day, result.exit_code
+    )

@@ -22,12 +22,13 @@ exactly one finding; :class:`MatchResult` carries the counts that prove it.
 
 from __future__ import annotations
 
+import bisect
 import operator
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import PurePath
 from typing import Any, TypedDict
@@ -46,17 +47,22 @@ from auditor.model import (
 )
 from auditor.pairing import Anchors, Execution, Logged, group_executions, pair, split
 from auditor.pairing import Firing as Firing  # re-exported: timeline.py imports it from here
+from auditor.tamper import (
+    AuditorObjects,
+    identified,
+    names_target,
+    path_changes,
+    rows_target,
+    shadow_schemas,
+)
+from auditor.weakening import RULES, Situation, Verdict, judge, packaged_pins
 
 C = FindingClass
 
-_WEAKENING_VALUES = {
-    "log_statement": {"none"},
-    "event_triggers": {"off", "false", "0"},
-    "logging_collector": {"off", "false", "0"},
-    "log_min_messages": {"fatal", "panic"},
-    "log_min_error_statement": {"fatal", "panic"},
-    "session_replication_role": {"replica"},
-}
+#: Statements whose only effect is to change settings.
+_SETTINGS_ONLY_NODES = frozenset(
+    {"VariableSetStmt", "AlterSystemStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt"}
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,21 @@ class MatchContext:
     #: per-database overrides as (database, role, value): what the log can hold.
     log_statement: str | None = None
     log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
+    #: The auditor's own objects per database: DDL on them is tampering (auditor.tamper).
+    auditor_objects: Mapping[str, AuditorObjects] = field(default_factory=dict)
+    #: Per database, runs (first, last) of audit ids between the rows read that no row
+    #: of the table holds (reconcile asks the table): each needs a marker, or a reason.
+    id_gaps: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    #: The window: log records before its start or after its end were not read.
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    #: The time of the last record the log files read hold (of any kind, also the ones
+    #: the readers skip); None when unknown.
+    log_end: datetime | None = None
+    #: Settings ``<schema>.record_event()`` pins in its SET clause (None: as installed by
+    #: this package), and the log formats read: what settings changes are judged against.
+    pinned_settings: frozenset[str] | None = None
+    log_formats: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +249,10 @@ class Matcher:
         # Only the first marker of a statement carries its STATEMENT text; the others
         # inherit it from the previous marker of the same session and transaction.
         last_text: dict[tuple[str | None, str | None, int | None], str] = {}
-        for rec in sorted(records, key=_time_key):
+        ordered = sorted(records, key=_time_key)
+        self.coverage = _Coverage.of(ordered, ctx.log_end)
+        self.errors = [r for r in ordered if r.kind == MessageKind.ERROR]
+        for rec in ordered:
             if rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
                 statements.append(rec)
             elif rec.kind == MessageKind.ERROR:
@@ -252,6 +276,12 @@ class Matcher:
                 self.others.append(rec)
         self.logged = self._logged_statements(statements, errors)
         self.firings = self._firings(list(events), markers, xact_status)
+        #: A marker without a database (a stderr prefix without %d) cannot be told
+        #: apart from another database's: no row's marker is then judged absent.
+        self._markers_unattributed = any(rec.database is None for rec, _ in markers)
+        self._shadow_cache: dict[str, frozenset[str]] = {}
+        self._rewrite_cache: dict[str, frozenset[int]] | None = None
+        self._gap_errors: set[int] = set()
         self.uses_session = any(r.session_id for r in statements) or not statements
 
     # -- building blocks ---------------------------------------------------------
@@ -329,30 +359,29 @@ class Matcher:
                         f"{', '.join(s.event_trigger.names)}).",
                     )
                 )
-            elif drift is not None and s.is_ddl:
-                verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
-            elif s.is_ddl and self._touches_audit_objects(s):
+            elif s.is_ddl and (touched := self._tampering(s, chunk, db)) is not None:
                 verdicts.append(
                     (
                         C.CONFIG_DRIFT,
                         Severity.CRITICAL,
-                        f"{where} changes the auditor's own objects in schema {self.ctx.schema!r}.",
+                        f"{where} changes the auditor's own {touched} "
+                        f"(schema {self.ctx.schema!r}).",
                     )
                 )
             elif drift is not None:
                 verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
             elif s.unauditable_reason:
-                high = s.command_tag == "ALTER SYSTEM" or s.grants_superuser
+                sev = self._unauditable_severity(s)
                 extra = " It grants superuser-level power." if s.grants_superuser else ""
+                if sev == Severity.INFO:
+                    said = "; ".join(v.text for v in self._setting_verdicts(s.settings))
+                    extra += f" Its only effect: {said}."
                 verdicts.append(
-                    (
-                        C.UNAUDITABLE_DDL,
-                        Severity.HIGH if high else None,
-                        f"{where}: {s.unauditable_reason}.{extra}",
-                    )
+                    (C.UNAUDITABLE_DDL, sev, f"{where}: {s.unauditable_reason}.{extra}")
                 )
             elif s.fires_ddl_command_end:
-                verdicts.extend(self._eligible_verdict(lg, s, chunk, where, unmonitored))
+                eligible = self._eligible_verdict(lg, s, chunk, where, unmonitored)
+                verdicts.extend(self._vouch_verdicts(chunk, where, eligible))
         return verdicts, used
 
     def _eligible_verdict(
@@ -522,32 +551,38 @@ class Matcher:
             self._trigger_change_list = found
         return self._trigger_change_list
 
-    def _touches_audit_objects(self, s: StatementClass) -> bool:
-        schema = self.ctx.schema
-        if schema not in s.text:  # cheap test first: objects needs a second parse
-            return False
-        return any(o == schema or o.startswith(schema + ".") for o in s.objects)
+    @property
+    def _situation(self) -> Situation:
+        pinned = self.ctx.pinned_settings
+        return Situation(
+            self.ctx.server_version_num,
+            packaged_pins(self.ctx.schema) if pinned is None else pinned,
+            self.ctx.log_formats,
+        )
 
-    @staticmethod
-    def _setting_drift(changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
-        if not changes:
+    def _setting_verdicts(self, changes: Sequence[SettingChange]) -> list[Verdict]:
+        situation = self._situation
+        return [judge(c, situation) for c in changes]
+
+    def _setting_drift(self, changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
+        """The worst change that weakens a channel (or may), by :mod:`auditor.weakening`;
+        None when no change does (the statement is then judged as what it is)."""
+        drifts = [v for v in self._setting_verdicts(changes) if v.drift]
+        if not drifts:
             return None
-        worst: tuple[Severity, str] | None = None
-        for c in changes:
-            value = (c.value or "").strip("'").lower()
-            weak = value in _WEAKENING_VALUES.get(c.name, set()) or c.name == "ALL"
-            sev = Severity.CRITICAL if weak else Severity.HIGH
-            text = (
-                f"{c.name} reset to its default ({c.scope})"
-                if c.value is None
-                else f"{c.name} set to {c.value!r} ({c.scope})"
-            )
-            text += (
-                ": this weakens the channel" if weak else "; not weakening by itself, but review it"
-            )
-            if worst is None or sev.rank > worst[0].rank:
-                worst = (sev, text)
-        return worst
+        worst = max(drifts, key=lambda v: (v.severity or Severity.HIGH).rank)
+        return (worst.severity or Severity.HIGH, worst.text)
+
+    def _unauditable_severity(self, s: StatementClass) -> Severity | None:
+        """UNAUDITABLE_DDL severity: high for ALTER SYSTEM and superuser grants (spec),
+        info for a statement whose only effect is a watched setting that weakens nothing."""
+        if s.settings and s.node in _SETTINGS_ONLY_NODES:
+            changes = s.settings
+            if all(c.name in RULES or c.name == "ALL" for c in changes):
+                return Severity.INFO
+        if s.command_tag == "ALTER SYSTEM" or s.grants_superuser:
+            return Severity.HIGH
+        return None
 
     # -- findings ------------------------------------------------------------------------
     def _add(
@@ -569,7 +604,11 @@ class Matcher:
         lg: Logged,
         verdicts: list[tuple[FindingClass, Severity | None, str]],
         firings: list[Firing],
+        *,
+        accounts: bool = True,
     ) -> None:
+        """One finding for a logged record; ``accounts``: it is one of the logged DDL
+        statements (a SET line logged under 'mod'/'all' is not)."""
         from auditor.findings import DEFAULT_SEVERITY
 
         def sev(v: tuple[FindingClass, Severity | None, str]) -> Severity:
@@ -581,7 +620,7 @@ class Matcher:
         tags = [s.command_tag for s in lg.cls.statements if s.schema_change or s.settings]
         self._add(
             worst[0],
-            accounts_log=True,
+            accounts_log=accounts,
             step_record=rec,
             step_firings=firings,
             key=(_short(rec.source.file), rec.source.offset, rec.source.line),
@@ -705,6 +744,7 @@ class Matcher:
                     "(logging suppressed for that session, or the row was inserted by hand)."
                 )
                 self._firings_finding(C.UNLOGGED_DDL, top, reason)
+        indirect = self._suspect_indirect(indirect)
         if indirect:
             outer = ", ".join(s.command_tag for s in cls.statements) or "?"
             self._firings_finding(
@@ -746,27 +786,308 @@ class Matcher:
                 best = (rank, value)
         return best[1] if best is not None else self.ctx.log_statement
 
-    def _other_records(self) -> None:
-        """CONFIG_DRIFT from "parameter ... changed" lines and from logged SET statements."""
-        from auditor.classify import WATCHED_SETTINGS
+    # -- tampering with the auditor, judged by identity (auditor.tamper) -----------------
+    def _auditor(self, database: str) -> AuditorObjects:
+        found = self.ctx.auditor_objects.get(database)
+        return found if found is not None else AuditorObjects(self.ctx.schema)
 
+    def _shadows(self, database: str) -> frozenset[str]:
+        """Schemas whose objects could shadow what the audit function uses unqualified.
+
+        From its live search_path and every ``SET search_path`` (or reset) of it that
+        the log shows in this database: pinned to ``pg_catalog, pg_temp`` there are none.
+        """
+        found = self._shadow_cache.get(database)
+        if found is None:
+            ident = self._auditor(database)
+            paths: list[tuple[str, ...] | None] = [ident.search_path]
+            for lg in self.logged:
+                if (lg.record.database or "") != database or not _FUNCTION_WORD.search(lg.text):
+                    continue
+                for s in lg.cls.statements:
+                    for name, path in path_changes(s.text):
+                        if "." not in name or name.split(".", 1)[0] == ident.schema:
+                            paths.append(path)
+            found = self._shadow_cache[database] = shadow_schemas(paths)
+        return found
+
+    def _tampering(self, s: StatementClass, chunk: Sequence[Firing], database: str) -> str | None:
+        """What of the auditor a logged DDL statement changed, or None.
+
+        By the identity of the objects its trusted audit rows name; by the parser's
+        names only when no row identifies anything (GRANT/REVOKE rows, or no row).
+        """
+        ident = self._auditor(database)
+        shadows = self._shadows(database)
+        rows = [e for f in chunk if (e := f.trusted_event) is not None]
+        # Cheap tests first: a night's million rows keep their objects unparsed unless
+        # the statement or a row's objects can name the auditor at all.
+        if (
+            not shadows
+            and not _names_pattern(ident).search(s.text)
+            and not any(ident.schema in e.objects_json for e in rows)
+        ):
+            return None
+        objects = identified(o for e in rows for o in e.objects)
+        if objects:
+            return rows_target(ident, objects, shadows)
+        return names_target(ident, s.objects, shadows)
+
+    def _rows_tampering(self, rows: Sequence[Firing]) -> str | None:
+        """What of the auditor rows no logged statement explains changed (DO, functions)."""
+        for f in rows:
+            e = f.trusted_event
+            shadows = self._shadows(f.database)
+            if e is None or (not shadows and self.ctx.schema not in e.objects_json):
+                continue
+            found = rows_target(self._auditor(f.database), e.objects, shadows)
+            if found is not None:
+                return found
+        return None
+
+    def _suspect_indirect(self, rows: list[Firing]) -> list[Firing]:
+        """Report indirect rows that tamper or cannot be vouched for; return the others.
+
+        DDL a DO block or function runs is an ordinary INDIRECT_DDL (medium), unless
+        it changes the auditor itself (a critical CONFIG_DRIFT) or its row has no
+        marker of its own (MARKER_MISSING).
+        """
+        if not rows:
+            return rows
+        touched = self._rows_tampering(rows)
+        if touched is not None:
+            self._firings_finding(
+                C.CONFIG_DRIFT,
+                rows,
+                f"DDL run inside a DO block, function or procedure changed the auditor's own "
+                f"{touched} (schema {self.ctx.schema!r}).",
+                Severity.CRITICAL,
+            )
+            return []
+        suspect = [(f, why) for f in rows if (why := self._unvouched(f)) is not None]
+        if suspect:
+            self._firings_finding(
+                C.MARKER_MISSING,
+                [f for f, _ in suspect],
+                "DDL run inside a DO block, function or procedure: "
+                + "; ".join(why for _, why in suspect)
+                + ". The row cannot be vouched for.",
+            )
+            done = {id(f) for f, _ in suspect}
+            return [f for f in rows if id(f) not in done]
+        return rows
+
+    # -- vouching: every row needs a marker of its own (MARKER_MISSING) -----------------
+    def _marker_unknowable(self, e: AuditEvent) -> str | None:
+        """Why the log read cannot tell whether a row's marker exists ('late': not yet)."""
+        if self._markers_unattributed:
+            return "unattributed"
+        t = e.clock_time
+        if self._gap_for(t) is not None:
+            return "gap"
+        start = self.ctx.window_start
+        if start is not None and t - _ORDER_SLACK < start:
+            return "before"  # its marker would be in an earlier window's log
+        if self.coverage.session_after(e.session_id, t):
+            return None  # the session logged on after the firing: its marker came before
+        end = self.ctx.window_end
+        if self.coverage.after(t) and (end is None or t + _MARKER_SLACK < end):
+            return None
+        return "late"
+
+    def _unvouched(self, f: Firing) -> str | None:
+        """Why an audit row is not vouched for by a marker of its own, or None.
+
+        Its marker is absent although the log covers that moment, or the marker
+        with its id names another inserting transaction (the row was deleted and
+        a copy inserted again: "wipe and restore").
+        """
+        e = f.event
+        if e is None or f.altered:
+            return None  # no row, or an altered row (AUDIT_ROW_ALTERED says so)
+        if f.marker is not None:
+            if e.row_xmin != f.marker.xid and e.row_xmin not in self._rewrites(f.database):
+                return (
+                    f"row {e.id} was inserted by transaction {e.row_xmin}, but its marker "
+                    f"says transaction {f.marker.xid} inserted it: the row was removed and "
+                    "inserted again"
+                )
+            return None
+        if self._marker_unknowable(e) is not None:
+            return None
+        return f"row {e.id} has no marker in the log, although the log covers its session then"
+
+    def _rewrites(self, database: str) -> frozenset[int]:
+        """Transactions that rewrote the audit table (its table_rewrite rows say so).
+
+        ``ALTER TABLE <schema>.events SET UNLOGGED`` (or a column type change)
+        copies every row with the altering transaction as xmin; the DDL itself is
+        reported as tampering, and the rows' digests still vouch for their content.
+        """
+        cache = self._rewrite_cache
+        if cache is None:
+            found: dict[str, set[int]] = defaultdict(set)
+            target = f"{self.ctx.schema}.events"
+            for f in self.firings:
+                e = f.trusted_event
+                if (
+                    e is not None
+                    and e.event == "table_rewrite"
+                    and any(o.object_identity == target for o in e.objects)
+                ):
+                    found[f.database].update((e.row_xmin, e.xid % 2**32))
+            cache = self._rewrite_cache = {k: frozenset(v) for k, v in found.items()}
+        return cache.get(database, frozenset())
+
+    def _markers_late(self, firings: Sequence[Firing]) -> bool:
+        """Rows whose marker may still be written past what was read (carry them)."""
+        return any(
+            f.event is not None
+            and f.marker is None
+            and self._marker_unknowable(f.event) == "late"
+            and self._carry(f.event.clock_time)
+            for f in firings
+        )
+
+    def _vouch_verdicts(
+        self,
+        chunk: Sequence[Firing],
+        where: str,
+        verdicts: list[tuple[FindingClass, Severity | None, str]],
+    ) -> list[tuple[FindingClass, Severity | None, str]]:
+        """``verdicts`` of a logged statement, with MARKER_MISSING for rows no marker vouches for.
+
+        What such a row claims (who ran the DDL) is unproven: an attribution
+        mismatch it shows becomes part of the MARKER_MISSING reason, not the class.
+        """
+        reasons = [why for f in chunk if (why := self._unvouched(f)) is not None]
+        if not reasons:
+            return verdicts
+        claims = [v[2] for v in verdicts if v[0] == C.ATTRIBUTION_MISMATCH]
+        reason = (
+            f"{where}: {'; '.join(reasons)}. The marker was suppressed (or the row put there "
+            "by other means), so the row cannot be vouched for."
+        )
+        if claims:
+            reason += " What the row claims is unproven: " + " ".join(claims)
+        kept = [v for v in verdicts if v[0] != C.ATTRIBUTION_MISMATCH]
+        return [*kept, (C.MARKER_MISSING, None, reason)]
+
+    def _id_gaps(self) -> None:
+        """Audit ids drawn from the sequence with neither a row nor a marker.
+
+        Legitimate gaps: an error inside the audit function after it drew the id
+        (its CONTEXT names the function; the DDL was refused), and the up to 32
+        values a sequence pre-logs, lost when the server restarts after a crash
+        (the log shows the recovery).  Anything else means a row was removed
+        whose marker had been suppressed, or the sequence was advanced by hand.
+        """
+        marked: dict[str, list[int]] = defaultdict(list)
+        rows_by_db: dict[str, list[AuditEvent]] = defaultdict(list)
+        for f in self.firings:
+            if f.marker is not None:
+                marked[f.database].append(f.id)
+            if f.event is not None:
+                rows_by_db[f.database].append(f.event)
+        for db, gaps in sorted(self.ctx.id_gaps.items()):
+            rows = sorted(rows_by_db.get(db, []), key=lambda e: e.id)
+            ids = [e.id for e in rows]
+            with_marker = sorted(marked.get(db, []))
+            for lo, hi in _unmarked(gaps, with_marker):
+                i = bisect.bisect_left(ids, lo)
+                if i == 0 or i >= len(ids):
+                    continue  # not between two rows read: nothing to time it by
+                before, after = rows[i - 1], rows[i]
+                start = min(before.clock_time, after.clock_time)
+                end = max(before.clock_time, after.clock_time)
+                if any(
+                    self._marker_unknowable(replace(after, clock_time=t)) is not None
+                    for t in (start, end)
+                ):
+                    continue  # part of that stretch is not in the log read
+                explained = self._explain_gap(db, start, end, hi - lo + 1)
+                if explained:
+                    continue
+                self._add(
+                    C.MARKER_MISSING,
+                    key=(db, "ids", lo, hi),
+                    reason=(
+                        f"Audit id(s) {lo}{'-' + str(hi) if hi != lo else ''} of "
+                        f"{self.ctx.schema}.events_id_seq were drawn between rows {before.id} "
+                        f"and {after.id} ({start.isoformat()} to {end.isoformat()}), but the "
+                        "table holds no row and the log no marker for them, and no error of "
+                        "the audit function or server restart explains it: rows whose markers "
+                        "were suppressed were removed, or the sequence was advanced by hand."
+                    ),
+                    time=start,
+                    database=db,
+                    command_tags=["?"],
+                    evidence={
+                        "log": None,
+                        "audit": [],
+                        "ids": [lo, hi],
+                        "between_rows": [before.id, after.id],
+                    },
+                )
+
+    def _explain_gap(self, database: str, start: datetime, end: datetime, size: int) -> bool:
+        """Whether errors of the audit function or crash restarts account for ``size`` ids.
+
+        An error explains one id (the one its firing drew, after the row before the
+        gap and, give or take the collector, before the row after it), and is used
+        up; a crash restart explains what the sequence had logged ahead.
+        """
+        lo, hi = start - _ORDER_SLACK, end + _MARKER_SLACK
+        fn = f"{self.ctx.schema}.record_event()"
+        used = self._gap_errors
+        errors = [
+            i
+            for i, r in enumerate(self.errors)
+            if i not in used
+            and r.time is not None
+            and lo <= r.time <= hi
+            and (r.database or "") == database
+            and fn in (r.context or "")
+        ]
+        restarts = sum(
+            1
+            for r in self.others
+            if r.time is not None and lo <= r.time <= hi and _RESTART_LINE.search(r.message)
+        )
+        used.update(errors[:size])
+        return size <= len(errors) + restarts * (_SEQ_LOG_VALS + 1)
+
+    def _other_records(self) -> None:
+        """CONFIG_DRIFT from the server's "parameter ... changed" lines.
+
+        The line gives the new server-wide value (or, "removed from configuration
+        file, reset to default", the built-in one); it is judged like any other
+        change (:mod:`auditor.weakening`).  One that weakens nothing is no finding,
+        but stays a step of the story (``auditor timeline``).  Written with CONTEXT,
+        it came from a client's RAISE, not from the server: forged.
+        """
         for rec in self.others:
             m = _RELOAD_LINE.match(rec.message)
-            if not m or m.group(1) not in WATCHED_SETTINGS:
+            if not m or m.group(1) not in RULES:
                 continue
-            change = SettingChange(m.group(1), m.group(2), "server reload")
-            sev, text = self._setting_drift([change]) or (Severity.HIGH, "")
-            reason = f"The server reloaded its configuration: {text}."
+            name = m.group(1)
+            value = m.group(2) if m.group(2) is not None else RULES[name].default
+            drift = self._setting_drift([SettingChange(name, value, "server reload")])
             if rec.context:
                 # The server writes this line itself, never from inside a function.
                 first = rec.context.strip().split("\n", 1)[0]
-                sev = Severity.CRITICAL
                 reason = (
                     f"A forged server message: {rec.message!r} was raised by {first!r} in "
                     "a client session (RAISE LOG), not written by the server on a reload; "
                     "someone tried to mislead the reconcile."
                 )
-            self._record_finding(rec, reason, sev, ["SIGHUP"])
+                self._record_finding(rec, reason, Severity.CRITICAL, ["SIGHUP"])
+            elif drift is not None:
+                sev, text = drift
+                reason = f"The server reloaded its configuration: {text}."
+                self._record_finding(rec, reason, sev, ["SIGHUP"])
+            else:
+                self.result.steps.append(Step(rec.time, rec, (), None))
 
     def _forged_findings(self) -> None:
         """A marker-shaped LOG line that the audit trigger did not write."""
@@ -865,9 +1186,13 @@ class Matcher:
                 # SET of a watched setting, visible only with log_statement = 'mod'/'all'.
                 verdicts, _ = self._statement_verdicts(lg, [])
                 if verdicts:
-                    self._logged_finding(lg, verdicts, [])
+                    self._logged_finding(lg, verdicts, [], accounts=False)
+                else:  # weakens nothing: no finding, but part of the story
+                    self.result.steps.append(Step(lg.record.time, lg.record, (), None))
                 continue
-            pending = ex is not None and any(f.status == "in progress" for f in ex.firings)
+            pending = ex is not None and (
+                any(f.status == "in progress" for f in ex.firings) or self._markers_late(ex.firings)
+            )
             if (ex is None or pending) and self._carry(lg.record.time):
                 # Too close to the window's end to judge: its rows may not be committed yet.
                 self.result.carried_records.append(lg.record)
@@ -885,7 +1210,7 @@ class Matcher:
             verdicts, used = self._statement_verdicts(lg, chunks)
             if indirect:
                 # Rows of functions the statement ran (e.g. CREATE TABLE AS SELECT f()).
-                rows = [f for f in indirect if f.event is not None]
+                rows = self._suspect_indirect([f for f in indirect if f.event is not None])
                 if rows:
                     outer = lg.cls.statements[0].command_tag if lg.cls.statements else "?"
                     self._firings_finding(C.INDIRECT_DDL, rows, f"The DDL ran inside {outer}.")
@@ -908,6 +1233,7 @@ class Matcher:
                 self._unpaired_execution(ex)
         self._other_records()
         self._forged_findings()
+        self._id_gaps()
         self._gap_findings()
         if not self.uses_session:
             self.result.notes.append(
@@ -1114,6 +1440,81 @@ def _trigger_context(schema: str) -> re.Pattern[str]:
     return re.compile(
         rf'\s*PL/pgSQL function (?:{name}|"{name}")\.record_event\(\) line \d+ at RAISE\s*(?:\n|$)'
     )
+
+
+#: A record logged this long after a firing shows that the log read reaches past its
+#: marker, and a firing this long before the window's end has its marker in the window:
+#: the audit function writes the marker right after the row, and a backend hands a log
+#: line to the collector within microseconds of printing its time.
+_MARKER_SLACK = timedelta(milliseconds=200)
+#: How far log times of different sessions can be out of order (ids and times race).
+_ORDER_SLACK = timedelta(milliseconds=10)
+#: Values a sequence WAL-logs ahead of use (SEQ_LOG_VALS in sequence.c): lost by a crash.
+_SEQ_LOG_VALS = 32
+#: Lines the postmaster writes when it recovers from a crash.
+_RESTART_LINE = re.compile(
+    r"^(?:database system was interrupted|database system was not properly shut down"
+    r"|all server processes terminated; reinitializing|redo starts at"
+    r"|server process \(PID \d+\) was terminated by signal)"
+)
+
+
+#: The word FUNCTION in any case (ALTER/CREATE FUNCTION may set a search_path).
+_FUNCTION_WORD = re.compile("function", re.I)
+
+
+@cache
+def _names_pattern(ident: AuditorObjects) -> re.Pattern[str]:
+    """Any word that names the auditor's schema or one of its objects."""
+    words = sorted({ident.schema, *ident.names}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.I)
+
+
+@dataclass(frozen=True)
+class _Coverage:
+    """How far the log read reaches, in all and per session."""
+
+    end: datetime | None
+    session_end: Mapping[str, datetime]
+
+    @classmethod
+    def of(cls, records: Sequence[LogRecord], end: datetime | None = None) -> _Coverage:
+        last: dict[str, datetime] = {}
+        for r in records:
+            if r.time is None:
+                continue
+            if end is None or r.time > end:
+                end = r.time
+            if r.session_id and (r.session_id not in last or r.time > last[r.session_id]):
+                last[r.session_id] = r.time
+        return cls(end, last)
+
+    def after(self, t: datetime) -> bool:
+        """Some record was logged well after ``t``."""
+        return self.end is not None and self.end > t + _MARKER_SLACK
+
+    def session_after(self, session: str | None, t: datetime) -> bool:
+        """The session logged something after ``t``."""
+        got = self.session_end.get(session or "")
+        return got is not None and got > t
+
+
+def _unmarked(gaps: Iterable[tuple[int, int]], marked: Sequence[int]) -> list[tuple[int, int]]:
+    """The runs of the gaps ``(first, last)`` that no marker id (sorted) falls in.
+
+    >>> _unmarked([(3, 9), (20, 20)], [4, 5, 9, 20])
+    [(3, 3), (6, 8)]
+    """
+    out: list[tuple[int, int]] = []
+    for first, last in gaps:
+        at = first
+        for m in marked[bisect.bisect_left(marked, first) : bisect.bisect_right(marked, last)]:
+            if m > at:
+                out.append((at, m - 1))
+            at = m + 1
+        if at <= last:
+            out.append((at, last))
+    return out
 
 
 #: The server's own line for a setting a configuration reload changed or removed.

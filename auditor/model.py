@@ -146,9 +146,18 @@ class ReadWarning:
     source: SourceLocation
     message: str
     excerpt: str = ""
+    #: Set for a warning about records that were still read (a time that could not be
+    #: placed exactly): the same for every record with the same problem, so that a file
+    #: gives one warning per cause, at its first record, not one per line.
+    cause: str | None = None
+    #: How many records of the file this warning stands for (``cause`` warnings).
+    count: int = 1
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.message}" + (f": {self.excerpt!r}" if self.excerpt else "")
+        text = f"{self.source}: {self.message}" + (f": {self.excerpt!r}" if self.excerpt else "")
+        if self.count > 1:
+            text += f" (and {self.count - 1} more record(s) of this file)"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,6 @@ import io
 import json
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -61,6 +60,7 @@ from auditor.model import (
     Summary,
 )
 from auditor.redact import mask
+from auditor.terminal import unsafe_pattern
 
 #: The finding fields of findings.json, in the spec's order.
 FINDING_FIELDS: tuple[str, ...] = (
@@ -516,11 +516,9 @@ _TEMPLATES = resources.files("auditor") / "templates"
 _env: jinja2.Environment | None = None
 
 # Characters that render as nothing (or reorder text) and can hide what a statement does,
-# and lone surrogates (undecodable log bytes, when a reader used surrogateescape).
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
-)
+# and lone surrogates (undecodable log bytes, when a reader used surrogateescape): the
+# terminal's definition (auditor.terminal), whitespace that HTML renders as such excepted.
+_INVISIBLE = unsafe_pattern("\t\n\r")
 
 
 def show_invisible(value: Any) -> Markup:

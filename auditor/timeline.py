@@ -9,10 +9,14 @@ per gap or reload) and keeps the steps of the object, user or session, in
 order, each with what the log said (``file:line``), what the trigger recorded
 (row ids, objects) and the finding class when the two disagree.
 
-**Object names.**  ``--object`` takes a name as SQL writes it: unquoted parts
-are lower-cased, double-quoted parts keep their case (``"Payroll".t``).  A bare
-name (``salaries``) matches that name in any schema; ``schema.name`` only in
-that schema.  A step belongs to the object when the name appears
+**Object names.**  ``--object`` takes a qualified name as PostgreSQL reads one
+(:func:`parse_object_name`): unquoted parts are folded to lower case,
+double-quoted parts keep their case, dots and spaces (``"Payroll"."a.b"``).
+Names are shown as ``quote_ident()`` writes them (:func:`quote_ident`), and the
+names in statements are compared part by part, so ``public."a.b"`` is neither
+``b`` nor ``a.b``.  A bare name (``salaries``) matches that name in any schema;
+``schema.name`` only in that schema.  A step belongs to the object when the name
+appears
 
 * in the object identities of its audit rows (``sql_drop`` rows too), where
   the table part of a column (``s.t.col``), of a constraint, trigger, rule or
@@ -49,6 +53,16 @@ after the last step is shown too (the tampering came later).  Event-trigger
 DDL counts only in the databases of the matched steps, a session-level ``SET``
 only in their sessions.
 
+**What is not known.**  Each step is told by whichever channel saw it, and says
+what it cannot know (``TimelineStep.unknown``).  Audit rows in a stretch no log
+read covers (their ``LOG_GAP``) are steps of their own, told by the trigger alone:
+the statement line and the markers (hence the rows' digests) are unknown.
+Without ``--dsn`` the audit table is not read: a marker proves the trigger fired,
+not that its row was deleted, so the rows are "not read", a step no finding
+judges is "unchecked", and a finding that judged only the rows gives way to
+what the log alone shows (a ``SET log_statement`` in the same string, a missing
+``ddl_command_end`` marker).
+
 Filters combine with AND: ``--user`` matches the log's user or the audit
 row's session_user, current_user or login user; ``--session`` the session id
 (``%c``) of either channel.
@@ -60,19 +74,20 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
 from auditor.classify import classify
 from auditor.config import Config
-from auditor.errors import ConfigError
+from auditor.errors import AuditorError, ConfigError
 from auditor.findings import MEANING
 from auditor.matcher import Firing, Step
-from auditor.model import Finding, FindingClass, LogRecord, MessageKind, Severity
+from auditor.model import AuditEvent, Finding, FindingClass, LogRecord, MessageKind, Severity
 from auditor.redact import mask
+from auditor.terminal import json_text, lines, visible
 
 C = FindingClass
 
@@ -92,6 +107,10 @@ PHRASE: dict[FindingClass, str] = {
     C.UNLOGGED_DDL: "audited; the log has no statement line",
     C.ATTRIBUTION_MISMATCH: "the channels disagree on who or where",
     C.IMPERSONATED_DDL: "run as another role (SET SESSION AUTHORIZATION)",
+    C.MARKER_MISSING: "audited and logged, but its marker is missing",
+    C.LOG_TAMPERED: "the log's own sequence is broken",
+    C.SILENT_SCHEMA_CHANGE: "the catalog changed; no channel explains it",
+    C.UNPARSED_STATEMENT: "logged; the parser cannot read it",
     C.EVENT_TRIGGER_DDL: "event-trigger DDL, only the log sees it",
     C.CONFIG_DRIFT: "a channel was weakened",
     C.LOG_GAP: "no readable log",
@@ -103,70 +122,211 @@ PHRASE: dict[FindingClass, str] = {
 }
 AGREE = "both channels agree"
 
+#: Classes that judge the audit rows themselves: without the audit table they say
+#: nothing (a marker proves the trigger fired, not that its row is gone).
+ROW_CLASSES = frozenset(
+    {
+        C.UNREPORTED_DDL, C.AUDIT_ROW_MISSING, C.AUDIT_ROW_ALTERED, C.UNLOGGED_DDL,
+        C.MARKER_MISSING, C.UNMONITORED_DATABASE, C.INDIRECT_DDL, C.ROLLED_BACK_DDL,
+    }
+)  # fmt: skip
+
+#: What a step cannot tell when no log read covers its audit rows.
+NOT_IN_LOG = (
+    "the statement line (no log read covers this time)",
+    "the trigger's markers (so the rows' digests are not verified)",
+)
+#: What a step cannot tell when the audit table was not read.
+NOT_READ = ("the audit rows (the audit table was not read: no --dsn)",)
+
 
 # -- names ---------------------------------------------------------------------
 
 
+#: PostgreSQL's NAMEDATALEN - 1: longer identifiers are truncated (to whole characters).
+MAX_IDENTIFIER_BYTES = 63
+
+
+def _ident_start(ch: str) -> bool:
+    """scan.l's ``ident_start``: ASCII letters, underscore, any non-ASCII character."""
+    return ch == "_" or ("a" <= ch.lower() <= "z" and ch.isascii()) or ord(ch) >= 0x80
+
+
+def _ident_cont(ch: str) -> bool:
+    return _ident_start(ch) or (ch.isdigit() and ch.isascii()) or ch == "$"
+
+
+def _truncate(part: str) -> str:
+    """Cut an identifier to 63 bytes of UTF-8 at a character boundary, as the server does.
+
+    >>> len(_truncate("é" * 40).encode())
+    62
+    """
+    data = part.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_IDENTIFIER_BYTES:
+        return part
+    return data[:MAX_IDENTIFIER_BYTES].decode("utf-8", "ignore")
+
+
+def _downcase(part: str) -> str:
+    """PostgreSQL folds unquoted names: ASCII letters only, in a UTF-8 database.
+
+    >>> _downcase("CaféÉ")
+    'caféÉ'
+    """
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in part)
+
+
+def _unicode_escapes(body: str, escape: str, where: str) -> str:
+    r"""Decode the ``\XXXX`` and ``\+XXXXXX`` escapes of a ``U&"..."`` identifier.
+
+    >>> _unicode_escapes(r"d\0061t\+000061\\", "\\", "x")
+    'data\\'
+    """
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch != escape:
+            out.append(ch)
+            i += 1
+            continue
+        if body[i + 1 : i + 2] == escape:
+            out.append(escape)
+            i += 2
+            continue
+        width = 6 if body[i + 1 : i + 2] == "+" else 4
+        start = i + 2 if width == 6 else i + 1
+        digits = body[start : start + width]
+        if len(digits) != width or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ConfigError(f"--object {where}: invalid Unicode escape")
+        cp = int(digits, 16)
+        if cp == 0 or cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+            raise ConfigError(f"--object {where}: invalid Unicode escape value")
+        out.append(chr(cp))
+        i = start + width
+    return "".join(out)
+
+
 def parse_object_name(text: str) -> Name:
-    """A ``--object`` value as PostgreSQL reads a name: ``name`` or ``schema.name``.
+    """A ``--object`` value read as PostgreSQL reads a qualified name: ``name`` or
+    ``schema.name``, parts separated by dots (spaces around them allowed).
+
+    An unquoted part follows the identifier rules (letters, digits, ``_`` and ``$``,
+    not starting with a digit or ``$``) and is folded to lower case (ASCII letters
+    only, as in a UTF-8 database); a double-quoted part keeps its case, its dots and
+    its spaces (``""`` is one quote); ``U&"..."`` parts take Unicode escapes (with
+    ``UESCAPE 'c'``).  Parts longer than 63 bytes are truncated, as the server
+    truncates them.
 
     >>> parse_object_name('Payroll.Salaries')
     ('payroll', 'salaries')
     >>> parse_object_name('"Payroll"."a""b"')
     ('Payroll', 'a"b')
-    >>> parse_object_name('"a.b"')
-    ('a.b',)
+    >>> parse_object_name('"a.b"'), parse_object_name('public . "x y"')
+    (('a.b',), ('public', 'x y'))
+    >>> parse_object_name(r'U&"d\\0061ta"'), parse_object_name('U&"d!0061ta"' + " UESCAPE '!'")
+    (('data',), ('data',))
     """
-    text = text.strip()
+    where = repr(text)
     parts: list[str] = []
     i, n = 0, len(text)
-    while i < n:
-        if text[i] == '"':
-            j, buf = i + 1, []
+
+    def skip_space(k: int) -> int:
+        while k < n and text[k] in " \t\r\n\f":
+            k += 1
+        return k
+
+    while True:
+        i = skip_space(i)
+        if i >= n:
+            raise ConfigError(f"--object {where}: empty name part")
+        unicode = text[i : i + 3].lower() == 'u&"'
+        if text[i] == '"' or unicode:
+            j = i + (3 if unicode else 1)
+            buf = []
             while True:
                 k = text.find('"', j)
                 if k < 0:
-                    raise ConfigError(f"--object {text!r}: unterminated double quote")
+                    raise ConfigError(f"--object {where}: unterminated double quote")
                 buf.append(text[j:k])
-                if k + 1 < n and text[k + 1] == '"':
+                if text[k + 1 : k + 2] == '"':
                     buf.append('"')
                     j = k + 2
                     continue
                 i = k + 1
                 break
             part = "".join(buf)
+            if not part:
+                raise ConfigError(f"--object {where}: zero-length quoted name")
+            if unicode:
+                escape = "\\"
+                m = re.compile(r"\s*UESCAPE\s*'([^'\s0-9a-fA-F+\"])'", re.I).match(text, i)
+                if m is not None:
+                    escape, i = m.group(1), m.end()
+                part = _unicode_escapes(part, escape, where)
+        elif _ident_start(text[i]):
+            j = i + 1
+            while j < n and _ident_cont(text[j]):
+                j += 1
+            part, i = _downcase(text[i:j]), j
         else:
-            k = text.find(".", i)
-            k = n if k < 0 else k
-            part = text[i:k].strip().lower()
-            if '"' in part:
-                raise ConfigError(f"--object {text!r}: misplaced double quote")
-            i = k
-        if not part:
-            raise ConfigError(f"--object {text!r}: empty name part")
-        parts.append(part)
-        if i < n:
-            if text[i] != ".":
-                raise ConfigError(f"--object {text!r}: expected '.' after {part!r}")
-            i += 1
-            if i == n:
-                raise ConfigError(f"--object {text!r}: empty name part")
+            raise ConfigError(
+                f'--object {where}: {text[i]!r} cannot start a name (quote it: "...")'
+            )
+        parts.append(_truncate(part))
+        i = skip_space(i)
+        if i >= n:
+            break
+        if text[i] != ".":
+            raise ConfigError(
+                f"--object {where}: unexpected {text[i]!r} after {quote_ident(part)} "
+                '(a name with spaces or other signs is written "in double quotes")'
+            )
+        i += 1
     if not 1 <= len(parts) <= 2:
-        raise ConfigError(f"--object {text!r}: give NAME or SCHEMA.NAME")
+        raise ConfigError(f"--object {where}: give NAME or SCHEMA.NAME")
     return tuple(parts)
 
 
-def show_name(name: Name) -> str:
-    """A name as PostgreSQL would print it (quoted only when needed).
+def _quoted_keywords() -> frozenset[str]:
+    """Keywords ``quote_ident()`` quotes: every category but the unreserved."""
+    from pglast import keywords
 
-    >>> show_name(("public", "Ledger")), show_name(("t",))
-    ('public."Ledger"', 't')
+    return frozenset(
+        keywords.RESERVED_KEYWORDS | keywords.COL_NAME_KEYWORDS | keywords.TYPE_FUNC_NAME_KEYWORDS
+    )
+
+
+_QUOTED_KEYWORDS = _quoted_keywords()
+_PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def quote_ident(part: str) -> str:
+    """One name part as PostgreSQL's ``quote_ident()`` writes it.
+
+    Left bare only when it is lower-case ASCII letters, digits and ``_`` (not
+    starting with a digit) and not a keyword other than an unreserved one (the
+    keyword list is pglast's grammar, which may know a few keywords an older
+    server does not: quoting those as well still names the same object).
+
+    >>> quote_ident("ledger"), quote_ident("Ledger"), quote_ident("a.b"), quote_ident('a"b')
+    ('ledger', '"Ledger"', '"a.b"', '"a""b"')
+    >>> quote_ident("select"), quote_ident("name"), quote_ident("café"), quote_ident("a$")
+    ('"select"', 'name', '"café"', '"a$"')
     """
-    return ".".join(p if re.fullmatch(r"[a-z_][a-z0-9_$]*", p) else _quote(p) for p in name)
-
-
-def _quote(part: str) -> str:
+    if _PLAIN_IDENTIFIER.fullmatch(part) and part not in _QUOTED_KEYWORDS:
+        return part
     return '"' + part.replace('"', '""') + '"'
+
+
+def show_name(name: Name) -> str:
+    """A name as PostgreSQL prints it (``quote_ident`` of each part, joined by dots).
+
+    >>> show_name(("public", "Ledger")), show_name(("t",)), show_name(("public", "a.b"))
+    ('public."Ledger"', 't', 'public."a.b"')
+    """
+    return ".".join(quote_ident(p) for p in name)
 
 
 _ID_TOKEN = re.compile(r'"(?:[^"]|"")*"|[^\s."()\[\],]+|[.()\[\],]|\s+')
@@ -228,15 +388,6 @@ def identity_names(identity: str) -> list[Name]:
     return out
 
 
-def text_names(dotted: str) -> Name:
-    """A name from :attr:`StatementClass.objects` (parts joined with dots).
-
-    >>> text_names("s2.ledger")
-    ('s2', 'ledger')
-    """
-    return tuple(dotted.split("."))
-
-
 def name_matches(pattern: Name, name: Name) -> bool:
     """Whether ``name`` (from an identity or a statement) is the object ``pattern``.
 
@@ -293,7 +444,7 @@ class RowView:
     event: str
     command_tag: str
     objects: tuple[str, ...]
-    status: str  # "row", "row altered", "row gone"
+    status: str  # "row", "row altered", "row gone", "not read" (no --dsn)
     marker: str | None  # file:line of the marker in the log
     xact_status: str | None
     session_user: str | None
@@ -317,6 +468,9 @@ class TimelineStep:
     summary: str
     names: tuple[str, ...]  # object names the step mentions
     context: bool = False
+    #: What this step cannot tell, e.g. the audit rows when the audit table was not
+    #: read, or the statement line when no log covers the rows' time.
+    unknown: tuple[str, ...] = ()
 
     @property
     def audit_text(self) -> str:
@@ -324,6 +478,7 @@ class TimelineStep:
         if not self.rows:
             return "no row" if self.log is not None and self.log.statement else ""
         gone = [r.id for r in self.rows if r.status == "row gone"]
+        unread = [r.id for r in self.rows if r.status == "not read"]
         altered = [r.id for r in self.rows if r.status == "row altered"]
         present = [r.id for r in self.rows if r.status == "row"]
         parts = []
@@ -336,6 +491,8 @@ class TimelineStep:
             parts.append("#" + _id_ranges(altered) + " altered")
         if gone:
             parts.append("#" + _id_ranges(gone) + " gone")
+        if unread:
+            parts.append("#" + _id_ranges(unread) + " not read")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,6 +505,7 @@ class TimelineStep:
             "channels": list(self.channels),
             "context": self.context,
             "summary": self.summary,
+            "not_known": list(self.unknown),
             "names": list(self.names),
             "log": None
             if log is None
@@ -458,6 +616,11 @@ class _Item:
     tags: list[str] = field(default_factory=list)  # the logged statement's DDL tags
     changed: bool = True  # False when it failed or rolled back (renamed nothing)
     parsed: bool = False
+    #: Audit rows of a stretch no log covers (their LOG_GAP finding): an object's
+    #: step told by the trigger alone, never context.
+    gap_rows: bool = False
+    #: What this step cannot tell (the audit table was not read, no log covers it).
+    unknown: tuple[str, ...] = ()
 
     def sort_key(self) -> tuple[int, datetime, str, int, int]:
         """Log order first: the step's log line, else its first marker's, else the
@@ -545,6 +708,9 @@ def _gather(item: _Item) -> None:
             _add(item.sessions, mrec.session_id)
             if e is None and mrec.statement and mrec.statement not in texts:
                 texts.append(mrec.statement)
+            if e is None:
+                for m in _SQL_STATEMENT.finditer(mrec.context or ""):
+                    texts.append(m.group(1))
     item.texts = list(dict.fromkeys(texts))
     item.names = list(item.identities)
     if f0 is not None and f0.cls in CONTEXT_CLASSES:
@@ -562,7 +728,7 @@ def _parse(item: _Item) -> None:
     rec = item.record
     for text in item.texts:
         for s in classify(text).statements:
-            names = [text_names(o) for o in s.objects]
+            names = list(s.object_names)
             written.extend(names)
             if rec is not None and text == rec.statement and (s.schema_change or s.settings):
                 item.tags.append(s.command_tag)
@@ -718,11 +884,65 @@ def _items(
     items = []
     for s in steps:
         f = final.get(s.finding.id, s.finding) if s.finding is not None else None
-        items.append(_Item(s.time, s.record, s.firings, f))
+        it = _Item(s.time, s.record, s.firings, f)
+        if f is not None and f.cls == C.LOG_GAP and s.firings:
+            it.gap_rows = True
+            it.unknown = NOT_IN_LOG
+        items.append(it)
     for f in extra:
         f = final.get(f.id, f)
         items.append(_Item(f.time, None, (), f, live=f.time is None and not f.log_file))
     return items
+
+
+#: What the log alone says of a logged statement and the firings seen for it.
+LogJudge = Callable[[LogRecord, Sequence[Firing]], Finding | None]
+
+
+def _marker_key(rec: LogRecord) -> tuple[Any, ...]:
+    """Which logged statement a marker belongs to: the markers carry its text."""
+    return (rec.database, rec.session_id or rec.pid, rec.vxid, rec.statement)
+
+
+def _unread(items: list[_Item], rejudge: LogJudge | None) -> list[_Item]:
+    """The story when the audit table was not read: "could not read" is not "deleted".
+
+    A firing known only from its marker proved the trigger fired; whether its row
+    still exists is unknown.  Markers of a logged statement that the matcher left
+    apart (its rows would have tied them) join that statement's step: one step per
+    statement.  Then a finding that judged only the rows goes; a statement keeps
+    what its log text alone says (``rejudge``).
+    """
+
+    def markers(it: _Item) -> list[Firing]:
+        return [f for f in it.firings if f.event is None and f.marker_record is not None]
+
+    hosts: dict[tuple[Any, ...], _Item] = {}
+    for it in items:
+        rec = it.record
+        if rec is not None and rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
+            hosts.setdefault(_marker_key(rec), it)
+    kept: list[_Item] = []
+    for it in items:
+        marks = markers(it)
+        f = it.finding
+        alone = it.record is None and marks and len(marks) == len(it.firings)
+        if alone and (f is None or f.cls in ROW_CLASSES):
+            assert marks[0].marker_record is not None
+            host = hosts.get(_marker_key(marks[0].marker_record))
+            if host is not None:
+                host.firings = (*host.firings, *it.firings)
+                continue
+        kept.append(it)
+    for it in kept:
+        if not markers(it):
+            continue
+        it.unknown = NOT_READ
+        f = it.finding
+        if f is not None and f.cls in ROW_CLASSES:
+            rec = it.record
+            it.finding = rejudge(rec, it.firings) if rec is not None and rejudge else None
+    return kept
 
 
 def assemble(
@@ -735,14 +955,21 @@ def assemble(
     session: str | None = None,
     context: bool = True,
     notes: Sequence[str] = (),
+    audit_read: bool = True,
+    rejudge: LogJudge | None = None,
 ) -> Timeline:
     """Filter and order the merged story of an analysis (see the module docstring).
 
     ``final`` holds the findings after the policy (severity overrides,
-    allow-lists); steps carry the matcher's findings, replaced by id.
+    allow-lists); steps carry the matcher's findings, replaced by id.  With
+    ``audit_read`` false (no connection) the audit rows are unknown, never gone:
+    ``rejudge`` gives what the log alone says of a statement whose markers the
+    matcher could not pair with rows.
     """
     pattern = parse_object_name(object_name) if object_name else None
     items = _items(steps, extra, {f.id: f for f in final})
+    if not audit_read:
+        items = _unread(items, rejudge)
     for it in items:
         _gather(it)
     items.sort(key=_Item.sort_key)
@@ -782,7 +1009,7 @@ def assemble(
         sessions = {s for i in chosen for s in items[i].sessions}
         for i, it in enumerate(items):
             f = it.finding
-            if i in chosen_set or f is None or f.cls not in CONTEXT_CLASSES:
+            if i in chosen_set or f is None or f.cls not in CONTEXT_CLASSES or it.gap_rows:
                 continue
             if it.sort_key() > last and not it.live and not after:
                 continue
@@ -843,15 +1070,22 @@ def timeline(
     session: str | None = None,
     context: bool = True,
     now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Timeline:
-    """Read both channels (as reconcile does, without its state) and tell one story."""
+    """Read both channels (as reconcile does, without its state) and tell one story.
+
+    ``progress(done, total)`` is told the log bytes read (the CLI's progress bar)."""
     from auditor.reconcile import analyse
 
     if object_name is not None:
         parse_object_name(object_name)  # a bad name fails before the logs are read
-    a = analyse(cfg, now=now, use_state=False)
+    a = analyse(cfg, now=now, use_state=False, progress=progress)
+    if a.errors:
+        # A story without one database's rows would tell their DDL as unreported.
+        more = f" (and {len(a.errors) - 1} more)" if len(a.errors) > 1 else ""
+        raise AuditorError(a.errors[0] + more)
     return assemble(
-        a.result.steps,
+        [*a.result.steps, *gap_steps(a.document.findings, a.events)],
         a.extra_findings,
         a.document.findings,
         object_name=object_name,
@@ -859,7 +1093,94 @@ def timeline(
         session=session,
         context=context,
         notes=a.document.notes,
+        audit_read=bool(cfg["dsn"]),
+        rejudge=_log_judge(cfg),
     )
+
+
+def gap_steps(findings: Iterable[Finding], events: Iterable[AuditEvent]) -> list[Step]:
+    """The audit rows of each LOG_GAP as steps of their own, one per statement.
+
+    The matcher puts rows that no log covers into their gap's finding; for the
+    story they are the object's steps, told by the trigger alone.
+    """
+    by_id = {(e.database, e.id): e for e in events}
+    out: list[Step] = []
+    for f in findings:
+        if f.cls != C.LOG_GAP or not f.audit_event_ids:
+            continue
+        views = f.evidence.get("audit")
+        groups: dict[tuple[Any, ...], list[Firing]] = {}
+        for view in views if isinstance(views, list) else ():
+            e = by_id.get((view.get("database"), view.get("id")))
+            if e is None:
+                continue
+            key = (e.database, e.session_id, e.vxid, e.query, e.statement_time)
+            groups.setdefault(key, []).append(Firing(e.database, e.id, e, None, None, None))
+        for firings in groups.values():
+            firings.sort(key=lambda fi: fi.id)
+            out.append(Step(firings[0].time, None, tuple(firings), f))
+    return out
+
+
+def _log_judge(cfg: Config) -> LogJudge:
+    """What the log alone says of a logged statement, its audit rows aside.
+
+    Each DDL or setting statement of the record's text is judged on its own by the
+    matcher with no trigger evidence, and verdicts about the trigger's rows are
+    dropped (without the audit table they are unknown), so a ``SET log_statement``
+    or event-trigger DDL in the same string stays what it is.  The markers alone
+    still tell one thing: an eligible statement whose ``ddl_command_end`` marker is
+    missing while the auditor's other markers are there (a ``table_rewrite`` with
+    the end trigger disabled) was not reported.  The policy applies as in reconcile.
+    """
+    from auditor import capture
+    from auditor.findings import Policy, make_finding
+    from auditor.matcher import MatchContext, match
+
+    schema = str(cfg["schema"])
+    ctx = MatchContext(
+        schema=schema, trigger_names=frozenset(capture.event_trigger_names(schema).values())
+    )
+    policy = Policy.from_config(cfg["severity"], cfg["allow"])
+
+    def judge(rec: LogRecord, firings: Sequence[Firing]) -> Finding | None:
+        found: list[Finding] = []
+        statements = classify(rec.statement or "").statements
+        for s in statements:
+            if not (s.schema_change or s.settings):
+                continue
+            part = replace(rec, statement=s.text, is_ddl=None, is_relevant=None)
+            found.extend(f for f in match([part], [], {}, ctx).findings if f.cls not in ROW_CLASSES)
+        eligible = sum(1 for s in statements if s.fires_ddl_command_end)
+        ends = sum(1 for f in firings if f.event_name == "ddl_command_end" and not f.nested)
+        if ends < eligible:
+            others = sorted({f.event_name for f in firings})
+            ids = ", ".join(str(f.id) for f in firings)
+            found.append(
+                make_finding(
+                    C.UNREPORTED_DDL,
+                    key=(PurePath(rec.source.file).name, rec.source.offset, rec.source.line),
+                    reason=f"Its markers show no ddl_command_end firing, only "
+                    f"{'/'.join(others)} marker(s) {ids} (the audit table was not read).",
+                    time=rec.time,
+                    database=rec.database,
+                    user=rec.user,
+                    application=rec.application,
+                    client=rec.client,
+                    session_id=rec.session_id,
+                    vxid=rec.vxid,
+                    command_tags=[s.command_tag for s in statements if s.fires_ddl_command_end],
+                    statement=rec.statement,
+                    log_file=rec.source.file,
+                    log_line=rec.source.line,
+                    accounts_logged_ddl=1,
+                )
+            )
+        kept = policy.apply(found)
+        return max(kept, key=lambda f: f.severity.rank) if kept else None
+
+    return judge
 
 
 # -- one step's views -----------------------------------------------------------------
@@ -901,7 +1222,7 @@ def _step(n: int, it: _Item, context: bool, aliases: Sequence[Alias] = ()) -> Ti
             f.statement,
         )
     logged = rec.statement if rec is not None else None
-    rows = tuple(_row_view(fi, logged) for fi in it.firings)
+    rows = tuple(_row_view(fi, logged, unread=bool(it.unknown == NOT_READ)) for fi in it.firings)
     channels = []
     if log is not None and (rec is not None or f is None or f.cls != C.LOG_GAP):
         channels.append("log")
@@ -922,6 +1243,7 @@ def _step(n: int, it: _Item, context: bool, aliases: Sequence[Alias] = ()) -> Ti
         summary=_summary(it, shown),
         names=tuple(shown),
         context=context,
+        unknown=it.unknown,
     )
 
 
@@ -941,9 +1263,12 @@ def _log_error(f: Finding | None) -> str | None:
     return str(err) if err else None
 
 
-def _row_view(f: Firing, logged: str | None) -> RowView:
+def _row_view(f: Firing, logged: str | None, unread: bool = False) -> RowView:
     e = f.event
-    status = "row gone" if e is None else ("row altered" if f.altered else "row")
+    if e is None:
+        status = "not read" if unread else "row gone"
+    else:
+        status = "row altered" if f.altered else "row"
     marker = None
     if f.marker_record is not None:
         src = f.marker_record.source
@@ -1005,7 +1330,8 @@ def _summary(it: _Item, names: Sequence[str]) -> str:
     who = rec.user if rec is not None and rec.user else None
     if who is None:
         e = next((fi.event for fi in it.firings if fi.event is not None), None)
-        who = e.session_user if e else (f.user if f else None)
+        mrec = next((fi.marker_record for fi in it.firings if fi.marker_record), None)
+        who = e.session_user if e else (f.user if f else (mrec.user if mrec else None))
     tags = list(it.tags)
     if not tags:
         tags = list(dict.fromkeys(fi.tag for fi in it.firings if not fi.in_extension))
@@ -1024,7 +1350,13 @@ def _summary(it: _Item, names: Sequence[str]) -> str:
     )
     if renames:
         what += f" ({renames})"
-    if f is None:
+    if it.gap_rows:
+        verdict = "audited; no log read covers this time (statement line and markers unknown)"
+    elif it.unknown == NOT_READ:
+        verdict = "the trigger fired (marker in the log); audit row not read (no --dsn)"
+        if f is not None:
+            verdict = f"{PHRASE.get(f.cls, f.cls.value)}; {verdict}"
+    elif f is None:
         verdict = AGREE
     elif f.cls in (C.LOG_GAP, C.CONFIG_DRIFT) and not tags:
         verdict = f"{PHRASE[f.cls]}: {_reason(f)}"
@@ -1032,7 +1364,7 @@ def _summary(it: _Item, names: Sequence[str]) -> str:
         msg = _log_error(f)
         verdict = f"failed: {msg}" if msg else "failed"
     else:
-        verdict = PHRASE[f.cls]
+        verdict = PHRASE.get(f.cls, f.cls.value)
     head = f"{who}: " if who else ""
     return mask(f"{head}{what}: {verdict}" if what else f"{head}{verdict}")
 
@@ -1075,38 +1407,25 @@ def _iso(t: datetime | None) -> str | None:
 
 # -- renderers -----------------------------------------------------------------------
 
-#: Characters that render as nothing or reorder text in a terminal (as in report.py),
-#: escape sequences, and lone surrogates from undecodable log bytes.
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
-)
-
-
-def visible(text: str) -> str:
-    """Show invisible, bidi and control characters as ``<U+XXXX>``.
-
-    >>> visible("DROP\\u202eTABLE t\\x1b[2J")
-    'DROP<U+202E>TABLE t<U+001B>[2J'
-    """
-    return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
-
 
 def to_json(tl: Timeline) -> str:
     """One JSON array of step objects."""
-    return json.dumps([s.to_dict() for s in tl.steps], indent=2, ensure_ascii=True) + "\n"
+    text = json.dumps([s.to_dict() for s in tl.steps], indent=2, ensure_ascii=True)
+    return json_text(text) + "\n"  # ensure_ascii leaves DEL raw
 
 
 CSV_FIELDS = (
     "step", "time", "channels", "context", "class", "severity", "allowed", "finding_id",
     "summary", "log_file", "log_line", "user", "database", "application", "client",
     "session_id", "vxid", "statement", "error", "audit_ids", "audit_events", "command_tags",
-    "objects", "audit_status", "markers", "names",
+    "objects", "audit_status", "markers", "names", "not_known",
 )  # fmt: skip
 
 
 def csv_row(step: TimelineStep) -> dict[str, str]:
-    """A step as one CSV row (lists joined with ';', formula-like cells defused)."""
+    """A step as one CSV row (lists joined with ';', formula-like cells defused, control
+    characters other than newline and tab shown as ``<U+XXXX>``: CSV is read in
+    terminals and spreadsheets; ``--format json`` keeps every value exact)."""
     from auditor.report import csv_safe
 
     log = step.log
@@ -1138,8 +1457,9 @@ def csv_row(step: TimelineStep) -> dict[str, str]:
         "audit_status": step.audit_text,
         "markers": ";".join(r.marker for r in step.rows if r.marker),
         "names": ";".join(step.names),
+        "not_known": ";".join(step.unknown),
     }
-    return {k: "" if v is None else csv_safe(str(v)) for k, v in values.items()}
+    return {k: "" if v is None else csv_safe(lines(str(v))) for k, v in values.items()}
 
 
 def _first(values: Iterable[str | None]) -> str | None:
@@ -1234,13 +1554,17 @@ def render_table(tl: Timeline, *, width: int | None = None, color: bool = False)
         if audit:
             ev.append("\n" + audit, "bold" if "gone" in audit or "altered" in audit else "")
         f = s.finding
-        if f is None:
+        if f is None and s.unknown:
+            cls = Text("unchecked", "yellow")
+        elif f is None:
             cls = Text("ok", "green")
         else:
             cls = Text(f.cls.value, SEVERITY_STYLE[f.severity])
             cls.append(f"\n{f.severity.value}" + (" allowed" if f.allowed else ""), "dim")
         if s.context:
             cls.append("\ncontext", "dim italic")
+        if f is not None and s.unknown and f.cls != C.LOG_GAP:
+            cls.append("\npartly unchecked", "dim")
         what = Text(visible(s.summary))
         stmt = s.log.statement if s.log is not None else _first(r.query for r in s.rows)
         if stmt:

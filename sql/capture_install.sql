@@ -172,12 +172,33 @@ $auditor$;
 -- Limit (covered by the log channel, which logs the statement): event triggers that
 -- a command drops do not fire for it, so a superuser's DROP SCHEMA <schema> CASCADE or
 -- DROP FUNCTION <schema>.record_event() CASCADE removes the audit without a row.
+--
+-- The SET clauses pin, for the duration of each firing, every setting that decides
+-- whether and how the marker reaches the log, so that neither the session (SET,
+-- set_config(..., true) earlier in the same query string) nor an event trigger that
+-- fires before this one can mute or reshape it (src/backend/utils/error/elog.c):
+--   search_path             pg_catalog first: no session object shadows what this calls
+--   log_min_error_statement whether the marker carries its STATEMENT line (see below)
+--   log_min_messages        fatal or panic would drop the LOG line altogether
+--   log_error_verbosity     terse drops the CONTEXT line, the proof that this function
+--                           (not a RAISE LOG elsewhere) wrote the marker
+--   lc_messages             a translation renames 'LOG', 'CONTEXT' and the PL/pgSQL
+--                           context text that reconcile recognises
+--   backtrace_functions     would append a BACKTRACE to the marker
+-- The function belongs to a superuser, so PGC_SUSET settings apply whoever runs the
+-- DDL (fmgr_security_definer switches to the owner before it applies them).  The rest
+-- of what shapes a log line (log_line_prefix, log_destination, log_timezone, syslog_*)
+-- can only change by a configuration reload, which the log itself records.
 CREATE OR REPLACE FUNCTION {schema}.record_event()
 RETURNS event_trigger
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET log_min_error_statement = error
+SET log_min_messages = warning
+SET log_error_verbosity = 'default'  -- quoted: a bare DEFAULT would drop the clause
+SET lc_messages = 'C'
+SET backtrace_functions = ''
 AS $auditor$
 DECLARE
     r      {schema}.events;

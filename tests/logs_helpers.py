@@ -50,7 +50,9 @@ def read(
 def read_fixture(
     name: str, fmt: str, *, all_records: bool = False, prefix: bool = True, **kw: Any
 ) -> tuple[list[LogRecord], list[ReadWarning], Any]:
-    p = meta(name)["log_line_prefix"] if (prefix and fmt == "stderr") else None
+    m = meta(name)
+    p = m["log_line_prefix"] if (prefix and fmt == "stderr") else None
+    kw.setdefault("log_timezone", m["settings"].get("log_timezone"))
     return read(files(name, fmt), all_records=all_records, prefix=p, fmt=fmt, **kw)
 
 

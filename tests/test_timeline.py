@@ -19,15 +19,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 from typer.testing import CliRunner
 
 from auditor import capture
 from auditor.cli import app
 from auditor.config import load_config
+from auditor.errors import ConfigError
 from auditor.model import FindingClass
 from auditor.reconcile import analyse
-from auditor.timeline import Timeline, TimelineStep, render_table, timeline
+from auditor.timeline import (
+    NOT_IN_LOG,
+    NOT_READ,
+    Timeline,
+    TimelineStep,
+    render_table,
+    timeline,
+)
 from tests.conftest import TestDB
 
 C = FindingClass
@@ -472,3 +481,220 @@ def test_reconcile_reports_a_deleted_row_whose_sibling_row_survives(db: TestDB) 
         ("ddl_command_end", "row gone"),
     }
     assert "gone" in step.audit_text
+
+
+# -- names as PostgreSQL writes them ---------------------------------------------------
+
+#: Names whose quoting is the same on every supported server.
+TRICKY = [
+    "a.b", 'x"y', "Upper", "Upper Case", "select", "user", "order", "name", "my table",
+    "café", "ÉCOLE", "日本", "a$b", "_x", "1abc", "int", "between", "left", "tab\there",
+    "e\u0301", "merge", "ledger", " lead", "trail ", "a..b", '"',
+]  # fmt: skip
+#: Keywords of newer grammars than some servers': quote_ident() leaves them bare there.
+NEWER_KEYWORDS = ["system_user", "json_table", "json_scalar", "merge_action"]
+
+
+def test_names_are_quoted_as_the_server_quotes_them(cluster: Any) -> None:
+    from auditor.timeline import parse_object_name, quote_ident, show_name
+
+    with cluster.connect() as conn:
+        for name in TRICKY:
+            row = conn.execute(
+                "SELECT quote_ident(%s::text), format('%%I', %s::text)", (name, name)
+            ).fetchone()
+            assert row is not None
+            assert quote_ident(name) == row[0] == row[1], name
+        for name in TRICKY + NEWER_KEYWORDS:
+            # Whatever we write names the same object for the server, and for us.
+            two = show_name(("public", name))
+            row = conn.execute("SELECT parse_ident(%s::text)", (two,)).fetchone()
+            assert row is not None and row[0] == ["public", name], name
+            assert parse_object_name(two) == ("public", name)
+
+
+def test_object_argument_is_read_as_the_server_reads_a_name(cluster: Any) -> None:
+    from auditor.timeline import parse_object_name
+
+    inputs = [
+        "Payroll.Salaries", '"Payroll"."a""b"', ' public . "x y" ', "ÉCOLE.Té", "a$1",
+        '"a.b"', "b", "a.b", '"x.y"', "T4", '"T4"', "caFÉ",
+    ]  # fmt: skip
+    with cluster.connect() as conn:
+        for text in inputs:
+            row = conn.execute("SELECT parse_ident(%s::text)", (text,)).fetchone()
+            assert row is not None
+            assert list(parse_object_name(text)) == row[0], text
+        # Unquoted and quoted names longer than 63 bytes are cut as the server cuts them.
+        long_name = "Very" + "long" * 20 + "é"
+        for written in (long_name, '"' + long_name + '"'):
+            # The name as a DBA types it: unquoted (folded, cut) or quoted (cut).
+            conn.execute(psycopg.sql.SQL("CREATE TEMP TABLE " + written + " (id int)"))
+            (stored,) = conn.execute(
+                "SELECT relname FROM pg_class WHERE relpersistence = 't' AND relname LIKE %s",
+                ("%long%",),
+            ).fetchone() or (None,)
+            assert parse_object_name(written) == (stored,)
+            conn.execute(psycopg.sql.SQL("DROP TABLE " + written))
+    for bad, needle in (
+        ("a b", "unexpected 'b'"),
+        ("1abc", "cannot start a name"),
+        ('""', "zero-length"),
+        ("a.", "empty name part"),
+        ('U&"\\zzzz"', "invalid Unicode escape"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            parse_object_name(bad)
+    assert parse_object_name('U&"d\\0061t\\+000061"') == ("data",)
+
+
+def test_object_names_with_dots_quotes_and_case_are_told_apart(db: TestDB) -> None:
+    """``--object b`` and ``--object a.b`` must not match ``public."a.b"``; quoted
+    names find their object with and without a connection."""
+    capture.install(db.dsn(), databases=[db.name])
+    time.sleep(0.01)
+    t0 = datetime.now(UTC)
+    for query in (
+        "CREATE SCHEMA a",
+        "CREATE TABLE a.b (id int)",
+        'CREATE TABLE "a.b" (id int)',
+        "CREATE TABLE b (id int)",
+        'CREATE TABLE "x.y" (id int)',
+        'CREATE TABLE "Upper Case" (id int)',
+        'CREATE TABLE "select" (id int)',
+        'ALTER TABLE "a.b" ADD COLUMN c int',
+        'DROP TABLE "a.b"',
+    ):
+        db.run(query, app="names")
+    played = Played(db, t0, "", "")
+    quoted_ab = [
+        'CREATE TABLE "a.b" (id int)',
+        'ALTER TABLE "a.b" ADD COLUMN c int',
+        'DROP TABLE "a.b"',
+    ]
+    for flags in ({}, {"dsn": None}):
+
+        def story(name: str, flags: dict[str, Any] = flags) -> Timeline:
+            return timeline(load_config(played.flags(**flags), environ={}), object_name=name)
+
+        assert statements(story('"a.b"').steps) == quoted_ab
+        assert statements(story('public."a.b"').steps) == quoted_ab
+        assert statements(story("b").steps) == [
+            "CREATE TABLE a.b (id int)",
+            "CREATE TABLE b (id int)",
+        ]
+        # Without the audit rows an unqualified "b" may be in any schema of the
+        # search path, a.b too: shown rather than missed.
+        maybe_b = ["CREATE TABLE b (id int)"] if flags else []
+        assert statements(story("a.b").steps) == ["CREATE TABLE a.b (id int)", *maybe_b]
+        assert statements(story('"x.y"').steps) == ['CREATE TABLE "x.y" (id int)']
+        assert statements(story("x.y").steps) == []
+        assert statements(story('"Upper Case"').steps) == ['CREATE TABLE "Upper Case" (id int)']
+        assert statements(story('"select"').steps) == ['CREATE TABLE "select" (id int)']
+        # Names are shown as the server quotes them (its own object identities with a
+        # connection, quote_ident() of the parsed statement without).
+        with db.connect() as conn:
+            for name in ("a.b", "Upper Case", "select"):
+                row = conn.execute("SELECT format('%%I', %s::text)", (name,)).fetchone()
+                assert row is not None
+                shown = story('"' + name + '"').steps[0].names
+                assert shown[0] in (row[0], "public." + row[0]), (name, shown)
+        assert story('"a.b"').object_name == '"a.b"'
+
+
+# -- what the timeline cannot know -----------------------------------------------------
+
+
+def test_without_dsn_rows_are_not_read_never_deleted(played: Played) -> None:
+    tl = timeline(load_config(played.flags(dsn=None), environ={}), object_name="ledger")
+    found = [s.finding.cls for s in tl.steps if s.finding]
+    assert C.AUDIT_ROW_MISSING not in found
+    assert all(r.status == "not read" for s in tl.steps for r in s.rows)
+    assert any("No --dsn" in n for n in tl.notes)
+    # The same story, told from the log: what the markers prove stays, and so does
+    # every evasion the log shows on its own.
+    assert [
+        (text, cls) for text, cls in zip(statements(tl.steps), classes(tl.steps), strict=True)
+    ] == [
+        ("CREATE TABLE accounts (id serial PRIMARY KEY, owner text)", None),
+        ("ALTER TABLE accounts ADD COLUMN balance numeric", None),
+        ("ALTER TABLE accounts RENAME TO ledger", None),
+        (None, None),  # the DO block: its marker names the ALTER it ran
+        (f"ALTER EVENT TRIGGER {TRIGGER} DISABLE", "EVENT_TRIGGER_DDL"),
+        ("ALTER TABLE ledger ADD COLUMN hidden int", "UNREPORTED_DDL"),
+        # Only a table_rewrite marker: the ddl_command_end trigger did not fire.
+        ("ALTER TABLE ledger ALTER COLUMN memo TYPE varchar(200)", "UNREPORTED_DDL"),
+        (f"ALTER EVENT TRIGGER {TRIGGER} ENABLE ALWAYS", "EVENT_TRIGGER_DDL"),
+        ("DROP TABLE ledger", None),
+    ]
+    create, do, drop = tl.steps[0], tl.steps[3], tl.steps[-1]
+    assert create.unknown == NOT_READ and create.channels == ("log", "marker")
+    assert "not read" in create.audit_text and "not read" in create.summary
+    assert do.rows and do.rows[0].marker is not None and "ALTER TABLE" in do.summary
+    # One step per statement: the DROP's two markers are on its one step.
+    assert {r.event for r in drop.rows} == {"sql_drop", "ddl_command_end"}
+    # The table says so: "unchecked", never "ok" or "gone".
+    text = render_table(tl, width=100)
+    assert "unchecked" in text and " gone" not in text and "AUDIT_ROW_MISSING" not in text
+    data = json.loads(played.cli("--object", "ledger", "--format", "json").stdout)
+    assert all(d["not_known"] == [] for d in data)  # with --dsn everything was read
+
+
+def test_without_dsn_a_setting_in_the_same_string_stays_a_finding(db: TestDB) -> None:
+    """``SET log_statement = 'none'; CREATE TABLE ...`` in one string: the log line has
+    both; without the audit table the CREATE is unchecked, the SET stays critical."""
+    capture.install(db.dsn(), databases=[db.name])
+    time.sleep(0.01)
+    t0 = datetime.now(UTC)
+    db.run("SET log_statement = 'none'; CREATE TABLE quiet (id int)", app="quiet")
+    played = Played(db, t0, "", "")
+    for flags in ({}, {"dsn": None}):
+        (step,) = timeline(
+            load_config(played.flags(**flags), environ={}), object_name="quiet"
+        ).steps
+        assert step.finding is not None, flags
+        assert step.finding.cls == C.CONFIG_DRIFT and step.finding.severity.value == "critical"
+        assert "log_statement" in step.finding.explanation
+    assert step.unknown == NOT_READ
+
+
+def test_audit_rows_no_log_covers_are_steps_of_their_own(db: TestDB) -> None:
+    """A log that ends before the object's later DDL: those steps are told from the
+    audit rows (LOG_GAP), with what is unknown; never "0 step(s)"."""
+    capture.install(db.dsn(), databases=[db.name])
+    time.sleep(0.01)
+    t0 = datetime.now(UTC)
+    db.run("CREATE TABLE covered (id int)", app="gap")
+    db.cluster.flush_logs()
+    first = db.cluster.current_logfiles()
+    db.cluster.rotate_logs()
+    # Reconcile gives a log 5 s of slack past its last record before rows count as
+    # not covered (see reconcile._coverage_gaps); the later DDL is past that.
+    time.sleep(5.5)
+    db.run("ALTER TABLE covered ADD COLUMN later int", app="gap")
+    db.run("DROP TABLE covered", app="gap")
+    db.cluster.flush_logs()
+    for fmt in ("stderr", "csvlog", "jsonlog"):
+        if fmt not in first:
+            continue
+        flags = {**Played(db, t0, "", "").flags(), "logs": [str(first[fmt])]}
+        tl = timeline(load_config(flags, environ={}), object_name="covered")
+        own = [s for s in tl.steps if not s.context]
+        assert [s.log.statement if s.log else None for s in own] == [
+            "CREATE TABLE covered (id int)",
+            None,
+            None,
+        ], fmt
+        assert own[0].finding is None and own[0].unknown == ()
+        alter, drop = own[1], own[2]
+        for step in (alter, drop):
+            assert step.channels == ("audit",) and step.unknown == NOT_IN_LOG
+            assert step.finding is not None and step.finding.cls == C.LOG_GAP
+            assert all(r.status == "row" and r.marker is None for r in step.rows)
+            assert "no log read covers" in step.summary
+        assert alter.rows[0].query == "ALTER TABLE covered ADD COLUMN later int"
+        assert {r.event for r in drop.rows} == {"sql_drop", "ddl_command_end"}
+        # The gap itself is the context of the story.
+        assert any(s.context and s.finding and s.finding.cls == C.LOG_GAP for s in tl.steps)
+        text = render_table(tl, width=100)
+        assert "0 step(s)" not in text and "LOG_GAP" in text

@@ -17,11 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import tzinfo
 
-from auditor.logs.message import build_record, decode, parse_time, split_host_port
+from auditor.encoding import NOT_UTF8, nul_warning
+from auditor.encoding import decode_log_bytes as decode
+from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, finder
-from auditor.model import LogRecord, SourceLocation
+from auditor.logs.times import LogClock
+from auditor.model import LogRecord, ReadWarning, SourceLocation
 
 #: What the first bytes of a csvlog row look like (log_time then a comma).
 ROW_START = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Za-z0-9+-]+,")
@@ -41,8 +43,8 @@ class CsvlogReader:
 
     fmt = "csvlog"
 
-    def __init__(self, default_tz: tzinfo | None = None) -> None:
-        self.default_tz = default_tz
+    def __init__(self, clock: LogClock | None = None) -> None:
+        self.clock = clock or LogClock()
         self.finder: Finder = finder("csvlog", None)
         self.pc = 0  # parity known up to here ...
         self.par = 0  # ... : number of quotes in [base, pc) mod 2
@@ -145,11 +147,13 @@ class CsvlogReader:
 
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation
-    ) -> tuple[LogRecord | None, list[str]]:
-        warnings: list[str] = []
+    ) -> tuple[LogRecord | None, list[str | ReadWarning]]:
+        warnings: list[str | ReadWarning] = []
         text, bad = decode(buf[rs:re_])
         if bad:
-            warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            warnings.append(NOT_UTF8)
+        if (nul := nul_warning(text)) is not None:
+            return None, [*warnings, nul]
         try:
             row = next(csv.reader(io.StringIO(text, newline="")))
         except (csv.Error, StopIteration) as exc:
@@ -159,8 +163,10 @@ class CsvlogReader:
             warnings.append(f"csvlog row with {len(row)} columns (expected 23, 24 or 26)")
             if len(row) < 23:
                 return None, warnings
-        time = parse_time(row[0], self.default_tz)
-        if time is None:
+        time, issue = self.clock.parse(row[0])
+        if issue is not None:  # a time not placed exactly: the row is still read
+            warnings.append(ReadWarning(loc, issue.message, row[0], issue.cause))
+        elif time is None:
             warnings.append("csvlog row without a valid log_time")
             return None, warnings
         client, port = split_host_port(row[4])

@@ -18,8 +18,8 @@ from datetime import datetime
 
 import orjson
 
-from auditor.logs.message import parse_time
 from auditor.logs.prefix import COMMON_PREFIXES, CompiledPrefix, compile_prefix
+from auditor.logs.times import parse_time
 
 _CSV_START = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,\n]*,")
 _TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [A-Za-z0-9+-]+)?")
@@ -64,8 +64,8 @@ def detect_format(head: bytes, hint: str | None = None) -> str:
     return "stderr"
 
 
-def first_time(head: bytes, fmt: str) -> datetime | None:
-    """The timestamp of the first record, to order rotated files."""
+def first_time(head: bytes, fmt: str, log_timezone: str | None = None) -> datetime | None:
+    """The time of the first record, to order rotated files (None if it cannot be placed)."""
     for line in _first_lines(head, 20):
         if fmt == "jsonlog":
             try:
@@ -73,11 +73,11 @@ def first_time(head: bytes, fmt: str) -> datetime | None:
             except orjson.JSONDecodeError:
                 continue
             if isinstance(obj, dict) and isinstance(obj.get("timestamp"), str):
-                return parse_time(obj["timestamp"])
+                return parse_time(obj["timestamp"], log_timezone)
             continue
         m = _TIMESTAMP.search(line[:200])
         if m:
-            return parse_time(m.group().decode("ascii", "replace"))
+            return parse_time(m.group().decode("ascii", "replace"), log_timezone)
     return None
 
 

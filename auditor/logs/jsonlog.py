@@ -8,14 +8,15 @@ quoted.  Newlines inside values are escaped, so a line is always a record.
 from __future__ import annotations
 
 import json
-from datetime import tzinfo
 from typing import Any
 
 import orjson
 
-from auditor.logs.message import build_record, parse_time
+from auditor.encoding import NOT_UTF8, nul_warning
+from auditor.logs.message import build_record
 from auditor.logs.prefilter import Finder, finder
-from auditor.model import LogRecord, SourceLocation
+from auditor.logs.times import LogClock
+from auditor.model import LogRecord, ReadWarning, SourceLocation
 
 
 def _line_start(buf: bytes, pos: int, lo: int) -> int:
@@ -28,8 +29,8 @@ class JsonlogReader:
 
     fmt = "jsonlog"
 
-    def __init__(self, default_tz: tzinfo | None = None) -> None:
-        self.default_tz = default_tz
+    def __init__(self, clock: LogClock | None = None) -> None:
+        self.clock = clock or LogClock()
         self.finder: Finder = finder("jsonlog", None)
 
     def begin(self, buf: bytes) -> None:
@@ -51,8 +52,8 @@ class JsonlogReader:
 
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation
-    ) -> tuple[LogRecord | None, list[str]]:
-        warnings: list[str] = []
+    ) -> tuple[LogRecord | None, list[str | ReadWarning]]:
+        warnings: list[str | ReadWarning] = []
         line = buf[rs:re_].rstrip(b"\r\n")
         if not line.strip():
             return None, ["empty line"]
@@ -60,15 +61,22 @@ class JsonlogReader:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            try:  # orjson refuses invalid UTF-8: decode with replacement and retry
-                obj = json.loads(line.decode("utf-8", "replace"))
-                warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            try:  # orjson refuses bytes that are not UTF-8: keep them (surrogates), retry
+                obj = json.loads(line.decode("utf-8", "surrogateescape"))
+                warnings.append(NOT_UTF8)
             except ValueError as exc:
                 return None, [f"not a jsonlog line ({exc.__class__.__name__}: {exc})"]
         if not isinstance(obj, dict) or "error_severity" not in obj:
             return None, ["not a jsonlog record (no error_severity)"]
-        time = parse_time(str(obj.get("timestamp", "")), self.default_tz)
-        if time is None:
+        if b"\\u0000" in line:  # a NUL escape: no server writes one (nor a raw NUL)
+            for value in obj.values():
+                if isinstance(value, str) and (nul := nul_warning(value)) is not None:
+                    return None, [*warnings, nul]
+        stamp = str(obj.get("timestamp", ""))
+        time, issue = self.clock.parse(stamp)
+        if issue is not None:
+            warnings.append(ReadWarning(loc, issue.message, stamp, issue.cause))
+        elif time is None:
             warnings.append("jsonlog record without a valid timestamp")
         host = obj.get("remote_host")
         port = obj.get("remote_port")

@@ -10,8 +10,7 @@ statement and portal names, bind parameters and the ``duration:`` lead.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from functools import lru_cache
+from datetime import datetime
 
 from auditor.logs.prefilter import classify_texts
 from auditor.marker import MARKER_LEAD
@@ -23,7 +22,6 @@ _CLASSIFIED = frozenset({MessageKind.STATEMENT, MessageKind.EXECUTE, MessageKind
 _DURATION = re.compile(r"duration: (?P<ms>\d+(?:\.\d+)?) ms  ")
 _EXECUTE = re.compile(r"execute (?P<fetch>fetch from )?(?P<name>.+?): ")
 _PARAM = re.compile(r"\$(?P<n>\d+) = (?:(?P<null>NULL)|'(?P<val>(?:[^']|'')*)')(?:, |$)")
-_NUMERIC_TZ = re.compile(r"^([+-])(\d\d)(?::?(\d\d))?$")
 
 #: Server messages that reconcile needs (CONFIG_DRIFT, LOG_GAP), by their start.
 NOTABLE_MESSAGES = (
@@ -48,83 +46,6 @@ def is_notable(message: str) -> bool:
     (True, False)
     """
     return message.startswith(NOTABLE_MESSAGES)
-
-
-@lru_cache(maxsize=256)
-def _zone(name: str, default: tzinfo | None) -> tzinfo | None:
-    if name in ("UTC", "GMT", "Z", "UCT"):
-        return UTC
-    m = _NUMERIC_TZ.match(name)
-    if m:
-        sign = -1 if m.group(1) == "-" else 1
-        minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
-        return timezone(sign * timedelta(minutes=minutes))
-    return default
-
-
-def parse_time(text: str, default_tz: tzinfo | None = None) -> datetime | None:
-    """A server timestamp; see :func:`_parse_time` (cached by second)."""
-    head, dot, rest = text.partition(".")
-    if not dot:
-        return _parse_time(text, default_tz)
-    frac, _, tz = rest.partition(" ")
-    base = _parse_time(head + " " + tz if tz else head, default_tz)
-    if base is None or not frac.isdigit():
-        return _parse_time(text, default_tz)
-    return base.replace(microsecond=int((frac + "000000")[:6]))
-
-
-@lru_cache(maxsize=4096)
-def _parse_time(text: str, default_tz: tzinfo | None = None) -> datetime | None:
-    """A server timestamp (``%m``, ``%t``, csv ``log_time``, json ``timestamp``).
-
-    Time zone abbreviations other than UTC/GMT and numeric offsets are
-    ambiguous; they get ``default_tz`` (the server's ``log_timezone`` when
-    known) or stay naive.
-
-    >>> parse_time("2026-11-26 03:15:21.505 UTC")
-    datetime.datetime(2026, 11, 26, 3, 15, 21, 505000, tzinfo=datetime.timezone.utc)
-    >>> parse_time("2026-11-26 04:15:21 +01").utcoffset()
-    datetime.timedelta(seconds=3600)
-    >>> parse_time("garbage") is None
-    True
-    """
-    text = text.strip()
-    if len(text) < 19:
-        return None
-    try:
-        dt = datetime(
-            int(text[0:4]),
-            int(text[5:7]),
-            int(text[8:10]),
-            int(text[11:13]),
-            int(text[14:16]),
-            int(text[17:19]),
-        )
-        rest = text[19:]
-        if rest.startswith("."):
-            frac, _, rest = rest[1:].partition(" ")
-            dt = dt.replace(microsecond=int((frac + "000000")[:6]))
-        else:
-            rest = rest.strip()
-    except ValueError:
-        return None
-    tz = _zone(rest.strip(), default_tz) if rest.strip() else default_tz
-    return dt.replace(tzinfo=tz) if tz is not None else dt
-
-
-def parse_epoch(text: str) -> datetime | None:
-    """``%n``: seconds since the epoch with milliseconds.
-
-    >>> parse_epoch("1795756521.505").isoformat()
-    '2026-11-27T05:15:21.505000+00:00'
-    """
-    secs, _, frac = text.strip().partition(".")
-    try:
-        dt = datetime.fromtimestamp(int(secs), tz=UTC)
-        return dt.replace(microsecond=int((frac + "000000")[:6])) if frac else dt
-    except (ValueError, OverflowError, OSError):
-        return None
 
 
 def parse_parameters(detail: str) -> tuple[tuple[str, str | None], ...]:

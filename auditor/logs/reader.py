@@ -19,8 +19,8 @@ exhausted: what incremental runs (``reconcile --state``) store per file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Protocol
 
 from auditor.errors import LogInputError, PrefixMismatch
@@ -28,11 +28,11 @@ from auditor.logs.csvlog import CsvlogReader
 from auditor.logs.detect import detect_format, detect_prefix, prefix_score
 from auditor.logs.jsonlog import JsonlogReader
 from auditor.logs.link import Linker
-from auditor.logs.message import parse_epoch, parse_time
 from auditor.logs.prefilter import CONT, HIT, ODD_END, ODD_LINE, Finder
 from auditor.logs.prefix import COMMON_PREFIXES, CompiledPrefix, compile_prefix
 from auditor.logs.sources import LogSource
 from auditor.logs.stderr import StderrReader
+from auditor.logs.times import LogClock, parse_epoch
 from auditor.model import LogRecord, MessageKind, ReadWarning, SourceLocation
 
 WINDOW = 16 * 1024 * 1024
@@ -52,7 +52,7 @@ class FormatReader(Protocol):
     def cut(self, buf: bytes, lo: int, final: bool) -> int: ...
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation
-    ) -> tuple[LogRecord | None, list[str]]: ...
+    ) -> tuple[LogRecord | None, list[str | ReadWarning]]: ...
     def time_at(self, buf: bytes, rs: int) -> tuple[str | None, bool]: ...
 
 
@@ -111,15 +111,15 @@ class _Window:
     last_time_raw: tuple[str | None, bool] = (None, False)
 
 
-def make_reader(fmt: str, prefix: CompiledPrefix | None, tz: tzinfo | None) -> FormatReader:
+def make_reader(fmt: str, prefix: CompiledPrefix | None, clock: LogClock) -> FormatReader:
     if fmt == "stderr":
         if prefix is None:
             raise LogInputError("stderr logs need a log_line_prefix")
-        return StderrReader(prefix, tz)
+        return StderrReader(prefix, clock)
     if fmt == "csvlog":
-        return CsvlogReader(tz)
+        return CsvlogReader(clock)
     if fmt == "jsonlog":
-        return JsonlogReader(tz)
+        return JsonlogReader(clock)
     raise LogInputError(f"unknown log format {fmt!r} (use stderr, csvlog, jsonlog or auto)")
 
 
@@ -157,7 +157,7 @@ def scan_window(
             return
         record, warnings = reader.parse(buf, rs, re_, loc)
         for w in warnings:
-            items.append((rs, ReadWarning(loc, w)))
+            items.append((rs, w if isinstance(w, ReadWarning) else ReadWarning(loc, w)))
         if record is not None:
             items.append((rs, record))
 
@@ -316,11 +316,11 @@ def _last_time(reader: FormatReader, buf: bytes, hi: int) -> tuple[str | None, b
     return None, False
 
 
-def _time(raw: tuple[str | None, bool], tz: tzinfo | None) -> datetime | None:
+def _time(raw: tuple[str | None, bool], clock: LogClock) -> datetime | None:
     text, epoch = raw
     if text is None:
         return None
-    return parse_epoch(text) if epoch else parse_time(text, tz)
+    return parse_epoch(text) if epoch else clock.instant(text)
 
 
 class SourceRead:
@@ -336,7 +336,7 @@ class SourceRead:
         start_offset: int = 0,
         start_line: int = 1,
         end_offset: int | None = None,
-        tz: tzinfo | None = None,
+        log_timezone: str | None = None,
         window: int = WINDOW,
         final: bool = True,
         link: bool = True,
@@ -350,7 +350,7 @@ class SourceRead:
         self.start_offset = start_offset
         self.start_line = start_line
         self.end_offset = end_offset
-        self.tz = tz
+        self.clock = LogClock(log_timezone)
         self.window = window
         self.final = final
         self.stats: SourceStats | None = None
@@ -379,7 +379,7 @@ class SourceRead:
                 self.prefix = found
             else:
                 _check_prefix(self.source.name, self.prefix, head, self.start_line)
-        return make_reader(self.fmt, self.prefix, self.tz)
+        return make_reader(self.fmt, self.prefix, self.clock)
 
     def _run(self) -> Iterator[LogRecord | ReadWarning]:
         acc = _Acc()
@@ -390,6 +390,9 @@ class SourceRead:
         reader: FormatReader | None = None
         warned = 0
         limit = self.end_offset
+        # Times that could not be placed exactly: one warning per cause, at its first
+        # record, with the count (a file in an unknown zone would warn on every line).
+        causes: dict[str, tuple[ReadWarning, int]] = {}
         try:
             eof = False
             while not eof:
@@ -421,6 +424,11 @@ class SourceRead:
                     all_records=self.all_records,
                 )
                 for item in win.items:
+                    if isinstance(item, ReadWarning) and item.cause is not None:
+                        first, seen = causes.get(item.cause, (item, 0))
+                        causes[item.cause] = (first, seen + 1)
+                        acc.warnings += not seen
+                        continue
                     if isinstance(item, ReadWarning):
                         acc.warnings += 1
                         warned += 1
@@ -431,10 +439,10 @@ class SourceRead:
                 acc.records += win.records
                 acc.ddl += win.ddl
                 if win.consumed:
-                    t0 = _time(win.first_time_raw, self.tz)
+                    t0 = _time(win.first_time_raw, self.clock)
                     if acc.first_time is None and t0 is not None:
                         acc.first_time = t0
-                    t1 = _time(win.last_time_raw, self.tz)
+                    t1 = _time(win.last_time_raw, self.clock)
                     if t1 is not None:
                         acc.last_time = t1
                 offset += win.consumed
@@ -450,6 +458,8 @@ class SourceRead:
                         "incomplete last record not read (file still being written?)",
                         excerpt,
                     )
+            for first, count in causes.values():
+                yield replace(first, count=count)
             if warned > MAX_WARNINGS:
                 yield ReadWarning(
                     SourceLocation(self.source.name, offset, line),
@@ -508,7 +518,7 @@ def read_source(
     all_records: bool = False,
     start_offset: int = 0,
     start_line: int = 1,
-    tz: tzinfo | None = None,
+    log_timezone: str | None = None,
 ) -> SourceRead:
     """Read one source: records (only the audit-relevant ones unless ``all_records``)
     and warnings, in file order; ``.stats`` after iteration.
@@ -526,5 +536,5 @@ def read_source(
         all_records=all_records,
         start_offset=start_offset,
         start_line=start_line,
-        tz=tz,
+        log_timezone=log_timezone,
     )

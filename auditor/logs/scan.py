@@ -21,7 +21,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from typing import Any
 
 from auditor.errors import LogInputError
@@ -31,6 +30,7 @@ from auditor.logs.prefix import CompiledPrefix
 from auditor.logs.reader import FORMATS, SourceRead, SourceStats
 from auditor.logs.sources import LogSource, open_sources, peek
 from auditor.logs.stderr import StderrReader
+from auditor.logs.times import pick_log_timezone
 from auditor.model import LogRecord, ReadWarning, SourceLocation
 
 #: Size of a piece of a big plain file (bytes): small enough to balance two
@@ -66,17 +66,6 @@ def server_log_settings(dsn: str) -> ServerLogSettings:
     )
 
 
-def _zone(name: str | None) -> tzinfo | None:
-    if not name:
-        return None
-    try:
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo(name)
-    except Exception:
-        return None
-
-
 @dataclass(frozen=True)
 class _Task:
     source: LogSource
@@ -105,7 +94,7 @@ def _run_task(task: _Task) -> _TaskResult:
         start_offset=task.start,
         start_line=task.start_line,
         end_offset=task.end,
-        tz=_zone(task.tz_name),
+        log_timezone=task.tz_name,
         final=task.last,
         link=False,
     )
@@ -167,6 +156,17 @@ def _shift(item: LogRecord | ReadWarning, lines: int) -> LogRecord | ReadWarning
     return item
 
 
+def _merge_cause(causes: dict[str, ReadWarning], item: ReadWarning) -> int:
+    """Add a piece's warning for ``item.cause`` to the file's; 1 if the file had one."""
+    assert item.cause is not None
+    known = causes.get(item.cause)
+    if known is None:
+        causes[item.cause] = item
+        return 0
+    causes[item.cause] = dataclasses.replace(known, count=known.count + item.count)
+    return 1
+
+
 _FIELDS = tuple(f.name for f in dataclasses.fields(LogRecord))
 _GET_FIELDS = operator.attrgetter(*_FIELDS)
 
@@ -218,6 +218,16 @@ class ScanStream:
     def server(self) -> ServerLogSettings | None:
         return self._owner.server
 
+    @property
+    def log_timezone(self) -> str | None:
+        """The zone the times were placed in (None: abbreviations alone)."""
+        return self._owner.tz_name
+
+    @property
+    def notes(self) -> list[str]:
+        """What the reader of the output must know about the times (which zone, why)."""
+        return self._owner.notes
+
 
 @dataclass
 class _Scan:
@@ -231,6 +241,7 @@ class _Scan:
     server: ServerLogSettings | None = None
     starts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     stats: list[SourceStats] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def resolve(self, source: LogSource) -> tuple[str, CompiledPrefix | None]:
         """Format and prefix of a source, decided on its first bytes."""
@@ -310,6 +321,8 @@ class _Scan:
             index = 0
             for group in groups:
                 parts: list[SourceStats] = []
+                causes: dict[str, ReadWarning] = {}
+                dupes = 0
                 expected = group[0].start
                 redo_from: int | None = None
                 for ti, task in enumerate(group):
@@ -328,7 +341,11 @@ class _Scan:
                         continue
                     line_shift = sum(p.lines for p in parts)
                     for item in result.items:
-                        out = linker.feed(_shift(item, line_shift))
+                        item = _shift(item, line_shift)
+                        if isinstance(item, ReadWarning) and item.cause is not None:
+                            dupes += _merge_cause(causes, item)
+                            continue
+                        out = linker.feed(item)
                         if out is not None:
                             yield out
                     parts.append(result.stats)
@@ -360,11 +377,18 @@ class _Scan:
                     result = _run_task(tail)
                     line_shift = sum(p.lines for p in parts)
                     for item in result.items:
-                        out = linker.feed(_shift(item, line_shift))
+                        item = _shift(item, line_shift)
+                        if isinstance(item, ReadWarning) and item.cause is not None:
+                            dupes += _merge_cause(causes, item)
+                            continue
+                        out = linker.feed(item)
                         if out is not None:
                             yield out
                     parts.append(result.stats)
-                self.stats.append(_merge_stats(parts, group[0].start, group[0].start_line))
+                # One warning per file and cause, even when pieces read the file.
+                yield from causes.values()
+                merged = _merge_stats(parts, group[0].start, group[0].start_line)
+                self.stats.append(dataclasses.replace(merged, warnings=merged.warnings - dupes))
                 if group[0].source.compression is not None or group[0].source.kind != "file":
                     done += group[0].source.size or 0
                     if self.progress is not None:
@@ -385,13 +409,15 @@ def scan(
     progress: Progress | None = None,
     stdin: Any = None,
     starts: Mapping[str, tuple[int, int]] | None = None,
+    log_timezone: str | None = None,
 ) -> ScanStream:
     """Read every log source: the audit-relevant records (all with ``all_records``).
 
     ``dsn`` (optional) reads ``log_line_prefix``, ``log_timezone`` and the log
     directory (for ``sql:`` sources) from the server; an explicit ``prefix``
-    wins.  ``jobs`` worker processes (default: the number of cores, at most 2
-    tasks per core in flight) share the pieces.  ``starts`` maps a source's
+    or ``log_timezone`` wins (a bad ``log_timezone`` is a ConfigError).  ``jobs``
+    worker processes (default: the number of cores, at most 2 tasks per core in
+    flight) share the pieces.  ``starts`` maps a source's
     name to the ``(end_offset, end_line)`` of a previous run's
     :class:`~auditor.logs.reader.SourceStats`: reading resumes there (check
     ``inode`` and ``head_hash`` first: a rotated file starts again at 0).
@@ -399,7 +425,8 @@ def scan(
     if fmt not in ("auto", *FORMATS):
         raise LogInputError(f"unknown log format {fmt!r} (use auto, stderr, csvlog or jsonlog)")
     server = server_log_settings(dsn) if dsn else None
-    sources = open_sources(specs, dsn=dsn, fmt=fmt, stdin=stdin)
+    zone, notes = pick_log_timezone(log_timezone, server.log_timezone if server else None)
+    sources = open_sources(specs, dsn=dsn, fmt=fmt, stdin=stdin, log_timezone=zone)
     return scan_sources(
         sources,
         fmt=fmt,
@@ -409,6 +436,8 @@ def scan(
         progress=progress,
         starts=starts,
         server=server,
+        log_timezone=zone,
+        notes=notes,
     )
 
 
@@ -422,9 +451,15 @@ def scan_sources(
     progress: Progress | None = None,
     starts: Mapping[str, tuple[int, int]] | None = None,
     server: ServerLogSettings | None = None,
+    log_timezone: str | None = None,
+    notes: Sequence[str] = (),
 ) -> ScanStream:
     """:func:`scan` for sources already opened (reconcile opens them one spec at a time,
-    so that one missing file does not stop the others)."""
+    so that one missing file does not stop the others).
+
+    ``log_timezone`` is the zone chosen by :func:`~auditor.logs.times.pick_log_timezone`
+    (``notes`` its explanations); the server's is not looked at here.
+    """
     if prefix is None and server is not None:
         prefix = server.log_line_prefix
     workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
@@ -434,9 +469,10 @@ def scan_sources(
         prefix=prefix,
         all_records=all_records,
         jobs=max(1, workers),
-        tz_name=server.log_timezone if server else None,
+        tz_name=log_timezone,
         progress=progress,
         server=server,
         starts=dict(starts or {}),
+        notes=list(notes),
     )
     return ScanStream(state.run(), state)

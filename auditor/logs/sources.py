@@ -307,11 +307,17 @@ class _SqlFileStream:
 
 
 def open_sources(
-    specs: Sequence[str], *, dsn: str | None = None, fmt: str = "auto", stdin: Any = None
+    specs: Sequence[str],
+    *,
+    dsn: str | None = None,
+    fmt: str = "auto",
+    stdin: Any = None,
+    log_timezone: str | None = None,
 ) -> list[LogSource]:
     """Expand ``--log`` specs into sources, in the order they should be read.
 
-    Globs and directories expand to their files in time order; when a
+    Globs and directories expand to their files in time order (their first
+    record's time, placed in ``log_timezone``; else their mtime); when a
     directory or glob holds several formats of the same log (a server
     writing stderr, csvlog and jsonlog at once), only one format is kept:
     ``fmt`` when given, else jsonlog, then csvlog, then stderr.
@@ -324,19 +330,25 @@ def open_sources(
             out.append(_stdin_source(stdin))
             continue
         if spec.startswith("sql:"):
-            out.extend(_pick_format(_sql_sources(dsn, spec[4:]), fmt, ordered=True))
+            out.extend(
+                _pick_format(_sql_sources(dsn, spec[4:]), fmt, ordered=True, tz=log_timezone)
+            )
             continue
         if os.path.isdir(spec):
             files = [_file_source(p) for p in _dir_files(spec)]
             if not files:
                 raise LogInputError(f"{spec}: directory holds no log files")
-            out.extend(_pick_format(files, fmt, ordered=False))
+            out.extend(_pick_format(files, fmt, ordered=False, tz=log_timezone))
             continue
         if any(ch in spec for ch in "*?["):
             matches = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
             if not matches:
                 raise LogInputError(f"{spec}: no file matches")
-            out.extend(_pick_format([_file_source(p) for p in matches], fmt, ordered=False))
+            out.extend(
+                _pick_format(
+                    [_file_source(p) for p in matches], fmt, ordered=False, tz=log_timezone
+                )
+            )
             continue
         if not os.path.exists(spec):
             raise LogInputError(f"{spec}: no such file or directory")
@@ -344,7 +356,9 @@ def open_sources(
     return out
 
 
-def _pick_format(sources: list[LogSource], fmt: str, *, ordered: bool) -> list[LogSource]:
+def _pick_format(
+    sources: list[LogSource], fmt: str, *, ordered: bool, tz: str | None = None
+) -> list[LogSource]:
     """Keep one format of a multi-format directory and put rotated files in time order."""
     from auditor.logs.detect import detect_format, first_time
 
@@ -362,7 +376,7 @@ def _pick_format(sources: list[LogSource], fmt: str, *, ordered: bool) -> list[L
         return [s for s, _ in chosen]
     keyed = []
     for src, f in chosen:
-        t = first_time(peek(src, 65536), f)
+        t = first_time(peek(src, 65536), f, tz)
         keyed.append(((t.timestamp() if t is not None else src.mtime or 0.0), src.name, src))
     keyed.sort(key=lambda k: (k[0], k[1]))
     return [replace(s, hint=s.hint or keep) for _, _, s in keyed]

@@ -16,12 +16,13 @@ the first line, and forward to the next first line.
 
 from __future__ import annotations
 
-from datetime import tzinfo
-
-from auditor.logs.message import build_record, decode, parse_epoch, parse_time, split_host_port
+from auditor.encoding import NOT_UTF8, nul_warning
+from auditor.encoding import decode_log_bytes as decode
+from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, finder
 from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix
-from auditor.model import LogRecord, SourceLocation
+from auditor.logs.times import LogClock, parse_epoch
+from auditor.model import LogRecord, ReadWarning, SourceLocation
 
 TAB = 9
 _SECONDARY = frozenset(s.encode() for s in SECONDARY_SEVERITIES)
@@ -41,9 +42,9 @@ class StderrReader:
 
     fmt = "stderr"
 
-    def __init__(self, prefix: CompiledPrefix, default_tz: tzinfo | None = None) -> None:
+    def __init__(self, prefix: CompiledPrefix, clock: LogClock | None = None) -> None:
         self.prefix = prefix
-        self.default_tz = default_tz
+        self.clock = clock or LogClock()
         self.finder: Finder = finder("stderr", prefix.first_bytes)
         self.time_resolution_us = time_resolution_us(prefix)
 
@@ -175,12 +176,14 @@ class StderrReader:
 
     def parse(
         self, buf: bytes, rs: int, re_: int, loc: SourceLocation
-    ) -> tuple[LogRecord | None, list[str]]:
+    ) -> tuple[LogRecord | None, list[str | ReadWarning]]:
         """The record in ``buf[rs:re_]`` and warnings about it (messages, located at ``loc``)."""
-        warnings: list[str] = []
+        warnings: list[str | ReadWarning] = []
         text, bad_bytes = decode(buf[rs:re_])
         if bad_bytes:
-            warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            warnings.append(NOT_UTF8)
+        if (nul := nul_warning(text)) is not None:
+            return None, [*warnings, nul]
         if text.endswith("\n"):
             text = text[:-1]
         match = self.prefix.text_regex.match
@@ -209,7 +212,9 @@ class StderrReader:
         gd = first.groupdict()
         time = None
         if gd.get("time"):
-            time = parse_time(gd["time"], self.default_tz)
+            time, issue = self.clock.parse(gd["time"])
+            if issue is not None:
+                warnings.append(ReadWarning(loc, issue.message, gd["time"], issue.cause))
         elif gd.get("epoch"):
             time = parse_epoch(gd["epoch"])
         hostport = gd.get("client_hostport")
