@@ -513,8 +513,8 @@ class Matcher:
                         (
                             C.IMPERSONATED_DDL,
                             None,
-                            f"{where}: login user {rec.user!r} ran it as {e.session_user!r} "
-                            f"(SET SESSION AUTHORIZATION; audit row {e.id}).",
+                            f"{where}: login user {rec.user!r} ran it as session_user "
+                            f"{e.session_user!r} (SET SESSION AUTHORIZATION; audit row {e.id}).",
                         )
                     )
         return impersonated
@@ -963,14 +963,16 @@ class Matcher:
         reasons = [why for f in chunk if (why := self._unvouched(f)) is not None]
         if not reasons:
             return verdicts
-        claims = [v[2] for v in verdicts if v[0] == C.ATTRIBUTION_MISMATCH]
+        # Who ran it, as the row says: an unvouched row's claim is no finding of its own.
+        who = (C.ATTRIBUTION_MISMATCH, C.IMPERSONATED_DDL)
+        claims = [v[2] for v in verdicts if v[0] in who]
         reason = (
             f"{where}: {'; '.join(reasons)}. The marker was suppressed (or the row put there "
             "by other means), so the row cannot be vouched for."
         )
         if claims:
             reason += " What the row claims is unproven: " + " ".join(claims)
-        kept = [v for v in verdicts if v[0] != C.ATTRIBUTION_MISMATCH]
+        kept = [v for v in verdicts if v[0] not in who]
         return [*kept, (C.MARKER_MISSING, None, reason)]
 
     def _id_gaps(self) -> None:
