@@ -961,10 +961,19 @@ def _render_scan(
             "words and messages are not recognised; set lc_messages = 'C'",
             err=True,
         )
+    failed = False
+    for skip in stream.skipped:
+        if skip.kind == "error" or (skip.kind == "refused" and skip.explicit):
+            _line(f"auditor: error: {skip.reason}", err=True)
+            failed = True
+        else:
+            _line(f"auditor: note: skipped {skip.reason}", err=True)
     usable = sum(s.records for s in stream.sources)
     warnings = sum(s.warnings for s in stream.sources)
     if usable == 0 and warnings:
         raise LogInputError("no log record could be read (see the warnings above)")
+    if failed:
+        raise typer.Exit(2)
 
 
 def _not_a_row(rec: Any, dropped: set[Any]) -> bool:

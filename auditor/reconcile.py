@@ -308,13 +308,16 @@ def read_logs(
     Times are placed in ``log_timezone`` (chosen by ``pick_log_timezone``);
     ``progress(done, total)`` is told the bytes read (the CLI's progress bar)."""
     from auditor.logs.scan import scan_sources
-    from auditor.logs.sources import open_sources
+    from auditor.logs.sources import LogSource, Skipped, open_sources
 
     side = LogSide()
-    sources = []
+    sources: list[LogSource] = []
+    skipped: list[Skipped] = []
     for spec in specs:
         try:
-            sources.extend(open_sources([spec], dsn=dsn, fmt=fmt, log_timezone=log_timezone))
+            opened = open_sources([spec], dsn=dsn, fmt=fmt, log_timezone=log_timezone)
+            sources.extend(opened)
+            skipped.extend(opened.skipped)
         except LogInputError as exc:
             side.warnings.append(str(exc))
             side.gaps.append(Gap(None, None, f"{exc}.", spec, None))
@@ -369,6 +372,7 @@ def read_logs(
                 )
             )
     if not sources:
+        _skipped_files(side, skipped)
         return side
     stream = scan_sources(
         sources,
@@ -378,6 +382,7 @@ def read_logs(
         server=server,
         log_timezone=log_timezone,
         progress=progress,
+        skipped=skipped,
     )
     warnings_by_file: dict[str, list[ReadWarning]] = {}
     untimed = 0
@@ -435,6 +440,7 @@ def read_logs(
                 "last_time": last.isoformat() if last else None,
             }
     side.notes.extend(stream.notes)
+    _skipped_files(side, stream.skipped)
     if untimed:
         side.notes.append(
             f"{untimed} log record(s) have no time that could be placed (see the warnings): "
@@ -442,6 +448,22 @@ def read_logs(
             "coverage can hold them."
         )
     return side
+
+
+def _skipped_files(side: LogSide, skipped: Sequence[Any]) -> None:
+    """Files left out: one that could not be read is a gap (it may hold the window's
+    statements); one that is no server log, or the same log in another format, is a
+    note (a PgBouncer log named with --log is also a warning)."""
+    for skip in skipped:
+        if skip.kind == "error":
+            side.warnings.append(skip.reason)
+            side.gaps.append(Gap(None, None, f"{skip.reason}.", skip.name, None))
+            side.summaries.append(LogSourceSummary(skip.name, "unreadable", 0, 0, (skip.reason,)))
+        else:
+            if skip.explicit:
+                side.warnings.append(skip.reason)
+            side.notes.append(f"not read: {skip.reason}")
+            side.summaries.append(LogSourceSummary(skip.name, "skipped", 0, 0, (skip.reason,)))
 
 
 def _coverage_gaps(

@@ -25,8 +25,9 @@ from auditor.logs.prefilter import Finder, finder
 from auditor.logs.times import LogClock
 from auditor.model import LogRecord, ReadWarning, SourceLocation
 
-#: What the first bytes of a csvlog row look like (log_time then a comma).
-ROW_START = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Za-z0-9+-]+,")
+#: What the first bytes of a csvlog row look like (log_time then a comma; some tools
+#: that re-export csvlog quote it).
+ROW_START = re.compile(rb'"?\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [A-Za-z0-9+-]+"?,')
 _COLUMN_COUNTS = (23, 24, 26)
 #: How far back (bytes) the window's cut may be from its end before the parity
 #: is declared broken and the reader resynchronises.
@@ -199,7 +200,7 @@ class CsvlogReader:
         m = ROW_START.match(buf, rs)
         if m is None:
             return None, False
-        return buf[rs : m.end() - 1].decode("ascii", "replace"), False
+        return buf[rs : m.end() - 1].strip(b'"').decode("ascii", "replace"), False
 
 
 def _int(text: str | None) -> int | None:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from auditor.encoding import NOT_UTF8, nul_warning
-from auditor.logs.message import build_record
+from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, finder
 from auditor.logs.times import LogClock
 from auditor.model import LogRecord, ReadWarning, SourceLocation
@@ -130,3 +130,91 @@ def _intv(value: object) -> int | None:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return None
+
+
+class CnpgReader(JsonlogReader):
+    """CloudNativePG's JSON lines (``kubectl logs`` of an instance pod).
+
+    The instance manager writes each csvlog record of the server as ``{"level":
+    "info", "ts": ..., "logger": "postgres", "msg": "record", "record": {...}}``
+    where ``record`` holds the csvlog columns by name (``log_time``, ``user_name``,
+    ``process_id`` as a string, ...).  Lines of the manager's own loggers
+    (``instance-manager``, ``wal-archive``, ...) are not server records: they are
+    skipped and not counted as log entries.
+    """
+
+    fmt = "cnpg"
+
+    def entries(self, buf: bytes, lo: int, hi: int) -> int:
+        """Log entries in ``buf[lo:hi]``: the server records only."""
+        return buf.count(b'"record":{', lo, hi)
+
+    def parse(
+        self, buf: bytes, rs: int, re_: int, loc: SourceLocation
+    ) -> tuple[LogRecord | None, list[str | ReadWarning]]:
+        warnings: list[str | ReadWarning] = []
+        line = buf[rs:re_].rstrip(b"\r\n")
+        if not line.strip():
+            return None, ["empty line"]
+        obj: Any
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            try:  # bytes that are not UTF-8: kept (surrogates), as the jsonlog reader does
+                obj = json.loads(line.decode("utf-8", "surrogateescape"))
+                warnings.append(NOT_UTF8)
+            except ValueError as exc:
+                return None, [f"not a CloudNativePG line ({exc.__class__.__name__}: {exc})"]
+        if not isinstance(obj, dict):
+            return None, ["not a CloudNativePG line (not a JSON object)"]
+        rec = obj.get("record")
+        if not isinstance(rec, dict):
+            return None, warnings  # the instance manager's own lines
+        if "error_severity" not in rec:
+            return None, [*warnings, "CloudNativePG record without error_severity"]
+        if b"\\u0000" in line:  # a NUL escape: no server writes one
+            for value in rec.values():
+                if isinstance(value, str) and (nul := nul_warning(value)) is not None:
+                    return None, [*warnings, nul]
+        stamp = str(rec.get("log_time", ""))
+        time, issue = self.clock.parse(stamp)
+        if issue is not None:
+            warnings.append(ReadWarning(loc, issue.message, stamp, issue.cause))
+        elif time is None:
+            warnings.append("CloudNativePG record without a valid log_time")
+        client, port = split_host_port(_str(rec.get("connection_from")))
+        record = build_record(
+            source=loc,
+            severity=str(rec["error_severity"]),
+            message=_str(rec.get("message")) or "",
+            time=time,
+            detail=_str(rec.get("detail")),
+            hint=_str(rec.get("hint")),
+            context=_str(rec.get("context")),
+            statement=_str(rec.get("query")),
+            session_id=_str(rec.get("session_id")),
+            line_num=_intv(rec.get("session_line_num")),
+            vxid=_str(rec.get("virtual_transaction_id")),
+            xid=_intv(rec.get("transaction_id")),
+            pid=_intv(rec.get("process_id")),
+            user=_str(rec.get("user_name")),
+            database=_str(rec.get("database_name")),
+            application=_str(rec.get("application_name")),
+            client=client,
+            client_port=port,
+            sqlstate=_str(rec.get("sql_state_code")),
+            backend_type=_str(rec.get("backend_type")),
+            command_tag=_str(rec.get("command_tag")),
+        )
+        return record, warnings
+
+    def time_at(self, buf: bytes, rs: int) -> tuple[str | None, bool]:
+        end = buf.find(b"\n", rs)
+        start = buf.find(b'"log_time":"', rs, end if end >= 0 else len(buf))
+        if start < 0:
+            return None, False
+        start += len(b'"log_time":"')
+        stop = buf.find(b'"', start, start + 64)
+        if stop < 0:
+            return None, False
+        return buf[start:stop].decode("ascii", "replace"), False

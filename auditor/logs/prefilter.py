@@ -157,7 +157,7 @@ def structure_patterns(fmt: str, first_bytes: bytes | None) -> Structure:
             pats.append((rb"\n[^" + allowed + rb"]", ODD_LINE))
         return Structure(tuple(pats))
     if fmt == "csvlog":
-        return Structure(((rb"\n[^0-9]", ODD_LINE),))
+        return Structure(((rb'\n[^0-9"]', ODD_LINE),))
     return Structure(((rb"\n[^{]", ODD_LINE), (rb"[^}]\n", ODD_END)))
 
 

@@ -35,14 +35,22 @@ PRIMARY_SEVERITIES = ("DEBUG", "LOG", "INFO", "NOTICE", "WARNING", "ERROR", "FAT
 #: Words of the extra lines of the same message (``send_message_to_server_log()``).
 SECONDARY_SEVERITIES = ("DETAIL", "HINT", "QUERY", "CONTEXT", "LOCATION", "BACKTRACE", "STATEMENT")
 
-_SEVERITY_RE = (
-    rb"(?P<severity>"
-    + b"|".join(s.encode() for s in PRIMARY_SEVERITIES + SECONDARY_SEVERITIES)
-    + rb"):  "
-    # log_error_verbosity = verbose adds the SQLSTATE after the severity of the
-    # first line; every SQLSTATE holds a digit, which keeps "NOTICE:  HELLO: x" text.
-    + rb"(?:(?P<vsqlstate>(?=[0-9A-Z]{0,4}[0-9])[0-9A-Z]{5}): )?"
-)
+
+def _severity_re(spaces: int) -> bytes:
+    """The severity word and what follows it: PostgreSQL writes two spaces; some
+    exports collapse them to one (``spaces=1``, chosen per file by detection)."""
+    return (
+        rb"(?P<severity>"
+        + b"|".join(s.encode() for s in PRIMARY_SEVERITIES + SECONDARY_SEVERITIES)
+        + rb"):"
+        + b" " * spaces
+        # log_error_verbosity = verbose adds the SQLSTATE after the severity of the
+        # first line; every SQLSTATE holds a digit, which keeps "NOTICE:  HELLO: x" text.
+        + rb"(?:(?P<vsqlstate>(?=[0-9A-Z]{0,4}[0-9])[0-9A-Z]{5}): )?"
+    )
+
+
+_SEVERITY_RE = _severity_re(2)
 
 _TZ = rb"[A-Za-z0-9+-]+"
 _DATE_TIME = rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
@@ -92,6 +100,9 @@ class CompiledPrefix:
     fields: frozenset[str]
     first_bytes: bytes | None
     has_q: bool = False
+    #: Spaces after ``SEVERITY:`` (2 as PostgreSQL writes; 1 in files whose spaces
+    #: were collapsed by whatever exported them).
+    spaces: int = 2
     _escapes: tuple[str, ...] = field(default=(), repr=False)
     #: The same regex for decoded text (fields come out as str, no per-field decoding).
     text_regex: re.Pattern[str] = field(default=re.compile(""), repr=False)
@@ -158,8 +169,10 @@ def _parse(prefix: str) -> list[tuple[str, str, int]]:
     return items
 
 
-def compile_prefix(prefix: str) -> CompiledPrefix:
+def compile_prefix(prefix: str, spaces: int = 2) -> CompiledPrefix:
     """Compile ``log_line_prefix`` (as ``SHOW log_line_prefix`` prints it).
+
+    ``spaces`` is how many spaces follow ``SEVERITY:`` (see :attr:`CompiledPrefix.spaces`).
 
     >>> p = compile_prefix("%t:%r:%u@%d:[%p]: ")
     >>> m = p.match(b"2026-11-26 03:15:21 UTC:127.0.0.1(5432):bob@app:[42]: ERROR:  boom")
@@ -205,11 +218,13 @@ def compile_prefix(prefix: str) -> CompiledPrefix:
         body = b"".join(head) + (b"(?:" + b"".join(tail) + b")?" if tail else b"")
     else:
         body = b"".join(parts)
-    regex = re.compile(body + _SEVERITY_RE)
+    severity = _SEVERITY_RE if spaces == 2 else _severity_re(spaces)
+    regex = re.compile(body + severity)
     return CompiledPrefix(
         text=prefix,
         regex=regex,
-        text_regex=re.compile((body + _SEVERITY_RE).decode(), re.ASCII),
+        text_regex=re.compile((body + severity).decode(), re.ASCII),
+        spaces=spaces,
         fields=frozenset(seen),
         first_bytes=_first_bytes(items),
         has_q=q_index is not None,
@@ -259,7 +274,10 @@ COMMON_PREFIXES = (
     "%t [%p]: [%l-1] ",
     "%t [%p]: user=%u,db=%d,app=%a,client=%h ",
     "%m [%p]: [%l-1] user=%u,db=%d,app=%a,client=%h ",
+    "%t:%r:%u@%d:[%p]:",  # Amazon RDS and Aurora
     "%t:%r:%u@%d:[%p]: ",
+    "%t-%c-",  # Azure Database for PostgreSQL
+    "[%p]: [%l-1] db=%d,user=%u ",  # Google Cloud SQL's textPayload (time: the entry's)
     "%m %u@%d %p %r ",
     "< %m > ",
     "%t ",

@@ -23,14 +23,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
-from auditor.errors import LogInputError, PrefixMismatch
+from auditor.errors import LogInputError
 from auditor.logs.csvlog import CsvlogReader
-from auditor.logs.detect import detect_format, detect_prefix, prefix_score
-from auditor.logs.jsonlog import JsonlogReader
+from auditor.logs.detect import HEAD_BYTES, Decision, Sample, decide, take_sample
+from auditor.logs.envelope import ENVELOPES
+from auditor.logs.jsonlog import CnpgReader, JsonlogReader
 from auditor.logs.link import Linker
 from auditor.logs.prefilter import CONT, HIT, ODD_END, ODD_LINE, Finder
-from auditor.logs.prefix import COMMON_PREFIXES, CompiledPrefix, compile_prefix
-from auditor.logs.sources import LogSource
+from auditor.logs.prefix import CompiledPrefix, compile_prefix
+from auditor.logs.sources import Damaged, LogSource, RawStream, peek
 from auditor.logs.stderr import StderrReader
 from auditor.logs.times import LogClock, parse_epoch
 from auditor.model import LogRecord, MessageKind, ReadWarning, SourceLocation
@@ -38,7 +39,10 @@ from auditor.model import LogRecord, MessageKind, ReadWarning, SourceLocation
 WINDOW = 16 * 1024 * 1024
 #: Warnings yielded per source before they are only counted.
 MAX_WARNINGS = 1000
-FORMATS = ("stderr", "csvlog", "jsonlog")
+#: Formats read in windows by :func:`scan_window` (and split into pieces).
+FORMATS = ("stderr", "csvlog", "jsonlog", "cnpg")
+#: Every format ``--log-format`` takes.
+ALL_FORMATS = (*FORMATS, *ENVELOPES)
 
 
 class FormatReader(Protocol):
@@ -85,6 +89,10 @@ class SourceStats:
     last_time: datetime | None
     truncated: bool
     engine: str
+    #: How the prefix was chosen: ``given``, ``known`` (a common prefix) or ``inferred``.
+    prefix_how: str = ""
+    #: Lines of other programs skipped (a syslog file holds every daemon's lines).
+    foreign_lines: int = 0
 
 
 @dataclass
@@ -96,6 +104,7 @@ class _Acc:
     first_time: datetime | None = None
     last_time: datetime | None = None
     truncated: bool = False
+    foreign: int = 0
 
 
 @dataclass
@@ -120,7 +129,9 @@ def make_reader(fmt: str, prefix: CompiledPrefix | None, clock: LogClock) -> For
         return CsvlogReader(clock)
     if fmt == "jsonlog":
         return JsonlogReader(clock)
-    raise LogInputError(f"unknown log format {fmt!r} (use stderr, csvlog, jsonlog or auto)")
+    if fmt == "cnpg":
+        return CnpgReader(clock)
+    raise LogInputError(f"unknown log format {fmt!r} (use {', '.join(('auto', *ALL_FORMATS))})")
 
 
 def scan_window(
@@ -262,7 +273,8 @@ def scan_window(
     out.lines = state[1] - base_line
     if final and hi == len(buf) and hi and buf[hi - 1] != 10:
         out.lines += 1
-    out.records = max(0, out.lines - conts - odd_lines)
+    entries = getattr(reader, "entries", None)
+    out.records = entries(buf, 0, hi) if entries else max(0, out.lines - conts - odd_lines)
     out.ddl = sum(
         1
         for item in out.items
@@ -323,6 +335,72 @@ def _time(raw: tuple[str | None, bool], clock: LogClock) -> datetime | None:
     return parse_epoch(text) if epoch else clock.instant(text)
 
 
+def sample_source(source: LogSource, start_offset: int = 0) -> Sample:
+    """Lines to decide a file's format and prefix from (the whole file where needed)."""
+    if source.kind == "stdin":
+        return take_sample(_Head(peek(source, HEAD_BYTES)).read, whole=False)
+    try:
+        stream = source.open(start_offset)
+    except Damaged:
+        return Sample()
+    try:
+        return take_sample(_Guard(stream).read)
+    finally:
+        stream.close()
+
+
+class _Head:
+    """A byte string read like a stream (a sample from bytes already read)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, size: int) -> bytes:
+        out, self.data = self.data[:size], self.data[size:]
+        return out
+
+
+class _Guard:
+    """A stream that ends where its compressed data is damaged (detection reads what it can)."""
+
+    def __init__(self, stream: RawStream) -> None:
+        self.stream = stream
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self.stream.read(size)
+        except Damaged:
+            return b""
+
+
+class _Warnings:
+    """Warnings as a file gives them: one per cause for times that could not be placed
+    exactly (with the count), at most :data:`MAX_WARNINGS` others."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.causes: dict[str, tuple[ReadWarning, int]] = {}
+        self.shown = 0
+        self.count = 0
+
+    def take(self, item: ReadWarning) -> ReadWarning | None:
+        """The warning to yield now (None: counted, or yielded at the end)."""
+        if item.cause is not None:
+            first, seen = self.causes.get(item.cause, (item, 0))
+            self.causes[item.cause] = (first, seen + 1)
+            self.count += not seen
+            return None
+        self.count += 1
+        self.shown += 1
+        return item if self.shown <= MAX_WARNINGS else None
+
+    def end(self, loc: SourceLocation) -> Iterator[ReadWarning]:
+        for first, seen in self.causes.values():
+            yield replace(first, count=seen)
+        if self.shown > MAX_WARNINGS:
+            yield ReadWarning(loc, f"{self.shown - MAX_WARNINGS} more warnings not shown")
+
+
 class SourceRead:
     """Iterator over one source's records and warnings; ``stats`` once exhausted."""
 
@@ -340,6 +418,7 @@ class SourceRead:
         window: int = WINDOW,
         final: bool = True,
         link: bool = True,
+        decision: Decision | None = None,
     ) -> None:
         self.source = source
         self.fmt = fmt
@@ -350,9 +429,13 @@ class SourceRead:
         self.start_offset = start_offset
         self.start_line = start_line
         self.end_offset = end_offset
+        self.log_timezone = log_timezone
         self.clock = LogClock(log_timezone)
         self.window = window
         self.final = final
+        self.decision = decision
+        if decision is not None:
+            self.fmt, self.prefix = decision.fmt, decision.prefix
         self.stats: SourceStats | None = None
         self._it: Iterator[LogRecord | ReadWarning] = self._run()
         if link:
@@ -364,42 +447,58 @@ class SourceRead:
     def __next__(self) -> LogRecord | ReadWarning:
         return next(self._it)
 
+    def decide(self, sample: Sample | None = None) -> Decision:
+        """Format and prefix (unless given), from a sample of the file (read here if
+        none is passed: the head, and the rest of the file where needed)."""
+        if self.decision is None:
+            if sample is None:
+                sample = sample_source(self.source, self.start_offset)
+            self.decision = decide(
+                self.source.name,
+                sample,
+                fmt=self.fmt,
+                prefix=self.prefix,
+                hint=self.source.hint,
+                detected=self.source.detected if self.fmt == "auto" else None,
+                start_line=self.start_line,
+            )
+        self.fmt = self.decision.fmt
+        self.prefix = self.decision.prefix
+        return self.decision
+
     def resolve(self, head: bytes) -> FormatReader:
-        """Decide format and prefix from the first bytes (unless given); build the reader."""
-        if self.fmt == "auto":
-            self.fmt = detect_format(head, self.source.hint)
-        if self.fmt == "stderr":
-            if self.prefix is None:
-                found, first = detect_prefix(head, COMMON_PREFIXES)
-                if found is None:
-                    raise PrefixMismatch(
-                        f"{self.source.name}:1: no known log_line_prefix reads this stderr log; "
-                        f"give it with --log-line-prefix (first line: {_excerpt(first)})"
-                    )
-                self.prefix = found
-            else:
-                _check_prefix(self.source.name, self.prefix, head, self.start_line)
+        """Decide format and prefix from the first bytes (unless decided); build the reader."""
+        self.decide(take_sample(_Head(head).read, whole=False))
         return make_reader(self.fmt, self.prefix, self.clock)
 
     def _run(self) -> Iterator[LogRecord | ReadWarning]:
+        if self.decision is None and self.source.kind != "stdin":
+            self.decide()
+        if self.decision is not None and self.fmt in ENVELOPES:
+            yield from self._run_envelope()
+            return
         acc = _Acc()
-        stream = self.source.open(self.start_offset)
+        warn = _Warnings(self.source.name)
         offset = self.start_offset
         line = self.start_line
         carry = b""
         reader: FormatReader | None = None
-        warned = 0
         limit = self.end_offset
-        # Times that could not be placed exactly: one warning per cause, at its first
-        # record, with the count (a file in an unknown zone would warn on every line).
-        causes: dict[str, tuple[ReadWarning, int]] = {}
+        damage: Damaged | None = None
         try:
-            eof = False
+            stream: RawStream | None = self.source.open(self.start_offset)
+        except Damaged as exc:
+            stream, damage = None, exc
+        try:
+            eof = stream is None
             while not eof:
                 want = self.window
                 if limit is not None:
                     want = min(want, limit - offset - len(carry))
-                data = stream.read(want) if want > 0 else b""
+                try:
+                    data = stream.read(want) if (want > 0 and stream is not None) else b""
+                except Damaged as exc:
+                    damage, data = exc, b""
                 if not data:
                     eof = True
                     buf = carry
@@ -409,7 +508,14 @@ class SourceRead:
                     buf = carry + data if carry else data
                 final = eof and self.final
                 if reader is None:
-                    reader = self.resolve(buf[:65536])
+                    if self.decision is None:  # stdin: decided on its first window
+                        self.decide(take_sample(_Head(buf[:HEAD_BYTES]).read, whole=False))
+                    if self.fmt in ENVELOPES:
+                        raise LogInputError(
+                            f"{self.source.name}: {self.fmt} logs cannot be read from "
+                            "standard input; give the file"
+                        )
+                    reader = make_reader(self.fmt, self.prefix, self.clock)
                 if eof and not self.final and reader.fmt != "csvlog":
                     # A piece of a split file ends here, at a message boundary (for
                     # csvlog only presumed: the scan checks it and reads again if not).
@@ -424,16 +530,11 @@ class SourceRead:
                     all_records=self.all_records,
                 )
                 for item in win.items:
-                    if isinstance(item, ReadWarning) and item.cause is not None:
-                        first, seen = causes.get(item.cause, (item, 0))
-                        causes[item.cause] = (first, seen + 1)
-                        acc.warnings += not seen
-                        continue
                     if isinstance(item, ReadWarning):
-                        acc.warnings += 1
-                        warned += 1
-                        if warned > MAX_WARNINGS:
-                            continue
+                        shown = warn.take(item)
+                        if shown is not None:
+                            yield shown
+                        continue
                     yield item
                 acc.lines += win.lines
                 acc.records += win.records
@@ -450,7 +551,7 @@ class SourceRead:
                 carry = buf[win.consumed :]
                 if eof and carry and self.final:
                     acc.truncated = True
-                    acc.warnings += 1
+                    warn.count += 1
                     loc = SourceLocation(self.source.name, offset, line)
                     excerpt = carry[:120].split(b"\n", 1)[0].decode("utf-8", "replace")
                     yield ReadWarning(
@@ -458,19 +559,24 @@ class SourceRead:
                         "incomplete last record not read (file still being written?)",
                         excerpt,
                     )
-            for first, count in causes.values():
-                yield replace(first, count=count)
-            if warned > MAX_WARNINGS:
-                yield ReadWarning(
-                    SourceLocation(self.source.name, offset, line),
-                    f"{warned - MAX_WARNINGS} more warnings not shown",
-                )
+            if damage is not None:
+                warn.count += 1
+                acc.truncated = acc.truncated or not damage.trailing
+                yield ReadWarning(SourceLocation(self.source.name, offset, line), damage.reason)
+            yield from warn.end(SourceLocation(self.source.name, offset, line))
         finally:
-            stream.close()
-        self.stats = SourceStats(
+            if stream is not None:
+                stream.close()
+        self.stats = self._stats(
+            acc, offset, line, warn.count, reader.finder.engine if reader else ""
+        )
+
+    def _stats(self, acc: _Acc, offset: int, line: int, warnings: int, engine: str) -> SourceStats:
+        stderr_like = self.fmt in ("stderr", *ENVELOPES)
+        return SourceStats(
             source=self.source.name,
             format=self.fmt,
-            prefix=self.prefix.text if (self.prefix is not None and self.fmt == "stderr") else None,
+            prefix=self.prefix.text if (self.prefix is not None and stderr_like) else None,
             compression=self.source.compression,
             inode=self.source.inode,
             size=self.source.size,
@@ -481,33 +587,31 @@ class SourceRead:
             lines=acc.lines,
             records=acc.records,
             ddl_statements=acc.ddl,
-            warnings=acc.warnings,
+            warnings=warnings,
             first_time=acc.first_time,
             last_time=acc.last_time,
             truncated=acc.truncated,
-            engine=reader.finder.engine if reader is not None else "",
+            engine=engine,
+            prefix_how=self.decision.how if (self.decision is not None and stderr_like) else "",
+            foreign_lines=acc.foreign,
         )
 
+    def _run_envelope(self) -> Iterator[LogRecord | ReadWarning]:
+        from auditor.logs.envelope import read_envelope
 
-def _excerpt(line: bytes | None) -> str:
-    if not line:
-        return "''"
-    return repr(line[:160].decode("utf-8", "replace"))
-
-
-def _check_prefix(name: str, prefix: CompiledPrefix, head: bytes, start_line: int) -> None:
-    """One clear error when the given prefix reads none of the first lines."""
-    lines = head.split(b"\n")
-    if len(lines) > 1:
-        lines = lines[:-1]
-    numbered = [(i, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.startswith(b"\t")]
-    sample = [ln for _, ln in numbered[:200]]
-    if sample and prefix_score(prefix, sample) == 0:
-        i, first = numbered[0]
-        raise PrefixMismatch(
-            f"{name}:{start_line + i}: log_line_prefix {prefix.text!r} matches no line; "
-            f"first line: {_excerpt(first)}"
-        )
+        assert self.decision is not None and self.prefix is not None
+        acc = _Acc()
+        warn = _Warnings(self.source.name)
+        end = [self.start_offset, self.start_line]
+        for item in read_envelope(self, self.decision, acc, end):
+            if isinstance(item, ReadWarning):
+                shown = warn.take(item)
+                if shown is not None:
+                    yield shown
+                continue
+            yield item
+        yield from warn.end(SourceLocation(self.source.name, end[0], end[1]))
+        self.stats = self._stats(acc, end[0], end[1], warn.count, "envelope")
 
 
 def read_source(
@@ -527,8 +631,8 @@ def read_source(
     source in order): pass the items through :class:`auditor.logs.link.Linker`,
     or use :func:`auditor.logs.scan.scan` which does both.
     """
-    if fmt not in ("auto", *FORMATS):
-        raise LogInputError(f"unknown log format {fmt!r} (use auto, stderr, csvlog or jsonlog)")
+    if fmt not in ("auto", *ALL_FORMATS):
+        raise LogInputError(f"unknown log format {fmt!r} (use {', '.join(('auto', *ALL_FORMATS))})")
     return SourceRead(
         source,
         fmt=fmt,

@@ -90,7 +90,10 @@ def source_summary(stats: SourceStats, parsed: int | None = None, shown: int | N
     """
     parts = [f"format {stats.format}"]
     if stats.prefix is not None:
-        parts.append(f"log_line_prefix {stats.prefix!r}")
+        how = " (inferred from the file: check it, or give --log-line-prefix)"
+        parts.append(
+            f"log_line_prefix {stats.prefix!r}" + (how if stats.prefix_how == "inferred" else "")
+        )
     if stats.compression:
         parts.append(stats.compression)
     parts.append(f"{stats.records} log entries")
@@ -104,6 +107,8 @@ def source_summary(stats: SourceStats, parsed: int | None = None, shown: int | N
         parts.append(f"{stats.first_time.isoformat()} .. {stats.last_time.isoformat()}")
     if stats.truncated:
         parts.append("last record incomplete")
+    if stats.foreign_lines:
+        parts.append(f"{stats.foreign_lines} lines of other programs skipped")
     return f"{stats.source}: " + ", ".join(parts)
 
 

@@ -25,10 +25,11 @@ from typing import Any
 
 from auditor.errors import LogInputError
 from auditor.logs.csvlog import ROW_START
+from auditor.logs.detect import Decision
 from auditor.logs.link import Linker
 from auditor.logs.prefix import CompiledPrefix
-from auditor.logs.reader import FORMATS, SourceRead, SourceStats
-from auditor.logs.sources import LogSource, open_sources, peek
+from auditor.logs.reader import ALL_FORMATS, FORMATS, SourceRead, SourceStats
+from auditor.logs.sources import LogSource, Skipped, open_sources
 from auditor.logs.stderr import StderrReader
 from auditor.logs.times import pick_log_timezone
 from auditor.model import LogRecord, ReadWarning, SourceLocation
@@ -77,6 +78,7 @@ class _Task:
     last: bool
     tz_name: str | None
     start_line: int = 1
+    decision: Decision | None = None
 
 
 @dataclass
@@ -97,6 +99,7 @@ def _run_task(task: _Task) -> _TaskResult:
         log_timezone=task.tz_name,
         final=task.last,
         link=False,
+        decision=task.decision,
     )
     items = list(read)
     assert read.stats is not None
@@ -228,6 +231,11 @@ class ScanStream:
         """What the reader of the output must know about the times (which zone, why)."""
         return self._owner.notes
 
+    @property
+    def skipped(self) -> list[Skipped]:
+        """Files not read, and why (a directory's PgBouncer log, a file that failed)."""
+        return self._owner.skipped
+
 
 @dataclass
 class _Scan:
@@ -242,16 +250,25 @@ class _Scan:
     starts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     stats: list[SourceStats] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def resolve(self, source: LogSource) -> tuple[str, CompiledPrefix | None]:
-        """Format and prefix of a source, decided on its first bytes."""
-        probe = SourceRead(source, fmt=self.fmt, prefix=self.prefix, link=False)
-        probe.resolve(peek(source, 65536))
-        return probe.fmt, probe.prefix
+    def resolve(self, source: LogSource, start: int = 0, line: int = 1) -> Decision:
+        """Format and prefix of a source, decided on a sample of it (the whole file
+        where the head is not enough)."""
+        probe = SourceRead(
+            source,
+            fmt=self.fmt,
+            prefix=self.prefix,
+            link=False,
+            start_offset=start,
+            start_line=line,
+        )
+        return probe.decide()
 
     def tasks(self) -> list[list[_Task]]:
         out: list[list[_Task]] = []
         piece = PIECE_ALL if self.all_records else PIECE
+        failed: list[LogInputError] = []
         for source in self.sources:
             if source.kind == "stdin":
                 out.append(
@@ -269,27 +286,52 @@ class _Scan:
                     ]
                 )
                 continue
-            fmt, prefix = self.resolve(source)
-            ptext = prefix.text if prefix is not None else None
             offset, line = self.starts.get(source.name, (0, 1))
+            try:
+                decision = self.resolve(source, offset, line)
+            except LogInputError as exc:
+                failed.append(exc)
+                self.skipped.append(Skipped(source.name, str(exc), "error", source.explicit))
+                continue
+            fmt, prefix = decision.fmt, decision.prefix
+            ptext = prefix.text if prefix is not None else None
             if offset:  # an incremental run resumes here, in one piece
                 task = _Task(
-                    source, fmt, ptext, self.all_records, offset, None, True, self.tz_name, line
+                    source,
+                    fmt,
+                    ptext,
+                    self.all_records,
+                    offset,
+                    None,
+                    True,
+                    self.tz_name,
+                    line,
+                    decision,
                 )
                 out.append([task])
                 continue
             points = [0]
-            if source.seekable and self.jobs > 1:
+            if source.seekable and self.jobs > 1 and fmt in FORMATS:
                 points = _split_points(source, fmt, prefix, piece)
             group = []
             for i, start in enumerate(points):
                 end = points[i + 1] if i + 1 < len(points) else None
                 group.append(
                     _Task(
-                        source, fmt, ptext, self.all_records, start, end, end is None, self.tz_name
+                        source,
+                        fmt,
+                        ptext,
+                        self.all_records,
+                        start,
+                        end,
+                        end is None,
+                        self.tz_name,
+                        decision=decision,
                     )
                 )
             out.append(group)
+        if failed and not out and not any(s.kind != "error" for s in self.skipped):
+            raise failed[0]  # nothing could be read: the one reason is the error
         return out
 
     def run(self) -> Iterator[LogRecord | ReadWarning]:
@@ -373,6 +415,7 @@ class _Scan:
                         None,
                         True,
                         self.tz_name,
+                        decision=group[0].decision,
                     )
                     result = _run_task(tail)
                     line_shift = sum(p.lines for p in parts)
@@ -422,8 +465,8 @@ def scan(
     :class:`~auditor.logs.reader.SourceStats`: reading resumes there (check
     ``inode`` and ``head_hash`` first: a rotated file starts again at 0).
     """
-    if fmt not in ("auto", *FORMATS):
-        raise LogInputError(f"unknown log format {fmt!r} (use auto, stderr, csvlog or jsonlog)")
+    if fmt not in ("auto", *ALL_FORMATS):
+        raise LogInputError(f"unknown log format {fmt!r} (use {', '.join(('auto', *ALL_FORMATS))})")
     server = server_log_settings(dsn) if dsn else None
     zone, notes = pick_log_timezone(log_timezone, server.log_timezone if server else None)
     sources = open_sources(specs, dsn=dsn, fmt=fmt, stdin=stdin, log_timezone=zone)
@@ -438,6 +481,7 @@ def scan(
         server=server,
         log_timezone=zone,
         notes=notes,
+        skipped=sources.skipped,
     )
 
 
@@ -453,6 +497,7 @@ def scan_sources(
     server: ServerLogSettings | None = None,
     log_timezone: str | None = None,
     notes: Sequence[str] = (),
+    skipped: Sequence[Skipped] = (),
 ) -> ScanStream:
     """:func:`scan` for sources already opened (reconcile opens them one spec at a time,
     so that one missing file does not stop the others).
@@ -474,5 +519,6 @@ def scan_sources(
         server=server,
         starts=dict(starts or {}),
         notes=list(notes),
+        skipped=list(skipped),
     )
     return ScanStream(state.run(), state)

@@ -23,13 +23,13 @@ import bz2
 import contextlib
 import fnmatch
 import glob
-import gzip
 import hashlib
 import io
 import lzma
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, Protocol
@@ -37,9 +37,9 @@ from typing import IO, Any, Protocol
 from auditor.errors import LogInputError
 
 try:  # pragma: no cover - optional accelerators
-    from isal import igzip as _igzip
+    from isal import isal_zlib as _isal_zlib
 except ImportError:  # pragma: no cover
-    _igzip = None  # type: ignore[assignment]
+    _isal_zlib = None  # type: ignore[assignment]
 try:  # pragma: no cover
     import zstandard as _zstd
 except ImportError:  # pragma: no cover
@@ -109,6 +109,10 @@ class LogSource:
     inode: int | None = None
     mtime: float | None = None
     head_hash: str | None = None
+    #: Named by the user (a file, '-'), not found in a directory, glob or ``sql:``.
+    explicit: bool = True
+    #: The format its first lines show (decided when a directory or glob is planned).
+    detected: str | None = None
     dsn: str | None = field(default=None, repr=False, compare=False)
     _stdin: Any = field(default=None, repr=False, compare=False)
 
@@ -150,24 +154,148 @@ def _skip(stream: RawStream, count: int) -> None:
         count -= len(data)
 
 
+class Damaged(Exception):
+    """The compressed data of a source is cut short or corrupt (``trailing``: only
+    bytes after its end are not compressed data; everything before was returned)."""
+
+    def __init__(self, reason: str, *, trailing: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.trailing = trailing
+
+
+_CODEC_NAMES = {"gzip": "gzip", "bz2": "bzip2", "xz": "xz", "zstd": "zstd"}
+_MAGIC_OF = {name: magic for magic, name in _MAGIC}
+#: Compressed bytes fed per step, and decompressed bytes taken per step.
+_IN_CHUNK = 256 * 1024
+_OUT_CHUNK = 4 * 1024 * 1024
+
+
+class _Decoded:
+    """The decompressed bytes of a gzip, bzip2, xz or zstd file, member after member.
+
+    The codecs' file objects lose data on damage (:class:`gzip.GzipFile` drops the
+    last ~16 KB when garbage follows the data, :class:`lzma.LZMAFile` returns
+    nothing of a truncated file, a truncated zstd frame just ends), so this reads
+    with the decompressor objects: every byte that can be recovered is returned,
+    then :class:`Damaged` says what went wrong.  Concatenated members (``cat
+    a.gz b.gz``, pbzip2, multi-stream xz) are read one after the other; zero
+    padding after the last one is ignored, as gzip does.
+    """
+
+    def __init__(self, raw: Any, codec: str) -> None:
+        self.raw = raw
+        self.codec = codec
+        self.dec: Any = self._new()
+        self.fed = 0  # compressed bytes fed to the current member
+        self.pending = b""
+        self.out = bytearray()
+        self.done = False
+        self.error: Damaged | None = None
+        self.between = False  # a member ended: what follows decides
+        self.total_in = 0
+
+    def _new(self) -> Any:
+        if self.codec == "gzip":
+            if _isal_zlib is not None:
+                return _isal_zlib.decompressobj(31)
+            return zlib.decompressobj(31)
+        if self.codec == "bz2":
+            return bz2.BZ2Decompressor()
+        if self.codec == "xz":
+            return lzma.LZMADecompressor()
+        if self.codec == "zstd":
+            if _zstd is None:
+                raise LogInputError(
+                    "zstd-compressed log: install the 'zstandard' package (pip install zstandard)"
+                )
+            return _zstd.ZstdDecompressor().decompressobj()
+        raise LogInputError(f"unknown compression {self.codec}")
+
+    def _fail(self, reason: str, *, trailing: bool = False) -> None:
+        self.error = Damaged(reason, trailing=trailing)
+        self.done = True
+
+    def _step(self) -> None:
+        name = _CODEC_NAMES[self.codec]
+        if not self.pending and self._needs_input():
+            data = self.raw.read(_IN_CHUNK)
+            if not data:
+                if not self.between and self.fed:
+                    self._fail(
+                        f"the {name} data ends early (the file is cut short: copied or "
+                        f"compressed while it was written, or damaged) after "
+                        f"{self.total_in} compressed bytes"
+                    )
+                self.done = True
+                return
+            self.pending = data
+        if self.between:
+            rest = self.pending.lstrip(b"\x00")
+            if not rest:
+                self.pending = b""  # zero padding after the last member
+                return
+            if not rest.startswith(_MAGIC_OF[self.codec]):
+                self._fail(
+                    f"bytes after the end of the {name} data are not {name} data "
+                    "(ignored; everything before them was read)",
+                    trailing=True,
+                )
+                return
+            self.pending, self.between, self.dec, self.fed = rest, False, self._new(), 0
+        data, self.pending = self.pending, b""
+        self.fed += len(data)
+        self.total_in += len(data)
+        try:
+            if self.codec == "gzip":
+                got = self.dec.decompress(data, _OUT_CHUNK)
+                self.pending = self.dec.unconsumed_tail
+            elif self.codec == "zstd":
+                got = self.dec.decompress(data)
+            else:
+                got = self.dec.decompress(data, max_length=_OUT_CHUNK)
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+            self._fail(f"the {name} data is corrupt after {self.total_in} compressed bytes ({exc})")
+            return
+        except Exception as exc:  # zstandard.ZstdError and the like
+            if _zstd is not None and isinstance(exc, _zstd.ZstdError):
+                self._fail(
+                    f"the {name} data is corrupt after {self.total_in} compressed bytes ({exc})"
+                )
+                return
+            raise
+        self.out += got
+        if self.dec.eof:
+            unused = bytes(self.dec.unused_data)
+            self.total_in -= len(unused) + len(self.pending)
+            self.pending = unused + self.pending
+            self.between = True
+
+    def _needs_input(self) -> bool:
+        if self.between or self.codec in ("gzip", "zstd"):
+            return True
+        return bool(getattr(self.dec, "needs_input", True))
+
+    def read(self, size: int = -1, /) -> bytes:
+        want = _OUT_CHUNK if size is None or size < 0 else size
+        while len(self.out) < want and not self.done:
+            self._step()
+        if not self.out and self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        data = bytes(self.out[:want])
+        del self.out[:want]
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.raw.close()
+
+
 def _decompressor(fh: Any, compression: str | None) -> RawStream:
     if compression is None:
         return fh  # type: ignore[no-any-return]
-    if compression == "gzip":
-        if _igzip is not None:
-            return _igzip.IGzipFile(fileobj=fh, mode="rb")  # type: ignore[no-untyped-call]
-        return gzip.GzipFile(fileobj=fh, mode="rb")
-    if compression == "bz2":
-        return bz2.BZ2File(fh, "rb")
-    if compression == "xz":
-        return lzma.LZMAFile(fh, "rb")
-    if compression == "zstd":
-        if _zstd is None:
-            raise LogInputError(
-                "zstd-compressed log: install the 'zstandard' package (pip install zstandard)"
-            )
-        return _zstd.ZstdDecompressor().stream_reader(fh)
-    raise LogInputError(f"unknown compression {compression}")
+    return _Decoded(fh, compression)
 
 
 # -- local files ------------------------------------------------------------------
@@ -199,10 +327,19 @@ def _file_source(path: str, display: str | None = None) -> LogSource:
 
 
 def _dir_files(directory: str) -> list[str]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise LogInputError(
+            f"{directory}: cannot list the directory ({exc.strerror or exc})"
+        ) from None
     out = []
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-        if entry.name.startswith(".") or not entry.is_file():
-            continue
+    for entry in entries:
+        try:
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+        except OSError:
+            pass  # cannot stat it: reading it says why
         out.append(entry.path)
     return out
 
@@ -235,6 +372,15 @@ def _sql_sources(dsn: str | None, pattern: str) -> list[LogSource]:
                 f"({reason}); grant pg_monitor or run as superuser"
             ) from None
         sources = []
+        if pattern and rows and not any(fnmatch.fnmatch(r[0], pattern) for r in rows):
+            raise LogInputError(
+                f"sql:{pattern}: no file of the server's log directory matches {pattern!r} "
+                f"({len(rows)} file(s) there, e.g. {sorted(r[0] for r in rows)[0]!r})"
+            )
+        if not rows:
+            raise LogInputError(
+                f"sql:{pattern}: the server's log directory is empty (is logging_collector on?)"
+            )
         for name, size, modified in rows:
             if pattern and not fnmatch.fnmatch(name, pattern):
                 continue
@@ -249,6 +395,7 @@ def _sql_sources(dsn: str | None, pattern: str) -> list[LogSource]:
                     size=int(size),
                     mtime=modified.timestamp() if modified else None,
                     head_hash=hashlib.sha256(head).hexdigest(),
+                    explicit=False,
                     dsn=dsn,
                 )
             )
@@ -306,6 +453,38 @@ class _SqlFileStream:
 # -- putting it together ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file that is not read, and why.
+
+    ``kind`` is ``error`` (it could not be read: scan exits 2, reconcile counts a
+    gap), ``refused`` (it is no PostgreSQL server log, e.g. PgBouncer's: an error
+    when named by the user, a note when found in a directory) or ``duplicate`` (the
+    same log as another file, in another format: the server writes stderr, csvlog
+    and jsonlog at once; one is read).
+    """
+
+    name: str
+    reason: str
+    kind: str
+    explicit: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class SourceList(list[LogSource]):
+    """The sources to read, in order, and the files left out (:attr:`skipped`)."""
+
+    def __init__(self, items: Sequence[LogSource] = (), skipped: Sequence[Skipped] = ()) -> None:
+        super().__init__(items)
+        self.skipped: list[Skipped] = list(skipped)
+
+
+#: Which format of one log is read when a server writes several (structured first).
+PREFERRED = ("jsonlog", "csvlog", "cnpg", "cloudsql", "stderr", "syslog", "logplex")
+
+
 def open_sources(
     specs: Sequence[str],
     *,
@@ -313,16 +492,19 @@ def open_sources(
     fmt: str = "auto",
     stdin: Any = None,
     log_timezone: str | None = None,
-) -> list[LogSource]:
+) -> SourceList:
     """Expand ``--log`` specs into sources, in the order they should be read.
 
-    Globs and directories expand to their files in time order (their first
-    record's time, placed in ``log_timezone``; else their mtime); when a
-    directory or glob holds several formats of the same log (a server
-    writing stderr, csvlog and jsonlog at once), only one format is kept:
-    ``fmt`` when given, else jsonlog, then csvlog, then stderr.
+    Each file is read in its own format.  Globs and directories expand to their
+    files in time order (their first record's time, placed in ``log_timezone``;
+    else their mtime).  Files that are not PostgreSQL server logs (PgBouncer's,
+    an unrelated ``.csv``) and files that hold the same log as another in a
+    second format (a server writing stderr, csvlog and jsonlog at once: the same
+    name, another extension, the same first time) are left out and listed in
+    :attr:`SourceList.skipped` with the reason; with ``fmt`` given, files of other
+    formats are left out of directories and globs too.
     """
-    out: list[LogSource] = []
+    out = SourceList()
     if not specs:
         raise LogInputError("no log given (--log FILE, DIR, GLOB, '-' or 'sql:')")
     for spec in specs:
@@ -330,25 +512,19 @@ def open_sources(
             out.append(_stdin_source(stdin))
             continue
         if spec.startswith("sql:"):
-            out.extend(
-                _pick_format(_sql_sources(dsn, spec[4:]), fmt, ordered=True, tz=log_timezone)
-            )
+            out.extend(_plan(_sql_sources(dsn, spec[4:]), fmt, out.skipped, spec, log_timezone))
             continue
         if os.path.isdir(spec):
-            files = [_file_source(p) for p in _dir_files(spec)]
-            if not files:
+            paths = _dir_files(spec)
+            if not paths:
                 raise LogInputError(f"{spec}: directory holds no log files")
-            out.extend(_pick_format(files, fmt, ordered=False, tz=log_timezone))
+            out.extend(_plan(_found(paths, out.skipped), fmt, out.skipped, spec, log_timezone))
             continue
         if any(ch in spec for ch in "*?["):
             matches = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
             if not matches:
                 raise LogInputError(f"{spec}: no file matches")
-            out.extend(
-                _pick_format(
-                    [_file_source(p) for p in matches], fmt, ordered=False, tz=log_timezone
-                )
-            )
+            out.extend(_plan(_found(matches, out.skipped), fmt, out.skipped, spec, log_timezone))
             continue
         if not os.path.exists(spec):
             raise LogInputError(f"{spec}: no such file or directory")
@@ -356,30 +532,98 @@ def open_sources(
     return out
 
 
-def _pick_format(
-    sources: list[LogSource], fmt: str, *, ordered: bool, tz: str | None = None
-) -> list[LogSource]:
-    """Keep one format of a multi-format directory and put rotated files in time order."""
-    from auditor.logs.detect import detect_format, first_time
+def _found(paths: Sequence[str], skipped: list[Skipped]) -> list[LogSource]:
+    """Sources for the files of a directory or glob; unreadable ones are skipped errors."""
+    out = []
+    for path in paths:
+        try:
+            out.append(replace(_file_source(path), explicit=False))
+        except LogInputError as exc:
+            skipped.append(Skipped(path, str(exc), "error"))
+    return out
 
-    detected: list[tuple[LogSource, str]] = []
-    for src in sources:
-        head = peek(src, 65536)
-        detected.append((src, detect_format(head, src.hint)))
-    formats = {f for _, f in detected}
-    if fmt != "auto":
-        keep = fmt
-    else:
-        keep = next((f for f in ("jsonlog", "csvlog", "stderr") if f in formats), "stderr")
-    chosen = [(s, f) for s, f in detected if f == keep]
-    if ordered:
-        return [s for s, _ in chosen]
-    keyed = []
-    for src, f in chosen:
-        t = first_time(peek(src, 65536), f, tz)
-        keyed.append(((t.timestamp() if t is not None else src.mtime or 0.0), src.name, src))
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    return [replace(s, hint=s.hint or keep) for _, _, s in keyed]
+
+def stem(name: str) -> str:
+    """A log file's name without its format and compression extensions (the rotation
+    number stays): files of one rotation of the same log share it.
+
+    >>> stem("postgresql-2026-11-26.csv.gz"), stem("postgresql.log.1"), stem("pg.json")
+    ('postgresql-2026-11-26', 'postgresql.1', 'pg')
+    """
+    base = os.path.basename(name)
+    for ext in _COMPRESSED_SUFFIXES:
+        if base.endswith(ext):
+            base = base[: -len(ext)]
+    parts = [p for p in base.split(".") if p not in ("log", "csv", "json")]
+    return ".".join(parts) or base
+
+
+def _plan(
+    sources: list[LogSource], fmt: str, skipped: list[Skipped], spec: str, tz: str | None
+) -> list[LogSource]:
+    """The files of one directory, glob or ``sql:`` spec that are read, in time order."""
+    from auditor.logs.detect import _first_lines, first_time, refusal, vote_format
+
+    seen: list[tuple[LogSource, str, bytes]] = []
+    order: dict[str, int] = {}
+    for index, src in enumerate(sources):
+        try:
+            head = peek(src, 65536)
+        except Damaged:
+            head = b""  # the reader reports the damage where it is
+        except LogInputError as exc:
+            skipped.append(Skipped(src.name, str(exc), "error"))
+            continue
+        vote = vote_format(_first_lines(head, 50), src.hint)
+        why = refusal(vote, src.name)
+        if why is not None:
+            skipped.append(Skipped(src.name, why, "refused"))
+            continue
+        if fmt != "auto" and vote.fmt != fmt and head:
+            skipped.append(
+                Skipped(
+                    src.name, f"{src.name}: a {vote.fmt} log, not {fmt} (--log-format)", "refused"
+                )
+            )
+            continue
+        seen.append((replace(src, detected=vote.fmt), vote.fmt, head))
+        order[seen[-1][0].name] = index
+    timed: list[tuple[float | None, LogSource, str]] = []
+    for src, f, head in seen:
+        when = first_time(head, f, tz)
+        timed.append((when.timestamp() if when is not None else None, src, f))
+    rank = {f: i for i, f in enumerate(PREFERRED)}
+    kept: list[tuple[float | None, LogSource, str]] = []
+    for t, src, f in sorted(timed, key=lambda e: rank.get(e[2], 99)):
+        twin = next(
+            (
+                k
+                for k in kept
+                if k[2] != f
+                and stem(k[1].name) == stem(src.name)
+                and (t is None or k[0] is None or abs(k[0] - t) <= 60)
+            ),
+            None,
+        )
+        if twin is not None:
+            skipped.append(
+                Skipped(
+                    src.name,
+                    f"{src.name}: the same log as {twin[1].name} (read as {twin[2]}), "
+                    f"not read again as {f}",
+                    "duplicate",
+                )
+            )
+            continue
+        kept.append((t, src, f))
+    if not kept and not any(s.kind == "error" for s in skipped):
+        reasons = "; ".join(s.reason for s in skipped[-3:])
+        raise LogInputError(f"{spec}: holds no PostgreSQL server log ({reasons})")
+    if spec.startswith("sql:"):
+        kept.sort(key=lambda k: order.get(k[1].name, 0))
+        return [s for _, s, _ in kept]
+    kept.sort(key=lambda k: ((k[0] if k[0] is not None else (k[1].mtime or 0.0)), k[1].name))
+    return [s for _, s, _ in kept]
 
 
 def peek(source: LogSource, size: int) -> bytes:
@@ -406,4 +650,15 @@ def iter_chunks(stream: RawStream, size: int) -> Iterator[bytes]:
         yield data
 
 
-__all__ = ["LogSource", "RawStream", "compression_of", "format_hint", "open_sources", "peek"]
+__all__ = [
+    "Damaged",
+    "LogSource",
+    "RawStream",
+    "Skipped",
+    "SourceList",
+    "compression_of",
+    "format_hint",
+    "open_sources",
+    "peek",
+    "stem",
+]
