@@ -148,7 +148,9 @@ def vote_format(lines: Sequence[bytes], hint: str | None = None) -> FormatVote:
         votes[fmt] += 1
         first_of.setdefault(fmt, line)
     if not votes:
-        return FormatVote(hint or "none", 0.0, lines[0] if lines else b"")
+        return FormatVote(
+            (hint or "none") if not lines else "none", 0.0, lines[0] if lines else b""
+        )
     # An envelope holding stderr-style text also shows severities: the envelope wins.
     best, count = max(votes.items(), key=lambda kv: (kv[1], kv[0] != "stderr"))
     return FormatVote(best, count / sum(votes.values()), first_of[best])

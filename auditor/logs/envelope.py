@@ -272,6 +272,7 @@ class _Message:
     time_text: str
     year_known: bool
     touched: int
+    pid: int | None = None
 
 
 def _word_after(text: bytes) -> int:
@@ -376,6 +377,7 @@ class Assembler:
             piece.time_text,
             piece.year_known,
             self.counter,
+            piece.stream[1],
         )
         if self.counter % 500 == 0:
             for k, m in list(self.open.items()):
@@ -482,6 +484,8 @@ def read_envelope(
             acc.last_time = when
         if record is None:
             return
+        if record.pid is None and msg.pid is not None:  # the envelope says whose it is
+            record = replace(record, pid=msg.pid)
         if record.is_ddl and record.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
             acc.ddl += 1
         yield record

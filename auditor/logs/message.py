@@ -19,7 +19,7 @@ from auditor.model import LogRecord, MessageKind, Protocol, SourceLocation
 ERROR_SEVERITIES = frozenset({"ERROR", "FATAL", "PANIC"})
 _CLASSIFIED = frozenset({MessageKind.STATEMENT, MessageKind.EXECUTE, MessageKind.ERROR})
 
-_DURATION = re.compile(r"duration: (?P<ms>\d+(?:\.\d+)?) ms  ")
+_DURATION = re.compile(r"duration: (?P<ms>\d+(?:\.\d+)?) ms {1,2}(?=\S)")
 _EXECUTE = re.compile(r"execute (?P<fetch>fetch from )?(?P<name>.+?): ")
 _PARAM = re.compile(r"\$(?P<n>\d+) = (?:(?P<null>NULL)|'(?P<val>(?:[^']|'')*)')(?:, |$)")
 
