@@ -286,6 +286,8 @@ def templatize(prefix: str) -> str:
     ' sql_error_code = %e '
     >>> templatize("2026-11-26 03:15:04.434 UTC [9798] 6b115aa3.267b 1 3/4 0 bob@db ")
     '%m [%p] %c %l %v %x %u@%d '
+    >>> templatize("6b115aa3.267b 12 3/4 0 bob@db app=psql ")
+    '%c %l %v %x %u@%d app=%a '
     """
     out: list[str] = []
     used: set[str] = set()
@@ -345,9 +347,11 @@ def templatize(prefix: str) -> str:
             continue
         b = _BARE_NUM.match(prefix, i)
         if b is not None:
-            esc = next(
-                (e for e in (("p",) if "p" not in used else ("l", "x")) if e not in used), ""
-            )
+            # The recommended '%c %l %v %x': a number after a session id is its line
+            # number, after a vxid the xid; otherwise the pid comes first.
+            last = next((o for o in reversed(out) if o.startswith("%") and o != "%%"), "")
+            order = {"%c": ("l", "x", "p"), "%v": ("x", "l", "p")}.get(last, ("p", "l", "x"))
+            esc = next((e for e in order if e not in used), "")
             if esc:
                 out.append("%" + esc)
                 used.add(esc)

@@ -341,8 +341,25 @@ class Assembler:
             return part > 1
         return piece.text.startswith(b"\t") or self._secondary(piece.text)
 
+    def newlines(self, text: bytes) -> bytes:
+        r"""rsyslog's ``#012`` as a newline where PostgreSQL wrote one: before a TAB
+        (``#011``, a continuation line) or a secondary line with the prefix (a whole
+        message in one part: ``syslog_split_messages = off``).  Anywhere else it is
+        text, so a statement cannot forge a line by holding ``#012``.
+        """
+        if b"#012" not in text:
+            return text
+        parts = text.split(b"#012")
+        out = [parts[0]]
+        for part in parts[1:]:  # (#011 is a TAB already: see unescape)
+            newline = part.startswith(b"\t") or self._secondary(part)
+            out.append((b"\n" if newline else b"#012") + part)
+        return b"".join(out)
+
     def feed(self, piece: Piece, loc: SourceLocation) -> str | None:
         """Take one piece; a warning text when it continues a message that is not here."""
+        if b"#012" in piece.text:
+            piece = replace(piece, text=self.newlines(piece.text))
         self.counter += 1
         key = piece.stream
         if key[1] is None and self.last is not None:
