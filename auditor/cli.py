@@ -101,14 +101,21 @@ app = typer.Typer(
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
-        "--config", metavar="FILE", help="YAML config file (default ./auditor.yaml if present)."
+        "--config",
+        metavar="FILE",
+        help="YAML config file (default: ./auditor.yaml, else /etc/auditor/auditor.yaml, "
+        "when present and writable only by you or root).",
     ),
 ]
 
 
 def _config(config_file: Path | None, **flags: Any) -> Config:
-    """Options given on the command line, over env, over the file, over defaults."""
-    return load_config(flags, config_file=config_file)
+    """Options given on the command line, over env, over the file, over defaults; the
+    file read (if any) is said on standard error, so nobody runs on a file unawares."""
+    cfg = load_config(flags, config_file=config_file)
+    if cfg.source is not None:
+        _line(f"auditor: config {cfg.source.resolve()}", err=True)
+    return cfg
 
 
 def _version_callback(value: bool) -> None:
@@ -784,10 +791,16 @@ def scan(
             f"jobs must be 1 or more (--jobs, AUDITOR_JOBS or jobs: in the config), "
             f"got {cfg['jobs']}"
         )
+    specs = list(cfg["logs"])
+    if not specs and cfg["dsn"]:
+        from auditor.logs.scan import default_log_specs
+
+        specs, where = default_log_specs(str(cfg["dsn"]), None)
+        _line(f"auditor: note: {where}", err=True)
     progress, finish = _progress_bar()
     try:
         stream = run_scan(
-            cfg["logs"],
+            specs,
             dsn=cfg["dsn"],
             fmt=cfg["log_format"],
             prefix=cfg["log_line_prefix"],
@@ -799,13 +812,15 @@ def scan(
         selection = RecordFilter()
         if since or until or user or database or application:
             from auditor.logs.times import wall_clock_zone
-            from auditor.reconcile import parse_when
+            from auditor.reconcile import check_window, parse_when
 
             # Nothing is read yet; the zone the times are placed in is known.
             wall = wall_clock_zone(stream.log_timezone)
+            window = parse_when(since, "--since", wall), parse_when(until, "--until", wall)
+            check_window(*window)
             selection = RecordFilter(
-                since=parse_when(since, "--since", wall),
-                until=parse_when(until, "--until", wall),
+                since=window[0],
+                until=window[1],
                 users=frozenset(user or ()),
                 databases=frozenset(database or ()),
                 applications=frozenset(application or ()),

@@ -4,13 +4,22 @@ Every option has a dotted name (``dsn``, ``smtp.host``, ``reconcile.fail_on``),
 an environment variable derived from it (``AUDITOR_DSN``, ``AUDITOR_SMTP_HOST``)
 and a place in the YAML file (``smtp: {host: ...}``).  The CLI passes the flags
 the user actually gave; everything else falls through to the environment, the
-file (``--config``, default ``./auditor.yaml`` when present) and the defaults
-declared in :data:`OPTIONS`.
+file and the defaults declared in :data:`OPTIONS`.
+
+The file is ``--config FILE`` (or ``AUDITOR_CONFIG``), else ``./auditor.yaml`` when
+present, else ``/etc/auditor/auditor.yaml`` when present.  A file found without
+being named holds ``allow:`` rules that hide findings, so one planted in the
+directory a job runs in must not be read: a default file is read only when it and
+its directory belong to the user running the command or to root and neither is
+writable by group or others (sticky directories such as ``/tmp`` excepted for the
+directory); otherwise the command stops with the reason.  The file read is always
+said (:attr:`Config.source`: the CLI prints it, reports note it).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +30,8 @@ import yaml
 from auditor.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("auditor.yaml")
+#: Where the README says to put the configuration.
+SYSTEM_CONFIG_FILE = Path("/etc/auditor/auditor.yaml")
 
 
 @dataclass(frozen=True)
@@ -140,10 +151,61 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _decode(path: Path, raw: bytes) -> str:
+    """The file's text; a file that is not UTF-8 is one error naming its line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 (byte 0x{byte}); save the config file as UTF-8"
+        ) from None
+
+
+def untrusted_reason(path: Path, uid: int | None = None) -> str | None:
+    """Why a config file found without being named must not be read, or None.
+
+    Its owner and its directory's must be the user running auditor or root, and
+    neither may be writable by group or others (a sticky directory may be).
+    """
+    uid = os.geteuid() if uid is None else uid
+    path = path.resolve()
+    for target, is_dir in ((path, False), (path.parent, True)):
+        try:
+            st = target.stat()
+        except OSError as exc:
+            return f"cannot check {target} ({exc.strerror})"
+        if st.st_uid not in (uid, 0):
+            return f"{target} belongs to uid {st.st_uid}, not to you (uid {uid}) or root"
+        writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if writable and not (is_dir and st.st_mode & stat.S_ISVTX):
+            return (
+                f"{target} is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'}"
+            )
+    return None
+
+
+def find_config_file(system_file: Path = SYSTEM_CONFIG_FILE) -> Path | None:
+    """The config file to read when none is named: ``./auditor.yaml``, else the system one."""
+    for candidate in (DEFAULT_CONFIG_FILE, system_file):
+        if not candidate.is_file():
+            continue
+        why = untrusted_reason(candidate)
+        if why is not None:
+            raise ConfigError(
+                f"{candidate.resolve()}: not read: {why}; a config file found without --config can "
+                "hide findings (allow: rules), so it must be yours or root's and writable "
+                "by nobody else (or name it with --config)"
+            )
+        return candidate
+    return None
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read and validate a YAML config file into dotted option names."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _decode(path, path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
     try:
@@ -169,6 +231,8 @@ class Config:
 
     values: Mapping[str, Any]
     origins: Mapping[str, str] = field(default_factory=dict)
+    #: The YAML file read, if any (said by the CLI and noted in reports).
+    source: Path | None = None
 
     def __getitem__(self, name: str) -> Any:
         if name not in _BY_NAME:
@@ -202,11 +266,13 @@ def load_config(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     search_default: bool = True,
+    system_file: Path = SYSTEM_CONFIG_FILE,
 ) -> Config:
     """Merge flags > environment > YAML file > defaults into one :class:`Config`.
 
     ``flags`` holds only options the user gave (``None`` means not given).
-    ``search_default=False`` ignores ``./auditor.yaml`` (the demo is self-contained).
+    ``search_default=False`` ignores ``./auditor.yaml`` and the system file (the demo
+    is self-contained).
 
     >>> cfg = load_config({"smtp.port": 2525}, environ={"AUDITOR_SMTP_HOST": "mx"})
     >>> cfg["smtp.host"], cfg["smtp.port"], cfg["schema"]
@@ -221,8 +287,8 @@ def load_config(
     path = config_file
     if path is None and "AUDITOR_CONFIG" in environ:
         path = Path(environ["AUDITOR_CONFIG"])
-    if path is None and search_default and DEFAULT_CONFIG_FILE.is_file():
-        path = DEFAULT_CONFIG_FILE
+    if path is None and search_default:
+        path = find_config_file(system_file)
     if path is not None:
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
@@ -241,4 +307,35 @@ def load_config(
             continue
         values[name] = _convert(_BY_NAME[name], value, f"--{name.replace('_', '-')}")
         origins[name] = "flag"
-    return Config(values, origins)
+    if not values.get("dsn"):
+        dsn = libpq_dsn(environ)
+        if dsn:
+            values["dsn"], origins["dsn"] = dsn, "libpq environment"
+    return Config(values, origins, path)
+
+
+#: The libpq variables that say which server to use (PGPASSWORD, PGPASSFILE,
+#: PGSSLMODE, ... are read by libpq itself on every connection, as is ~/.pgpass).
+LIBPQ_TARGET = {
+    "PGSERVICE": "service",
+    "PGHOST": "host",
+    "PGHOSTADDR": "hostaddr",
+    "PGPORT": "port",
+    "PGUSER": "user",
+    "PGDATABASE": "dbname",
+}
+
+
+def libpq_dsn(environ: Mapping[str, str]) -> str | None:
+    """A connection string from PostgreSQL's own variables when no DSN is given, as
+    psql would connect; None when none of them is set.
+
+    >>> libpq_dsn({"PGHOST": "db1", "PGPORT": "5433", "PGUSER": "dba"})
+    'host=db1 port=5433 user=dba'
+    >>> libpq_dsn({"PGSERVICE": "audit"}), libpq_dsn({"HOME": "/root"})
+    ('service=audit', None)
+    """
+    from psycopg import conninfo
+
+    params = {key: environ[var] for var, key in LIBPQ_TARGET.items() if environ.get(var)}
+    return conninfo.make_conninfo(**params) if params else None

@@ -35,11 +35,15 @@ def describe_dsn(dsn: str) -> str:
     'dba@db1:5433/prod'
     >>> describe_dsn("postgresql://u:pw@h/d")
     'u@h:5432/d'
+    >>> describe_dsn("service=audit")
+    'service audit'
     """
     try:
         params = conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
         return "<unparsable DSN>"
+    if params.get("service") and not (params.get("host") or params.get("hostaddr")):
+        return f"service {params['service']}"  # pg_service.conf has the rest
     host = str(params.get("host") or params.get("hostaddr") or "local socket")
     port = str(params.get("port") or "5432")
     user = str(params.get("user") or "")

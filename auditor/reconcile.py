@@ -96,9 +96,46 @@ def parse_when(text: str | None, where: str, tz: tzinfo | None = None) -> dateti
         raise ConfigError(
             f"{where}: {raw!r} is not an ISO-8601 time (e.g. 2026-11-25 or 2026-11-25T06:00+01:00)"
         ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz) if tz else value.astimezone()
-    return value
+    try:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz) if tz else value.astimezone()
+        value.astimezone(UTC)
+    except (ValueError, OverflowError):  # 0001-01-01 or 9999-12-31 in a zone
+        value = _EARLIEST if value.year < 5000 else _LATEST
+    # The first and last days of the calendar stand for "no bound": kept a day inside,
+    # so that the window's arithmetic (margins of minutes and hours) stays on it.
+    return max(_EARLIEST, min(_LATEST, value))
+
+
+_EARLIEST = datetime(1, 1, 3, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 29, tzinfo=UTC)
+
+
+def check_state_path(path: Path) -> None:
+    """The state file can be written where it is named (checked before anything is read:
+    a night's run that fails at its very end has read everything for nothing)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists() and path.is_dir():
+        raise ConfigError(f"--state {path}: is a directory; name a file")
+    if not parent.is_dir():
+        raise ConfigError(f"--state {path}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--state {path}: directory {parent} is not writable")
+
+
+def check_window(since: datetime | None, until: datetime | None) -> None:
+    """A window that holds nothing is a usage error, not an empty report.
+
+    >>> a, b = parse_when("2026-11-27T00:00Z", "--since"), parse_when("2026-11-26T00:00Z", "")
+    >>> check_window(a, b)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    auditor.errors.ConfigError: --since 2026-11-27T00:00:00+00:00 is not before ...empty
+    """
+    if since is not None and until is not None and since >= until:
+        raise ConfigError(
+            f"--since {since.isoformat()} is not before --until {until.isoformat()}: "
+            "the window is empty"
+        )
 
 
 # -- state -----------------------------------------------------------------------------
@@ -1010,18 +1047,27 @@ def _analyse(
     schema = str(cfg["schema"])
     dsn = cfg["dsn"]
     specs = list(cfg["logs"])
-    if not specs:
+    if not specs and not dsn:
         raise ConfigError("no log given: use --log (file, directory, glob, '-' or 'sql:')")
     # The zone the logs print their times in places them, and a --since/--until
     # without an offset is read in it too (the times a DBA sees in the log).
     server = log_settings(dsn)
+    where_notes: list[str] = []
+    if not specs:
+        from auditor.logs.scan import default_log_specs
+
+        specs, note = default_log_specs(str(dsn), server)
+        where_notes.append(note)
     log_timezone, zone_notes = pick_log_timezone(
         cfg["log_timezone"], server.log_timezone if server else None
     )
     wall = wall_clock_zone(log_timezone)
     since = parse_when(cfg["since"], "--since", wall)
     until = parse_when(cfg["until"], "--until", wall)
+    check_window(since, until)
     state_path = Path(cfg["state"]) if (cfg["state"] and use_state) else None
+    if state_path is not None:
+        check_state_path(state_path)
     state = State.load(state_path) if state_path else None
     now = now or datetime.now(UTC)
     if state is not None and since is None and state.until is not None:
@@ -1160,7 +1206,9 @@ def _analyse(
         by_class[f.cls.value] = by_class.get(f.cls.value, 0) + 1
         by_severity[f.severity.value] = by_severity.get(f.severity.value, 0) + 1
     notes = [f"Incomplete: {e}." for e in errors]
-    notes.extend([*zone_notes, *logs.notes, *result.notes, *catalog_notes])
+    if cfg.source is not None:  # its allow: and severity: rules shaped this report
+        notes.append(f"configuration read from {cfg.source.resolve()}")
+    notes.extend([*where_notes, *zone_notes, *logs.notes, *result.notes, *catalog_notes])
     if not dsn:
         notes.append(
             "No --dsn: the audit table was not read, so only what the log alone shows is "

@@ -795,6 +795,22 @@ _BIN_WIDTHS = [
 ]
 
 
+#: How far the chart reaches from the findings towards a window's edge.
+_FAR = timedelta(days=366)
+
+
+def _moved(t: datetime, by: timedelta) -> datetime:
+    """``t + by``, stopping at the ends of the calendar."""
+    try:
+        return t + by
+    except OverflowError:
+        return (
+            datetime.max.replace(tzinfo=t.tzinfo)
+            if by > timedelta(0)
+            else datetime.min.replace(tzinfo=t.tzinfo)
+        )
+
+
 def _chart(
     times: list[tuple[datetime, str]], since: datetime | None, until: datetime | None
 ) -> Any:
@@ -806,6 +822,12 @@ def _chart(
     end = until if until is not None else max(points)
     if points:  # a finding outside the window still belongs on the chart
         start, end = min(start, *points), max(end, *points)
+        # An edge years away from every finding (--until 9999-12-31: no end) would
+        # squeeze them into one bar: the chart stops a year from the findings.
+        start = max(start, _moved(min(points), -_FAR))
+        end = min(end, _moved(max(points), _FAR))
+    elif end - start > _FAR:
+        end = _moved(start, _FAR)
     if end <= start:
         start, end = start - timedelta(minutes=30), end + timedelta(minutes=30)
     span = end - start
@@ -862,7 +884,7 @@ def _chart(
         ticks.append({"x": f"{x0 + i * slot:.1f}", "text": text})
     window_marks = []
     for name, edge in (("since", since), ("until", until)):
-        if edge is not None:
+        if edge is not None and first <= edge <= first + nbins * width:
             x = x0 + (edge - first) / width * slot
             window_marks.append({"x": f"{x:.1f}", "name": name})
     return {

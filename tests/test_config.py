@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from auditor.config import load_config
+from auditor.config import load_config, untrusted_reason
 from auditor.errors import ConfigError
 
 
@@ -54,3 +59,91 @@ def test_the_sample_config_documents_every_option_and_loads() -> None:
     assert missing == [], f"auditor.yaml.example lacks: {missing}"
     policy = Policy.from_config(values["severity"], values["allow"])
     assert len(policy.allow) == 2
+
+
+# -- which file is read -------------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def _auditor(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDITOR_", "PG"))}
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
+
+
+def _workdir(tmp_path: Path, text: str, *, owner: int | None = None, mode: int = 0o644) -> Path:
+    work = tmp_path / "job"
+    work.mkdir()
+    work.chmod(0o755)
+    f = work / "auditor.yaml"
+    f.write_text(text)
+    f.chmod(mode)
+    if owner is not None:
+        os.chown(f, owner, owner)
+    return work
+
+
+def test_a_planted_config_file_is_not_read(tmp_path: Path) -> None:
+    """An ./auditor.yaml of someone else in the directory a job runs in would hide
+    findings with its allow: rules: the job stops and says why."""
+    work = _workdir(tmp_path, "allow:\n  - {class: UNREPORTED_DDL}\n", owner=NOBODY)
+    out = _auditor(["scan", "--log", "x.log"], work)
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"auditor: error: {work / 'auditor.yaml'}: not read: {work / 'auditor.yaml'} belongs to uid "
+        f"{NOBODY}, not to you (uid {os.geteuid()}) or root; a config file found without "
+        "--config can hide findings (allow: rules), so it must be yours or root's and "
+        "writable by nobody else (or name it with --config)\n"
+    )
+    # Named on purpose, it is read (and said).
+    named = _auditor(["scan", "--config", "auditor.yaml", "--log", "missing.log"], work)
+    assert named.stderr.startswith(f"auditor: config {work / 'auditor.yaml'}\n")
+
+
+def test_a_config_file_others_can_write_is_not_read(tmp_path: Path) -> None:
+    work = _workdir(tmp_path, "fail_on: critical\n", mode=0o666)
+    out = _auditor(["scan", "--log", "x.log"], work)
+    assert out.returncode == 2
+    assert f"{work / 'auditor.yaml'} is writable by others" in out.stderr
+    assert (
+        untrusted_reason(work / "auditor.yaml") == f"{work / 'auditor.yaml'} is writable by others"
+    )
+    (work / "auditor.yaml").chmod(0o644)
+    work.chmod(0o777)
+    assert untrusted_reason(work / "auditor.yaml") == f"{work} is writable by others"
+    work.chmod(0o1777)  # sticky, as /tmp: others cannot replace the file
+    assert untrusted_reason(work / "auditor.yaml") is None
+
+
+def test_the_file_read_is_always_said(tmp_path: Path) -> None:
+    work = _workdir(tmp_path, "log_format: csvlog\n")
+    out = _auditor(["scan", "--log", "missing.log"], work)
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"auditor: config {work / 'auditor.yaml'}\n"
+        "auditor: error: missing.log: no such file or directory\n"
+    )
+
+
+def test_the_system_file_is_read_when_there_is_none_here(tmp_path: Path, monkeypatch) -> None:
+    system = tmp_path / "etc" / "auditor.yaml"
+    system.parent.mkdir()
+    system.write_text("fail_on: critical\n")
+    monkeypatch.chdir(tmp_path)  # no ./auditor.yaml here
+    cfg = load_config({}, environ={}, system_file=system)
+    assert cfg["fail_on"] == "critical" and cfg.source == system
+    (tmp_path / "auditor.yaml").write_text("fail_on: medium\n")
+    assert load_config({}, environ={}, system_file=system)["fail_on"] == "medium"
+    assert load_config({}, environ={}, system_file=system, search_default=False).source is None
+
+
+def test_a_latin1_config_file_is_one_error(tmp_path: Path) -> None:
+    work = _workdir(tmp_path, "")
+    (work / "auditor.yaml").write_bytes(b"# config\nmail:\n  server_name: caf\xe9\n")
+    out = _auditor(["scan", "--log", "x.log"], work)
+    assert out.returncode == 2
+    assert out.stderr == (
+        "auditor: error: auditor.yaml:3: not UTF-8 (byte 0xe9); save the config file as UTF-8\n"
+    )

@@ -51,6 +51,10 @@ class ServerLogSettings:
     log_destination: str | None = None
     log_timezone: str | None = None
     lc_messages: str | None = None
+    logging_collector: str | None = None
+    log_directory: str | None = None
+    #: Shown to superusers and pg_read_all_settings only.
+    data_directory: str | None = None
 
 
 def server_log_settings(dsn: str) -> ServerLogSettings:
@@ -64,6 +68,54 @@ def server_log_settings(dsn: str) -> ServerLogSettings:
         log_destination=s.get("log_destination"),
         log_timezone=s.get("log_timezone"),
         lc_messages=s.get("lc_messages"),
+        logging_collector=s.get("logging_collector"),
+        log_directory=s.get("log_directory"),
+        data_directory=s.get("data_directory"),
+    )
+
+
+def _local(dsn: str) -> bool:
+    """Whether a DSN reaches a server on this machine (a socket or a loopback address)."""
+    from psycopg import conninfo
+
+    try:
+        params = conninfo.conninfo_to_dict(dsn)
+    except Exception:
+        return False
+    hosts = str(params.get("host") or params.get("hostaddr") or "").split(",")
+    return all(
+        h == "" or h.startswith("/") or h in ("localhost", "127.0.0.1", "::1") for h in hosts
+    )
+
+
+def default_log_specs(dsn: str, server: ServerLogSettings | None) -> tuple[list[str], str]:
+    """Where to read the server's logs when no ``--log`` is given, and a note saying so.
+
+    The server's own log directory (``log_directory``, under ``data_directory`` when
+    relative): as files when the server is on this machine and the directory can
+    be read here, else over SQL (``sql:``, which needs pg_monitor or superuser).
+    Without ``logging_collector`` the logs are wherever the server's standard error
+    goes, which only the DBA knows: that is an error.
+    """
+    from auditor.db import describe_dsn
+
+    where = describe_dsn(dsn)
+    if server is None:
+        server = server_log_settings(dsn)
+    if (server.logging_collector or "").lower() not in ("on", "true", "1"):
+        raise LogInputError(
+            f"no --log given and {where} has logging_collector = "
+            f"{server.logging_collector or 'unknown'}: its log goes to the server's standard "
+            "error (a journal, a file of the service manager); give it with --log"
+        )
+    directory = server.log_directory or "log"
+    if server.data_directory and not os.path.isabs(directory):
+        directory = os.path.join(server.data_directory, directory)
+    if _local(dsn) and os.path.isabs(directory) and os.access(directory, os.R_OK | os.X_OK):
+        return [directory], f"no --log given: reading the server's log directory {directory}"
+    why = "not on this machine" if not _local(dsn) else f"{directory} cannot be read here"
+    return ["sql:"], (
+        f"no --log given: reading the server's log directory over SQL (sql:; the server is {why})"
     )
 
 
