@@ -987,8 +987,8 @@ def _render_scan(
     warnings = sum(s.warnings for s in stream.sources)
     if usable == 0 and warnings:
         raise LogInputError("no log record could be read (see the warnings above)")
-    if failed:
-        raise typer.Exit(2)
+    if failed or any(s.damaged for s in stream.sources):
+        raise typer.Exit(2)  # what could not be read was said above, with file and line
 
 
 def _not_a_row(rec: Any, dropped: set[Any]) -> bool:

@@ -34,6 +34,45 @@ _COLUMN_COUNTS = (23, 24, 26)
 _RESYNC_AFTER = 4 * 1024 * 1024
 
 
+_FIELD = re.compile(rb'"(?:[^"]|"")*"|[^,"\n]*')
+_SEVERITIES = frozenset(
+    b"DEBUG1 DEBUG2 DEBUG3 DEBUG4 DEBUG5 DEBUG LOG INFO NOTICE WARNING ERROR FATAL PANIC".split()
+)
+
+
+def raw_fields(row: bytes) -> list[bytes] | None:
+    r"""The fields of one csv row as written (quotes kept), or None when it is not one
+    strict csv row (a quote that does not close its field before a comma).
+
+    >>> raw_fields(b'2026-01-01 00:00:00 UTC,"a ""b"" c",,3\n')
+    [b'2026-01-01 00:00:00 UTC', b'"a ""b"" c"', b'', b'3']
+    >>> raw_fields(b'x,""mallory"",y\n') is None
+    True
+    """
+    out: list[bytes] = []
+    pos, n = 0, len(row.rstrip(b"\r\n"))
+    while True:
+        m = _FIELD.match(row, pos)
+        assert m is not None  # the pattern matches the empty string
+        out.append(m.group())
+        pos = m.end()
+        if pos >= n:
+            return out
+        if row[pos : pos + 1] != b",":
+            return None
+        pos += 1
+
+
+def pg_row(fields: list[bytes]) -> bool:
+    """Whether csv fields are a row PostgreSQL could have written: a column count it
+    writes, a severity word, and its message quoted (``csvlog.c`` always quotes it;
+    a statement's text shows a quote only doubled, so a row-like line inside a
+    message never passes)."""
+    if len(fields) not in _COLUMN_COUNTS:
+        return False
+    return fields[11] in _SEVERITIES and fields[13][:1] == b'"'
+
+
 def _line_start(buf: bytes, pos: int, lo: int) -> int:
     i = buf.rfind(b"\n", lo, pos)
     return lo if i < 0 else i + 1
@@ -51,6 +90,8 @@ class CsvlogReader:
         self.par = 0  # ... : number of quotes in [base, pc) mod 2
         self.base = 0  # the last resynchronisation point (a boundary)
         self.resyncs: list[tuple[int, int]] = []  # spans skipped to resynchronise
+        #: Columns of this file's rows (the first complete row's; one server writes one).
+        self.columns: int | None = None
 
     def begin(self, buf: bytes) -> None:
         self.pc = 0
@@ -84,16 +125,19 @@ class CsvlogReader:
         """``(start, end, is_record)`` of the record holding ``pos``, or None if incomplete."""
         rs = self.boundary_before(buf, pos, lo)
         if not ROW_START.match(buf, rs):
+            found = self._recover(buf, rs, lo)
+            if found is not None:
+                return found
             # A line that does not start like a row, at a boundary: garbage.
             nl = buf.find(b"\n", rs)
             if nl < 0:
                 return (rs, len(buf), False) if final else None
             self._reset(nl + 1)
             return rs, nl + 1, False
-        e = buf.find(b"\n", max(pos, rs))
+        e = buf.find(b"\n", rs)  # from the start: a resync point may precede pos
         resync: int | None = None
         while e >= 0 and self.parity(buf, e):
-            if resync is None and ROW_START.match(buf, e + 1):
+            if resync is None and self._row_at(buf, e + 1) is not None:
                 resync = e + 1
             e = buf.find(b"\n", e + 1)
         if e >= 0:
@@ -110,12 +154,61 @@ class CsvlogReader:
             return rs, len(buf), False
         return None
 
+    def _recover(self, buf: bytes, ls: int, lo: int) -> tuple[int, int, bool] | None:
+        """A line that does not start like a row may be a later line of a row whose
+        quotes a cut row before it put out of step (a row cut by a crash leaves an
+        odd number of quotes): find the row that starts before ``ls`` and holds it.
+
+        Returns the cut row before it as a broken span first (the caller asks again
+        and gets the row), or the row; None when ``ls`` belongs to no row.
+        """
+        b = ls
+        for _ in range(2000):
+            if b <= lo:
+                return None
+            b = _line_start(buf, b - 1, lo)
+            end = self._row_at(buf, b)
+            if end is None or end <= ls:
+                continue
+            cut = b
+            while cut > lo:
+                cut = _line_start(buf, cut - 1, lo)
+                if ROW_START.match(buf, cut):
+                    break
+            if ROW_START.match(buf, cut) and cut < b and not self._row_ok(buf, cut, b):
+                self._reset(b)
+                self.resyncs.append((cut, b))
+                return cut, b, False
+            self._reset(b)
+            return b, end, True
+        return None
+
     def _row_ok(self, buf: bytes, rs: int, re_: int) -> bool:
-        try:
-            row = next(csv.reader(io.StringIO(buf[rs:re_].decode("utf-8", "replace"), newline="")))
-        except (csv.Error, StopIteration):
+        """Whether ``buf[rs:re_]`` is one row as PostgreSQL writes it (see :func:`pg_row`)."""
+        fields = raw_fields(buf[rs:re_])
+        if fields is None:
             return False
-        return len(row) in _COLUMN_COUNTS
+        if self.columns and len(fields) != self.columns:
+            return False
+        return pg_row(fields)
+
+    def _row_at(self, buf: bytes, b: int) -> int | None:
+        """The end of a row PostgreSQL could have written that starts at ``b``, or None:
+        where a broken row may be left for (a line inside a quoted message that only
+        looks like a row, as a statement can make one, is not such a row)."""
+        if not ROW_START.match(buf, b):
+            return None
+        e = buf.find(b"\n", b)
+        odd = buf.count(b'"', b, e) & 1 if e >= 0 else 1
+        while e >= 0 and odd and e - b < _RESYNC_AFTER:
+            nxt = buf.find(b"\n", e + 1)
+            if nxt < 0:
+                return None
+            odd ^= buf.count(b'"', e, nxt) & 1
+            e = nxt
+        if e < 0 or odd or not self._row_ok(buf, b, e + 1):
+            return None
+        return e + 1
 
     def cut(self, buf: bytes, lo: int, final: bool) -> int:
         """End of the last complete record in ``buf[lo:]``."""
@@ -136,9 +229,11 @@ class CsvlogReader:
             e = prev
         if e < lo and n - lo <= _RESYNC_AFTER and not final:
             return lo
-        # Broken parity: resynchronise on the first row start after ``lo``.
+        # Broken parity: resynchronise on the first real row after ``lo``.
         m = ROW_START.search(buf, lo + 1)
-        while m is not None and m.start() > 0 and buf[m.start() - 1] != 10:
+        while m is not None and (
+            (m.start() > 0 and buf[m.start() - 1] != 10) or self._row_at(buf, m.start()) is None
+        ):
             m = ROW_START.search(buf, m.start() + 1)
         if m is None or m.start() <= lo:
             return lo
@@ -164,6 +259,15 @@ class CsvlogReader:
             warnings.append(f"csvlog row with {len(row)} columns (expected 23, 24 or 26)")
             if len(row) < 23:
                 return None, warnings
+        elif self.columns is None:
+            self.columns = len(row)
+        elif len(row) != self.columns:
+            # A row cut inside its last columns reads as a row of an older server.
+            warnings.append(
+                f"csvlog row with {len(row)} columns where this file's rows have "
+                f"{self.columns} (a row cut short?): not read"
+            )
+            return None, warnings
         time, issue = self.clock.parse(row[0])
         if issue is not None:  # a time not placed exactly: the row is still read
             warnings.append(ReadWarning(loc, issue.message, row[0], issue.cause))

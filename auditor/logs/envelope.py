@@ -438,6 +438,7 @@ def read_envelope(
     ``acc`` (the reader's counters) and ``end`` (``[offset, line]`` just past the
     last complete line) are updated as it goes; the caller builds the statistics.
     """
+    from auditor.logs.reader import _damage_warning
     from auditor.logs.stderr import StderrReader
     from auditor.logs.times import parse_epoch, wall_clock_zone
 
@@ -510,8 +511,7 @@ def read_envelope(
     try:
         stream: Any = source.open(read.start_offset)
     except Damaged as exc:
-        yield ReadWarning(SourceLocation(source.name, offset, line), exc.reason)
-        acc.truncated = True
+        yield _damage_warning(acc, exc, SourceLocation(source.name, offset, line))
         return
     carry = b""
     damage: Damaged | None = None
@@ -567,8 +567,7 @@ def read_envelope(
                 carry[:120].split(b"\n", 1)[0].decode("utf-8", "replace"),
             )
         if damage is not None:
-            acc.truncated = acc.truncated or not damage.trailing
-            yield ReadWarning(SourceLocation(source.name, offset, line), damage.reason)
+            yield _damage_warning(acc, damage, SourceLocation(source.name, offset, line))
     finally:
         stream.close()
     end[0], end[1] = offset, line

@@ -93,6 +93,8 @@ class SourceStats:
     prefix_how: str = ""
     #: Lines of other programs skipped (a syslog file holds every daemon's lines).
     foreign_lines: int = 0
+    #: The compressed data is cut short or corrupt: what follows the damage is lost.
+    damaged: bool = False
 
 
 @dataclass
@@ -105,6 +107,7 @@ class _Acc:
     last_time: datetime | None = None
     truncated: bool = False
     foreign: int = 0
+    damaged: bool = False
 
 
 @dataclass
@@ -217,16 +220,21 @@ def scan_window(
                 at = pos - 1
                 if at < cursor:
                     continue
-                span = reader.span_at(buf, at, cursor, final)
-                if span is None:
-                    stop = at
+                while cursor <= at:
+                    # A broken csv row that the reader resynchronises after ends
+                    # before the hit: the hit's own record comes next.
+                    span = reader.span_at(buf, at, cursor, final)
+                    if span is None:
+                        stop = at
+                        break
+                    rs, re_, ok = span
+                    handle(rs, re_, ok)
+                    if not ok:
+                        odd_events.append((rs, 1))
+                        seen_odd.add(rs)
+                    cursor = max(re_, cursor + 1)
+                if stop is not None:
                     break
-                rs, re_, ok = span
-                handle(rs, re_, ok)
-                if not ok:
-                    odd_events.append((rs, 1))
-                    seen_odd.add(rs)
-                cursor = re_
             elif kind == CONT:
                 odd_events.append((pos - 1, 0))
             elif kind == ODD_LINE:
@@ -239,6 +247,19 @@ def scan_window(
                 seen_odd.add(ls)
                 if verdict == "inside":
                     odd_events.append((ls, 1))
+                    continue
+                if isinstance(reader, CsvlogReader):
+                    # The line may belong to a row that a cut row before it put out of
+                    # step: the reader looks back from the last record for it.
+                    while cursor <= ls:
+                        span = reader.span_at(buf, ls, cursor, final)
+                        if span is None:
+                            break
+                        rs, re_, ok = span
+                        handle(rs, re_, ok)
+                        if not ok:
+                            odd_events.append((rs, 1))
+                        cursor = max(re_, cursor + 1)
                     continue
                 span = reader.span_at(buf, ls, ls, final) if verdict == "foreign" else None
                 if span is None:
@@ -401,6 +422,16 @@ class _Warnings:
             yield ReadWarning(loc, f"{self.shown - MAX_WARNINGS} more warnings not shown")
 
 
+def _damage_warning(acc: _Acc, damage: Damaged, loc: SourceLocation) -> ReadWarning:
+    """The warning for damaged compressed data.  Bytes after the end of the data lose
+    nothing (a note about records read, not a gap); data cut short or corrupt loses
+    the rest of the file."""
+    if damage.trailing:
+        return ReadWarning(loc, damage.reason, cause="trailing-bytes")
+    acc.truncated = acc.damaged = True
+    return ReadWarning(loc, damage.reason)
+
+
 class SourceRead:
     """Iterator over one source's records and warnings; ``stats`` once exhausted."""
 
@@ -561,8 +592,7 @@ class SourceRead:
                     )
             if damage is not None:
                 warn.count += 1
-                acc.truncated = acc.truncated or not damage.trailing
-                yield ReadWarning(SourceLocation(self.source.name, offset, line), damage.reason)
+                yield _damage_warning(acc, damage, SourceLocation(self.source.name, offset, line))
             yield from warn.end(SourceLocation(self.source.name, offset, line))
         finally:
             if stream is not None:
@@ -594,6 +624,7 @@ class SourceRead:
             engine=engine,
             prefix_how=self.decision.how if (self.decision is not None and stderr_like) else "",
             foreign_lines=acc.foreign,
+            damaged=acc.damaged,
         )
 
     def _run_envelope(self) -> Iterator[LogRecord | ReadWarning]:

@@ -105,7 +105,9 @@ def source_summary(stats: SourceStats, parsed: int | None = None, shown: int | N
     parts.append(f"{stats.warnings} warnings")
     if stats.first_time and stats.last_time:
         parts.append(f"{stats.first_time.isoformat()} .. {stats.last_time.isoformat()}")
-    if stats.truncated:
+    if stats.damaged:
+        parts.append("compressed data damaged: the rest of the file is not read")
+    elif stats.truncated:
         parts.append("last record incomplete")
     if stats.foreign_lines:
         parts.append(f"{stats.foreign_lines} lines of other programs skipped")

@@ -247,6 +247,8 @@ def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -
         first_time=next((p.first_time for p in parts if p.first_time), None),
         last_time=next((p.last_time for p in reversed(parts) if p.last_time), None),
         truncated=last.truncated,
+        damaged=any(p.damaged for p in parts),
+        foreign_lines=sum(p.foreign_lines for p in parts),
         prefix=first.prefix,
         format=first.format,
     )
