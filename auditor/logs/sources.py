@@ -254,16 +254,10 @@ class _Decoded:
                 got = self.dec.decompress(data)
             else:
                 got = self.dec.decompress(data, max_length=_OUT_CHUNK)
-        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        except Exception as exc:  # zlib.error, IsalError, LZMAError, ZstdError, OSError...
+            # Whatever the codec raises on bytes it cannot decode is damage to report.
             self._fail(f"the {name} data is corrupt after {self.total_in} compressed bytes ({exc})")
             return
-        except Exception as exc:  # zstandard.ZstdError and the like
-            if _zstd is not None and isinstance(exc, _zstd.ZstdError):
-                self._fail(
-                    f"the {name} data is corrupt after {self.total_in} compressed bytes ({exc})"
-                )
-                return
-            raise
         self.out += got
         if self.dec.eof:
             unused = bytes(self.dec.unused_data)
