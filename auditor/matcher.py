@@ -246,6 +246,8 @@ class Matcher:
         markers: list[tuple[LogRecord, Marker]] = []
         self.others: list[LogRecord] = []
         self.forged: list[tuple[LogRecord, Marker]] = []
+        #: pgAudit lines of DDL run inside a function, DO, CALL or trigger.
+        self.audits: list[LogRecord] = []
         # Only the first marker of a statement carries its STATEMENT text; the others
         # inherit it from the previous marker of the same session and transaction.
         last_text: dict[tuple[str | None, str | None, int | None], str] = {}
@@ -272,6 +274,9 @@ class Matcher:
                     elif key in last_text:
                         rec = _with_statement(rec, last_text[key])
                     markers.append((rec, m))
+            elif rec.kind == MessageKind.AUDIT:
+                if rec.pgaudit is not None and rec.pgaudit.nested and rec.is_ddl:
+                    self.audits.append(rec)
             else:
                 self.others.append(rec)
         self.logged = self._logged_statements(statements, errors)
@@ -753,6 +758,72 @@ class Matcher:
                 f"The client sent {outer}; the DDL ran inside it.",
             )
 
+    def _nested_audit_lines(self) -> None:
+        """pgAudit's lines of DDL run inside functions, DO, CALL and triggers.
+
+        Each is the log's record of one firing the trigger should have written: the
+        same session, transaction and command tag, in order.  One that finds it is
+        matched (its rows stay INDIRECT_DDL, as without pgAudit); one that does not
+        is UNREPORTED_DDL: the trigger did not fire (disabled, replica role, another
+        database's trigger missing).  Judged only where the auditor is known to be
+        installed, and only for DDL event triggers see.
+        """
+        if not self.audits or self.ctx.monitored is None:
+            return
+        by_xact: dict[tuple[Any, ...], list[Firing]] = defaultdict(list)
+        for f in self.firings:
+            e = f.trusted_event
+            rec = f.marker_record
+            session = e.session_id if e is not None else (rec.session_id if rec else None)
+            vxid = e.vxid if e is not None else (rec.vxid if rec else None)
+            by_xact[(f.database, session, vxid)].append(f)
+        for firings in by_xact.values():
+            firings.sort(key=lambda f: f.id)
+        for rec in self.audits:
+            assert rec.pgaudit is not None
+            if rec.database not in self.ctx.monitored:
+                continue
+            cls = classify(rec.statement or "", server_version_num=self.ctx.server_version_num)
+            if not any(
+                st.fires_ddl_command_end and st.unauditable_reason is None for st in cls.statements
+            ):
+                continue
+            candidates = by_xact.get((rec.database, rec.session_id, rec.vxid), [])
+            tag = rec.pgaudit.command
+            found = next(
+                (f for f in candidates if f.tag == tag and f.event_name != "sql_drop"), None
+            )
+            if found is None and tag.startswith("DROP "):
+                found = next((f for f in candidates if f.tag == tag), None)
+            if found is not None:
+                candidates.remove(found)
+                self.result.logged_ddl += 1
+                self.result.matched += 1
+                continue
+            if self._carry(rec.time):
+                self.result.carried_records.append(rec)
+                continue
+            self.result.logged_ddl += 1
+            where = (rec.command_tag or "a function").upper()
+            self._add(
+                C.UNREPORTED_DDL,
+                accounts_log=True,
+                step_record=rec,
+                key=(_short(rec.source.file), rec.source.offset, rec.source.line),
+                reason=(
+                    f"pgAudit logged {tag} {rec.pgaudit.object_name or ''} run inside {where} "
+                    "(a statement line never shows DDL inside a function, DO or CALL), but the "
+                    "audit trigger wrote no row and no marker for it: the trigger was bypassed."
+                ).replace("  ", " "),
+                time=rec.time,
+                **_who(rec),
+                command_tags=[tag],
+                statement=rec.statement,
+                log_file=rec.source.file,
+                log_line=rec.source.line,
+                evidence={"log": _record_view(rec), "audit": []},
+            )
+
     def _log_cannot_hold(self, top: list[Firing]) -> str | None:
         """Why the log has no line for these firings by design, or None when it should.
 
@@ -1230,6 +1301,7 @@ class Matcher:
         for run in list(self._impersonations.values()):
             self._impersonation_finding(run)
         self._impersonations.clear()
+        self._nested_audit_lines()
         for ex in executions:
             if not ex.paired:
                 self._unpaired_execution(ex)

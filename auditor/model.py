@@ -61,6 +61,9 @@ class MessageKind(StrEnum):
     EXECUTE = "execute"  # "execute <unnamed>: ...", "execute P_0: ..." (extended protocol)
     ERROR = "error"  # ERROR / FATAL / PANIC, with the failed statement when logged
     MARKER = "marker"  # a RAISE LOG marker of the audit trigger (see auditor.marker)
+    #: A pgAudit line ("AUDIT: SESSION,..."); one of the top-level statement that no
+    #: statement line logged is read as a STATEMENT (see auditor.logs.link).
+    AUDIT = "audit"
     OTHER = "other"  # anything else (checkpoints, "parameter ... changed", ...)
 
 
@@ -84,6 +87,26 @@ class SourceLocation:
         'pg.log:7'
         """
         return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class PgAudit:
+    """The fields of a pgAudit ``AUDIT:`` line (its CSV after ``AUDIT: ``).
+
+    ``nested`` is True for a statement run inside a function, ``DO``, ``CALL`` or
+    trigger (the session's current command, ``%i``/csv ``command_tag``/json ``ps``,
+    is another one), False for one the client sent, None when the log does not
+    say (a stderr prefix without ``%i``).
+    """
+
+    audit_type: str  # SESSION or OBJECT
+    statement_id: int | None
+    substatement_id: int | None
+    audit_class: str  # DDL, ROLE, READ, WRITE, FUNCTION, MISC, ...
+    command: str  # the statement's command tag, e.g. CREATE TABLE
+    object_type: str | None
+    object_name: str | None
+    nested: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +160,8 @@ class LogRecord:
     #: and jsonlog (milliseconds, truncated), 1,000,000 for ``%t`` (whole seconds).  Every
     #: comparison with the audit table's microsecond times allows this much.
     time_resolution_us: int = 1000
+    #: pgAudit records (kind AUDIT, or a STATEMENT read from a top-level AUDIT line).
+    pgaudit: PgAudit | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,16 @@ It also decides, when only the audit-relevant records are wanted, which
 ones to keep: statements that hold DDL or change a watched setting, errors
 of those statements (or whose own text holds DDL), markers, and the server
 messages reconcile uses (``parameter ... changed``, SIGHUP, start, shutdown).
+
+pgAudit's ``AUDIT:`` lines come after the statement line of the same statement
+(pgAudit logs once it ran).  One of a statement the client sent (its command is
+the session's current one) whose statement line is in the log says nothing new
+and is kept only with ``all_records``; one whose statement line is not there
+(``log_statement`` below ``ddl``, or silenced for the session) *is* the log's
+record of that statement and becomes a STATEMENT record, once per query string,
+so the matcher pairs it like any statement line.  Lines of DDL run inside a
+function, ``DO``, ``CALL`` or trigger stay AUDIT records: the log's only view of
+that DDL, which ``log_statement`` never shows.
 """
 
 from __future__ import annotations
@@ -67,6 +77,8 @@ class Linker:
     def __init__(self, *, all_records: bool) -> None:
         self.all_records = all_records
         self._last: OrderedDict[tuple[str, object], tuple[LogRecord, bool]] = OrderedDict()
+        #: (session, vxid, text) of the pgAudit statements already read as statements.
+        self._audited: OrderedDict[tuple[object, ...], None] = OrderedDict()
 
     def feed(self, item: LogRecord | ReadWarning) -> LogRecord | ReadWarning | None:
         """The item to yield (possibly rebuilt with its link), or None to drop it."""
@@ -114,7 +126,36 @@ class Linker:
             return rec if keep else None
         if kind == MessageKind.MARKER:
             return rec
+        if kind == MessageKind.AUDIT:
+            return self._audit(rec)
         return rec if (self.all_records or is_notable(rec.message)) else None
+
+    def _audit(self, rec: LogRecord) -> LogRecord | None:
+        """A pgAudit line: redundant, the log's statement record, or DDL inside a function."""
+        if rec.is_relevant is None:
+            rec = with_verdict(rec)
+        audit = rec.pgaudit
+        key = _key(rec)
+        last = self._last.get(key) if key is not None else None
+        logged = (
+            last is not None
+            and last[0].statement == rec.statement
+            and (rec.vxid is None or last[0].vxid is None or last[0].vxid == rec.vxid)
+        )
+        if logged:  # the statement line said it all
+            return rec if self.all_records else None
+        if audit is not None and audit.nested is False:
+            ident = (rec.session_id, rec.pid, rec.vxid, rec.statement)
+            if ident in self._audited:  # a multi-statement string: one record for it
+                return rec if self.all_records else None
+            self._audited[ident] = None
+            if len(self._audited) > _MAX_SESSIONS:
+                self._audited.popitem(last=False)
+            stmt = dataclasses.replace(rec, kind=MessageKind.STATEMENT)
+            if key is not None:
+                self._last[key] = (stmt, bool(stmt.is_relevant))
+            return stmt
+        return rec if (self.all_records or rec.is_relevant) else None
 
     def run(self, items: Iterable[LogRecord | ReadWarning]) -> Iterator[LogRecord | ReadWarning]:
         for item in items:

@@ -9,15 +9,20 @@ statement and portal names, bind parameters and the ``duration:`` lead.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import datetime
 
 from auditor.logs.prefilter import classify_texts
 from auditor.marker import MARKER_LEAD
-from auditor.model import LogRecord, MessageKind, Protocol, SourceLocation
+from auditor.model import LogRecord, MessageKind, PgAudit, Protocol, SourceLocation
 
 ERROR_SEVERITIES = frozenset({"ERROR", "FATAL", "PANIC"})
-_CLASSIFIED = frozenset({MessageKind.STATEMENT, MessageKind.EXECUTE, MessageKind.ERROR})
+_CLASSIFIED = frozenset(
+    {MessageKind.STATEMENT, MessageKind.EXECUTE, MessageKind.ERROR, MessageKind.AUDIT}
+)
+_AUDIT_LEAD = "AUDIT: "
 
 _DURATION = re.compile(r"duration: (?P<ms>\d+(?:\.\d+)?) ms {1,2}(?=\S)")
 _EXECUTE = re.compile(r"execute (?P<fetch>fetch from )?(?P<name>.+?): ")
@@ -102,6 +107,29 @@ def split_host_port(text: str | None) -> tuple[str | None, int | None]:
     return text, None
 
 
+def parse_pgaudit(text: str, command_tag: str | None) -> tuple[PgAudit, str] | None:
+    """A pgAudit line's fields and statement text (``text`` after ``AUDIT: ``).
+
+    >>> a, stmt = parse_pgaudit('SESSION,1,2,DDL,CREATE TABLE,TABLE,public.t3,'
+    ...                         '"CREATE TABLE t3 (""a,b"" int)",<not logged>', "DO")
+    >>> a.command, a.object_name, a.nested, stmt
+    ('CREATE TABLE', 'public.t3', True, 'CREATE TABLE t3 ("a,b" int)')
+    >>> parse_pgaudit("not,enough", None) is None
+    True
+    """
+    try:
+        row = next(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except (csv.Error, StopIteration):
+        return None
+    if len(row) < 8 or row[0] not in ("SESSION", "OBJECT"):
+        return None
+    nested = None if not command_tag else command_tag != row[4]
+    audit = PgAudit(
+        row[0], _int(row[1]), _int(row[2]), row[3], row[4], row[5] or None, row[6] or None, nested
+    )
+    return audit, row[7]
+
+
 def build_record(
     *,
     source: SourceLocation,
@@ -140,6 +168,7 @@ def build_record(
     duration: float | None = None
     parameters: tuple[tuple[str, str | None], ...] = ()
     prepare_text: str | None = None
+    pgaudit: PgAudit | None = None
     text = message
     m = _DURATION.match(text)
     if m:
@@ -149,6 +178,11 @@ def build_record(
         kind = MessageKind.ERROR
     elif text.startswith(MARKER_LEAD):
         kind = MessageKind.MARKER
+    elif severity == "LOG" and text.startswith(_AUDIT_LEAD):
+        parsed = parse_pgaudit(text[len(_AUDIT_LEAD) :], _none(command_tag))
+        if parsed is not None:
+            kind = MessageKind.AUDIT
+            pgaudit, statement = parsed
     elif severity == "LOG" and text.startswith("statement: "):
         kind = MessageKind.STATEMENT
         protocol = Protocol.SIMPLE
@@ -215,6 +249,7 @@ def build_record(
         is_ddl=is_ddl,
         is_relevant=is_relevant,
         time_resolution_us=time_resolution_us,
+        pgaudit=pgaudit,
     )
 
 

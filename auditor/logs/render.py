@@ -154,9 +154,13 @@ class RecordFilter:
 def one_row_per_statement(rec: LogRecord) -> bool:
     """Whether a record is a row of ``scan`` without ``--all``: a statement line, or
     an error that carries the text of a statement no line logged (a syntax error).
-    Markers, linked errors and server messages are shown with ``--all``."""
+    Markers, linked errors and server messages are shown with ``--all``; so are pgAudit
+    lines of a statement the log shows anyway, while pgAudit's DDL inside functions
+    and DO (which no statement line shows) are rows."""
     if rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
         return True
+    if rec.kind == MessageKind.AUDIT:
+        return bool(rec.is_ddl) and rec.pgaudit is not None and rec.pgaudit.nested is not False
     return rec.kind == MessageKind.ERROR and rec.failed_statement is None and bool(rec.statement)
 
 
