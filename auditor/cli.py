@@ -190,15 +190,17 @@ LogOpt = Annotated[
     typer.Option(
         "--log",
         metavar="PATH",
-        help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]' (needs --dsn); repeatable.",
+        help="Log file, directory, glob, '-' (stdin) or 'sql:[PATTERN]' (needs --dsn); "
+        "repeatable.  Default with a server: its log directory.",
     ),
 ]
 LogFormatOpt = Annotated[
     str | None,
     typer.Option(
         "--log-format",
-        metavar="[auto|stderr|csvlog|jsonlog]",
-        help="Log format (default auto: detected per file).",
+        metavar="[auto|stderr|csvlog|jsonlog|syslog|logplex|cloudsql|cnpg]",
+        help="Log format (default auto: detected per file, which is what you want for a "
+        "directory holding several).",
     ),
 ]
 LogPrefixOpt = Annotated[
@@ -262,7 +264,10 @@ def _smtp_flags(
 def _dsn(cfg: Config) -> str:
     dsn = cfg["dsn"]
     if not dsn:
-        raise ConfigError("no server given: use --dsn, AUDITOR_DSN or dsn: in the config file")
+        raise ConfigError(
+            "no server given: use --dsn, AUDITOR_DSN, dsn: in the config file, or libpq's "
+            "PGHOST/PGPORT/PGUSER/PGDATABASE or PGSERVICE"
+        )
     return str(dsn)
 
 
