@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -418,16 +419,30 @@ class Assembler:
         return out
 
 
-def _worth_parsing(text: bytes) -> bool:
-    """Whether a message may matter without ``--all`` (the byte pre-filter's tokens)."""
+@cache
+def _worth_patterns() -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     from auditor.logs.prefilter import ERROR_SEVERITIES, MESSAGE_LITERALS, SQL_TOKENS
 
+    tokens = re.compile(b"|".join(re.escape(t.lower()) for t in SQL_TOKENS))  # on lower()
+    literals = [re.escape(m) for m in MESSAGE_LITERALS]
+    literals += [re.escape(sev.encode() + b":") for sev in ERROR_SEVERITIES]
+    return tokens, re.compile(b"|".join(literals))
+
+
+def _worth_parsing(text: bytes) -> bool:
+    """Whether a message may matter without ``--all`` (the byte pre-filter's tokens)."""
+    from auditor.logs.prefilter import INTO_EXCLUSIONS
+
+    tokens, literals = _worth_patterns()
     low = text.lower()
-    if any(tok in low for tok in SQL_TOKENS) or b"into" in low:
+    if tokens.search(low) or literals.search(text):
         return True
-    if any(lit in text for lit in MESSAGE_LITERALS):
-        return True
-    return any(sev.encode() + b":" in text for sev in ERROR_SEVERITIES)
+    start = low.find(b"into")
+    while start >= 0:  # INTO that is not INSERT's or MERGE's (SELECT ... INTO)
+        if not any(low.endswith(x, 0, start) for x in INTO_EXCLUSIONS):
+            return True
+        start = low.find(b"into", start + 4)
+    return False
 
 
 def read_envelope(
