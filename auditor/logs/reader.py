@@ -503,8 +503,10 @@ class SourceRead:
         return make_reader(self.fmt, self.prefix, self.clock)
 
     def _run(self) -> Iterator[LogRecord | ReadWarning]:
-        if self.decision is None and self.source.kind != "stdin":
-            self.decide()
+        if self.decision is None and (
+            self.source.kind != "stdin" or self.source.compression is None
+        ):
+            self.decide()  # (a compressed pipe cannot be peeked into: its first window)
         if self.decision is not None and self.fmt in ENVELOPES:
             yield from self._run_envelope()
             return
@@ -539,7 +541,7 @@ class SourceRead:
                     buf = carry + data if carry else data
                 final = eof and self.final
                 if reader is None:
-                    if self.decision is None:  # stdin: decided on its first window
+                    if self.decision is None:  # compressed stdin: on its first window
                         self.decide(take_sample(_Head(buf[:HEAD_BYTES]).read, whole=False))
                     if self.fmt in ENVELOPES:
                         raise LogInputError(

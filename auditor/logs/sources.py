@@ -340,8 +340,8 @@ def _dir_files(directory: str) -> list[str]:
 
 def _stdin_source(stream: Any = None) -> LogSource:
     raw = stream if stream is not None else sys.stdin.buffer
-    if not isinstance(raw, io.BufferedReader):
-        raw = io.BufferedReader(raw)
+    # A buffer as large as detection's head, so the format is decided before reading.
+    raw = io.BufferedReader(raw, buffer_size=65536)
     head = raw.peek(8)[:8]
     return LogSource(name="-", kind="stdin", compression=compression_of(head), _stdin=raw)
 
