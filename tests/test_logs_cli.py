@@ -190,5 +190,11 @@ def test_help_shows_types_and_choices_a_dba_reads() -> None:
         text=True,
         env={**os.environ, "COLUMNS": "160"},
     ).stdout
-    for shown in ("[table|csv|json]", "[auto|stderr|csvlog|jsonlog]", "PATH", "FILE", "TIME"):
+    for shown in (
+        "[table|csv|json]",
+        "[auto|stderr|csvlog|jsonlog|syslog|logplex|cloudsql|cnpg]",
+        "PATH",
+        "FILE",
+        "TIME",
+    ):
         assert shown in scan_help, shown
