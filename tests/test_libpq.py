@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from auditor import capture
 from auditor.cluster import TempCluster
 from auditor.config import load_config
 
@@ -94,6 +95,7 @@ def test_connected_without_log_reads_the_servers_log_directory(
     rows = [r for r in json.loads(out.stdout) if r["application"] == "no-log-given"]
     assert [r["statement"] for r in rows] == ["CREATE TABLE read_from_the_log_dir (id int)"]
     report = tmp_path / "report"
+    capture.install(db.cluster.dsn(db.name), databases=[db.name])
     rec = _run(["reconcile", "--dsn", db.cluster.dsn(db.name), "--out", str(report)], {}, tmp_path)
     assert rec.returncode in (0, 1), rec.stderr
     doc = json.loads((report / "findings.json").read_text())
