@@ -57,7 +57,10 @@ def test_a_service_file_and_a_password_file(cluster: TempCluster, tmp_path: Path
     role, password = f"pw_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     hba = cluster.data_dir / "pg_hba.conf"
     old = hba.read_text()
-    cluster.execute(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+    cluster.execute(  # PostgreSQL 13 hashes with md5 by default, which scram cannot use
+        f"SET password_encryption = 'scram-sha-256'; "
+        f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"
+    )
     try:
         hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + old)
         cluster.execute("SELECT pg_reload_conf()")
