@@ -28,7 +28,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import PurePath
 from typing import Any, TypedDict
@@ -63,6 +63,9 @@ C = FindingClass
 _SETTINGS_ONLY_NODES = frozenset(
     {"VariableSetStmt", "AlterSystemStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt"}
 )
+
+# Sorts a record or run without a placed time first; aware, as every placed time is.
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -1598,7 +1601,7 @@ _RELOAD_LINE = re.compile(
 
 
 def _time_key(rec: LogRecord) -> tuple[datetime, str, int]:
-    return (rec.time or datetime.min, rec.source.file, rec.source.offset)
+    return (rec.time or _NO_TIME, rec.source.file, rec.source.offset)
 
 
 def match(

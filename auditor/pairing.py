@@ -19,7 +19,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor.capture import AuditObjects
@@ -32,6 +32,9 @@ from auditor.model import AuditEvent, LogRecord
 #: may have started beyond its logged duration, and, when no firing time is known, how
 #: long before its log line.
 _PID_SLACK = timedelta(seconds=2)
+
+# Sorts a record or run without a placed time first; aware, as every placed time is.
+_NO_TIME = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +219,9 @@ def group_executions(firings: list[Firing], anchors: Anchors | None = None) -> l
                 if i >= 0:
                     runs[starts[i]].firings.append(f)
                     continue
-                alone = by_time.get(mt or datetime.min)
+                alone = by_time.get(mt or _NO_TIME)
                 if alone is None:
-                    alone = by_time[mt or datetime.min] = Execution(
+                    alone = by_time[mt or _NO_TIME] = Execution(
                         key, mt, query=key[3], database=key[0]
                     )
                     execs.append(alone)
@@ -226,7 +229,7 @@ def group_executions(firings: list[Firing], anchors: Anchors | None = None) -> l
         for ex in execs:
             ex.firings.sort(key=lambda f: f.id)
             out.append(ex)
-    out.sort(key=lambda ex: (ex.time or datetime.min, ex.key[0], ex.firings[0].id))
+    out.sort(key=lambda ex: (ex.time or _NO_TIME, ex.key[0], ex.firings[0].id))
     return out
 
 
@@ -479,7 +482,7 @@ class Anchors:
 
 def _order(rec: LogRecord) -> tuple[Any, ...]:
     """Where a record is in the log: time, then file and offset (same-time lines)."""
-    return (rec.time or datetime.min, rec.source.file, rec.source.offset)
+    return (rec.time or _NO_TIME, rec.source.file, rec.source.offset)
 
 
 def _order_preserving(
