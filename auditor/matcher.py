@@ -120,6 +120,9 @@ class MatchContext:
     #: this package), and the log formats read: what settings changes are judged against.
     pinned_settings: frozenset[str] | None = None
     log_formats: frozenset[str] = frozenset()
+    #: False when the audit table was not read (no ``--dsn``): a marker then proves its
+    #: trigger fired, not that its row was deleted.
+    audit_read: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +440,18 @@ class Matcher:
             ]
         if rows:
             return self._attribution(lg, rows, where)
+        if markers_only and not self.ctx.audit_read:
+            if not any(f.event_name == "ddl_command_end" for f in markers_only):
+                kinds = "/".join(sorted({f.event_name for f in markers_only}))
+                return [
+                    (
+                        C.UNREPORTED_DDL,
+                        None,
+                        f"{where} left no ddl_command_end marker, only {kinds} marker(s) "
+                        "(the audit table was not read: no --dsn).",
+                    )
+                ]
+            return []  # both channels are in the log: the statement line and its markers
         if markers_only:
             statuses = {f.status for f in markers_only}
             if statuses <= {"aborted"}:
@@ -711,7 +726,9 @@ class Matcher:
                 altered,
                 f"Audit row(s) {', '.join(str(f.id) for f in altered)} differ from their markers.",
             )
-        if gone:
+        if gone and not self.ctx.audit_read:
+            self._markers_alone(ex, gone)
+        elif gone:
             aborted = [f for f in gone if f.status == "aborted"]
             committed = [f for f in gone if f.status != "aborted"]
             if aborted:
@@ -918,6 +935,39 @@ class Matcher:
             if found is not None:
                 return found
         return None
+
+    def _markers_alone(self, ex: Execution, firings: list[Firing]) -> None:
+        """Judge markers no statement line explains when the audit table was not read.
+
+        Without the table a marker is the trigger's whole testimony: its firing is
+        neither deleted nor rolled back as far as anyone can tell, so it is judged as
+        its row would be: DDL the client sent with no statement line is UNLOGGED_DDL,
+        DDL a DO block or function ran is INDIRECT_DDL.
+        """
+        nested = [f for f in firings if f.nested]
+        top = [f for f in firings if not f.nested]
+        unread = " (the audit table was not read: no --dsn)"
+        if top:
+            gap = self._gap_for(ex.time)
+            if gap is not None:
+                self._gap_rows[gap].extend(top)
+            elif (why := self._log_cannot_hold(top)) is not None:
+                self._firings_finding(C.UNLOGGED_DDL, top, why + unread, Severity.LOW)
+            else:
+                self._firings_finding(
+                    C.UNLOGGED_DDL,
+                    top,
+                    "Logging was suppressed for that session (e.g. SET log_statement = "
+                    "'none'): the trigger's markers are in the log, but the statement line "
+                    "is not" + unread + ".",
+                )
+        if nested:
+            self._firings_finding(
+                C.INDIRECT_DDL,
+                nested,
+                "DDL run inside a DO block, function or procedure, seen by its trigger's "
+                "markers" + unread + ".",
+            )
 
     def _suspect_indirect(self, rows: list[Firing]) -> list[Firing]:
         """Report indirect rows that tamper or cannot be vouched for; return the others.

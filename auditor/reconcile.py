@@ -1177,6 +1177,7 @@ def _analyse(
         straddlers=straddlers,
         log_statement=audit.log_statement,
         log_statement_overrides=audit.log_statement_overrides,
+        audit_read=bool(dsn),
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]

@@ -513,6 +513,43 @@ def _with_reader(adb: Audited, reader: str) -> None:
     adb.t0 = datetime.now(UTC)
 
 
+def test_without_dsn_markers_vouch_for_their_rows_never_deleted(adb: Audited) -> None:
+    """No --dsn: a marker proves its trigger fired, not that its row is gone."""
+    adb.run("CREATE TABLE orders (id serial PRIMARY KEY, placed timestamptz)")
+    adb.run("CREATE INDEX orders_placed ON orders (placed); ALTER TABLE orders ADD COLUMN n text")
+    adb.run("DO $$BEGIN EXECUTE 'CREATE TABLE made_in_do (x int)'; END$$")
+    with psycopg.connect(adb.cluster.dsn(adb.name), autocommit=True) as conn:
+        conn.execute("SET log_statement = 'none'")
+        conn.execute("CREATE TABLE quiet_one (id int)")
+    adb.run("ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE", app="evil")
+    adb.run("ALTER TABLE orders ALTER COLUMN n TYPE varchar(9)", app="evil")  # rewrite only
+    adb.run("ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS", app="evil")
+    result = adb.reconcile(dsn=None)
+    doc = result.document
+    assert only(result, C.AUDIT_ROW_MISSING) == [] and only(result, C.ROLLED_BACK_DDL) == []
+    assert doc.summary.matched == 2  # two logged strings, each with its markers
+    (indirect,) = only(result, C.INDIRECT_DDL)
+    assert "not read" in indirect.explanation and indirect.severity == Severity.MEDIUM
+    (unlogged,) = only(result, C.UNLOGGED_DDL)
+    assert (
+        unlogged.severity == Severity.CRITICAL and "markers are in the log" in unlogged.explanation
+    )
+    (unreported,) = only(result, C.UNREPORTED_DDL)
+    assert unreported.statement == "ALTER TABLE orders ALTER COLUMN n TYPE varchar(9)"
+    assert "table_rewrite" in unreported.explanation
+    assert {f.statement for f in only(result, C.EVENT_TRIGGER_DDL)} == {
+        "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    }
+    assert {f.cls for f in doc.findings} == {
+        C.INDIRECT_DDL,
+        C.UNLOGGED_DDL,
+        C.UNREPORTED_DDL,
+        C.EVENT_TRIGGER_DDL,
+    }
+    assert any("No --dsn" in n for n in doc.notes)
+
+
 def test_a_role_that_cannot_read_the_audit_schema_gets_exit_2_not_deleted_rows(
     adb: Audited,
 ) -> None:
