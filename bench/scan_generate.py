@@ -52,9 +52,11 @@ DDL_MIX: tuple[tuple[str, bool, str], ...] = (
 )
 
 
-def _ddl_client(dsn: str, stop: threading.Event, counts: dict[str, int], pause: float) -> None:
+def _ddl_client(
+    dsn: str, stop: threading.Event, counts: dict[str, int], pause: float, client: int = 0
+) -> None:
     """Send DDL_MIX rounds until told to stop; count what was sent."""
-    n = 0
+    n = client * 10_000_000  # distinct object names per client
     with psycopg.connect(dsn, autocommit=True, application_name="gen-ddl") as conn:
         simple = psycopg.ClientCursor(conn)
         while not stop.is_set():
@@ -71,14 +73,29 @@ def _ddl_client(dsn: str, stop: threading.Event, counts: dict[str, int], pause: 
                 counts["statements"] += 1
                 counts["ddl"] += int(is_ddl)
             time.sleep(pause)
-    counts["rounds"] = n
+    counts["rounds"] = n - client * 10_000_000
 
 
-def generate(out: Path, size_mb: int, *, prefix: str, pause: float = 0.05) -> dict[str, Any]:
-    """Write postgresql.{log,csv,json} of at least ``size_mb`` MB (stderr) into ``out``."""
+def generate(
+    out: Path,
+    size_mb: int,
+    *,
+    prefix: str,
+    pause: float = 0.05,
+    log_statement: str = "all",
+    ddl_clients: int = 1,
+) -> dict[str, Any]:
+    """Write postgresql.{log,csv,json} of at least ``size_mb`` MB (stderr) into ``out``.
+
+    ``log_statement = 'ddl'`` with several DDL clients and no pause gives the
+    DDL-dense log a reconcile reads (nearly every record is DDL); pgbench still
+    runs beside them, its statements unlogged.
+    """
     out.mkdir(parents=True, exist_ok=True)
     settings = {"log_rotation_size": 0, "log_rotation_age": 0, "max_connections": 20}
-    with TempCluster(log_statement="all", log_line_prefix=prefix, settings=settings) as cluster:
+    with TempCluster(
+        log_statement=log_statement, log_line_prefix=prefix, settings=settings
+    ) as cluster:
         bindir = cluster.bindir
         env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(cluster.port), PGUSER="postgres")
         env_quiet = dict(env, PGOPTIONS="-c log_statement=none")
@@ -88,18 +105,32 @@ def generate(out: Path, size_mb: int, *, prefix: str, pause: float = 0.05) -> di
         )  # fmt: skip
         files = cluster.current_logfiles()
         stderr_file = files["stderr"]
-        counts = {"statements": 0, "ddl": 0, "errors": 0, "rounds": 0}
+        per_client = [
+            {"statements": 0, "ddl": 0, "errors": 0, "rounds": 0} for _ in range(ddl_clients)
+        ]
         stop = threading.Event()
-        ddl = threading.Thread(
-            target=_ddl_client, args=(cluster.dsn(), stop, counts, pause), daemon=True
-        )
-        ddl.start()
+        threads = [
+            threading.Thread(
+                target=_ddl_client, args=(cluster.dsn(), stop, c, pause, k), daemon=True
+            )
+            for k, c in enumerate(per_client)
+        ]
+        for t in threads:
+            t.start()
         modes = ["simple", "simple", "extended", "prepared"]
         i = 0
         started = time.monotonic()
         while stderr_file.stat().st_size < size_mb * 1_000_000:
             mode = modes[i % len(modes)]
             i += 1
+            if log_statement != "all":  # the DDL clients alone fill the log
+                time.sleep(5)
+                print(
+                    f"  {stderr_file.stat().st_size / 1e6:8.0f} MB stderr after "
+                    f"{time.monotonic() - started:5.0f} s",
+                    flush=True,
+                )
+                continue
             subprocess.run(
                 [str(bindir / "pgbench"), "-n", "-c", "2", "-j", "2", "-T", "20", "-M", mode,
                  "postgres"],
@@ -107,11 +138,13 @@ def generate(out: Path, size_mb: int, *, prefix: str, pause: float = 0.05) -> di
             )  # fmt: skip
             print(
                 f"  {stderr_file.stat().st_size / 1e6:8.0f} MB stderr after "
-                f"{time.monotonic() - started:5.0f} s, {counts['ddl']} DDL sent",
+                f"{time.monotonic() - started:5.0f} s, {sum(c['ddl'] for c in per_client)} DDL sent",
                 flush=True,
             )
         stop.set()
-        ddl.join()
+        for t in threads:
+            t.join()
+        counts = {key: sum(c[key] for c in per_client) for key in per_client[0]}
         cluster.flush_logs()
         for dest, path in cluster.current_logfiles().items():
             name = {
@@ -120,6 +153,11 @@ def generate(out: Path, size_mb: int, *, prefix: str, pause: float = 0.05) -> di
                 "jsonlog": "postgresql.json",
             }[dest]
             shutil.copyfile(path, out / name)
-    truth = {"prefix": prefix, "ddl_sent": counts["ddl"], **counts}
+    truth = {
+        "prefix": prefix,
+        "log_statement": log_statement,
+        "ddl_sent": counts["ddl"],
+        **counts,
+    }
     (out / "ground-truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return truth
