@@ -15,8 +15,10 @@ workload with Debian's default prefix ``'%m [%p] %q%u@%d '``; stderr) and
 ``ddl`` (``log_statement = 'ddl'``, two DDL clients without pause: nearly every
 record is DDL).  Every tool reads the same files, which are in the page cache
 after the first pass; each auditor time is the median of ``--repeat`` runs,
-start-up (the same command on the file's first 64 KB) is reported and
-subtracted for the per-entry and per-DDL costs; pgBadger runs once.  Peak
+start-up (CPU time of the same command on the file's first 64 KB) is reported and
+subtracted for the per-entry and per-DDL costs, which are CPU time (user +
+system of the command and its children: the machine is shared, and CPU time
+is steadier than wall time); pgBadger runs once.  Peak
 memory is the largest sum of RSS over the process and its children, sampled
 every 20 ms.  The table is printed in Markdown, ready for ``bench/README.md``.
 """
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,9 +76,15 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+#: CPU seconds (user + system) of the last :func:`run`'s command and its children.
+LAST_CPU = [0.0]
+
+
 def run(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak tree RSS (KB) and stdout of one command."""
+    """Wall seconds, peak tree RSS (KB) and stdout of one command (its CPU seconds in
+    :data:`LAST_CPU`: on a machine shared with other jobs, steadier than wall time)."""
     peak = 0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=env)
@@ -97,6 +106,8 @@ def run(cmd: list[str], *, env: dict[str, str] | None = None) -> tuple[float, in
         sampler.start()
         _, err = proc.communicate()
         elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        LAST_CPU[0] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         done.set()
         sampler.join()
         if proc.returncode != 0:
@@ -111,10 +122,14 @@ def median_run(
 ) -> tuple[float, int, str, list[float]]:
     """Median wall time of ``repeat`` runs (the machine is shared: the median is steadier
     than the best), the largest peak RSS, one run's output, and every time."""
-    results = [run(cmd, env=env) for _ in range(repeat)]
-    times = sorted(r[0] for r in results)
+    results = []
+    cpus = []
+    for _ in range(repeat):
+        results.append(run(cmd, env=env))
+        cpus.append(LAST_CPU[0])
+    LAST_CPU[0] = statistics.median(cpus)
     return (
-        statistics.median(times),
+        statistics.median(r[0] for r in results),
         max(r[1] for r in results),
         results[0][2],
         [r[0] for r in results],
@@ -245,17 +260,20 @@ def main() -> None:
                         base = [*auditor, "scan", "--format", "json", "--jobs", jobs]
                         if fmt == "stderr":
                             base += ["--log-line-prefix", prefix]
-                        startup, _, _, _ = median_run([*base, "--log", head], args.repeat, env)
+                        median_run([*base, "--log", head], args.repeat, env)
+                        startup = LAST_CPU[0]
                         load = os.getloadavg()[0]
                         t, mem, out, all_t = median_run([*base, "--log", path], args.repeat, env)
+                        cpu = LAST_CPU[0]
                         entries, read, ddl = _summary_counts(out)
-                        work = max(t - startup, 1e-9)
+                        work = max(cpu - startup, 1e-9)
                         note = (
+                            f"CPU {cpu:.2f} s, {mb / cpu:,.0f} MB/s of CPU; "
                             f"DDL found {ddl} {'=' if ddl == truth['ddl_sent'] else '!='} "
                             f"sent {truth['ddl_sent']}; {entries:,} entries, {read:,} records "
                             f"read; {work / entries * 1e6:.2f} us/entry, "
                             f"{work / max(ddl, 1) * 1e6:.1f} us/DDL; "
-                            f"{mb / work:,.0f} MB/s without start-up ({startup:.2f} s); "
+                            f"{mb / work:,.0f} MB/s of CPU without start-up ({startup:.2f} s); "
                             f"runs {', '.join(f'{x:.2f}' for x in all_t)}; load before {load:.1f}"
                         )
                         tool = f"auditor scan --jobs {jobs}" + (f" ({engine})" if engine else "")
@@ -272,7 +290,9 @@ def main() -> None:
                         cmd[1:1] = ["--prefix", prefix]
                     load = os.getloadavg()[0]
                     t, mem, _ = run(cmd)
-                rows.append((label, "pgbadger -j 1", t, mb / t, mem, f"load before {load:.1f}"))
+                cpu = LAST_CPU[0]
+                note = f"CPU {cpu:.1f} s, {mb / cpu:,.1f} MB/s of CPU; load before {load:.1f}"
+                rows.append((label, "pgbadger -j 1", t, mb / t, mem, note))
                 print(f"  {label} pgbadger -j1: {t:.1f} s, {mb / t:.1f} MB/s", flush=True)
 
     print()
