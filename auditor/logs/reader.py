@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Protocol
 
 from auditor.errors import LogInputError
+from auditor.logs.columnar import WindowReader, window_reader
 from auditor.logs.csvlog import CsvlogReader
 from auditor.logs.detect import HEAD_BYTES, Decision, Sample, decide, take_sample
 from auditor.logs.envelope import ENVELOPES
@@ -516,6 +517,7 @@ class SourceRead:
         line = self.start_line
         carry = b""
         reader: FormatReader | None = None
+        columnar: WindowReader | None = None
         limit = self.end_offset
         damage: Damaged | None = None
         try:
@@ -549,19 +551,22 @@ class SourceRead:
                             "standard input; give the file"
                         )
                     reader = make_reader(self.fmt, self.prefix, self.clock)
+                    columnar = window_reader(reader)
                 if eof and not self.final and reader.fmt != "csvlog":
                     # A piece of a split file ends here, at a message boundary (for
                     # csvlog only presumed: the scan checks it and reads again if not).
                     final = True
-                win = scan_window(
-                    reader,
-                    buf,
-                    name=self.source.name,
-                    base_offset=offset,
-                    base_line=line,
-                    final=final,
-                    all_records=self.all_records,
-                )
+                args = {
+                    "name": self.source.name,
+                    "base_offset": offset,
+                    "base_line": line,
+                    "final": final,
+                    "all_records": self.all_records,
+                }
+                # The columnar reader where it reads this window exactly, else the rows.
+                win = columnar(reader, buf, **args) if columnar is not None else None
+                if win is None:
+                    win = scan_window(reader, buf, **args)  # type: ignore[arg-type]
                 for item in win.items:
                     if isinstance(item, ReadWarning):
                         shown = warn.take(item)
