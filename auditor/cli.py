@@ -120,7 +120,10 @@ def _config(config_file: Path | None, **flags: Any) -> Config:
 
 def _version_callback(value: bool) -> None:
     if value:
+        from auditor.logs.columnar import describe
+
         typer.echo(f"auditor {__version__}")
+        typer.echo(describe())
         raise typer.Exit()
 
 

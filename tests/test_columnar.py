@@ -120,3 +120,25 @@ def test_cut_and_garbled_csvlog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         row = _windows(path, "row", window, monkeypatch)
         assert any(isinstance(i, ReadWarning) for i in row[0])
         assert _windows(path, "columnar", window, monkeypatch) == row
+
+
+def test_pure_python_fallback_without_pyarrow() -> None:
+    """Where the wheels are missing the row readers run, and ``--version`` says why."""
+    import subprocess
+    import sys
+
+    path = sorted(FIXTURES.glob("workload/postgresql*.csv"))[0]
+    code = (
+        "import sys; sys.modules['pyarrow'] = None\n"
+        "from auditor.logs import columnar\n"
+        "from auditor.logs.scan import scan\n"
+        "print(columnar.describe())\n"
+        f"print(sum(1 for _ in scan([{str(path)!r}], jobs=1)))\n"
+        "print(dict(columnar.WINDOWS))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "log scan engine: rows (pyarrow is not installed: pure-Python fallback)"
+    assert int(out[1]) > 0
+    assert out[2] == "{}"

@@ -46,7 +46,7 @@ def available() -> str | None:
 
 
 #: What ``auto`` means.
-DEFAULT = "row"
+DEFAULT = "columnar"
 #: Windows read by each engine in this process (the differential test checks that
 #: the columnar engine did read windows, not only hand them to the row reader).
 WINDOWS: Counter[str] = Counter()
@@ -60,6 +60,20 @@ def engine() -> str:
     if wanted == "columnar" and available() is None:
         return "columnar"
     return "row"
+
+
+def describe() -> str:
+    """One line for ``auditor --version``: the scan engine and, for the row engine, why.
+
+    >>> describe().startswith("log scan engine: ")
+    True
+    """
+    missing = available()
+    used = engine()
+    if used == "columnar":
+        return f"log scan engine: columnar for {', '.join(FORMATS)} (pyarrow), rows elsewhere"
+    why = f"{missing}: pure-Python fallback" if missing else "AUDITOR_SCAN_ENGINE=row"
+    return f"log scan engine: rows ({why})"
 
 
 def window_reader(reader: FormatReader) -> WindowReader | None:
