@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", default="1", help="auditor --jobs values, e.g. 1,2")
     parser.add_argument("--skip-pgbadger", action="store_true")
+    parser.add_argument("--formats", default="", help="only these formats, e.g. csvlog")
     parser.add_argument(
         "--engine",
         default="",
@@ -224,6 +225,8 @@ def main() -> None:
             truth = json.loads(truth_file.read_text())
             prefix = truth["prefix"]
             for fmt in formats:
+                if args.formats and fmt not in args.formats.split(","):
+                    continue
                 path = str(data / FILES[fmt])
                 label = f"{dataset} {fmt}"
                 size_b = os.path.getsize(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,12 +48,12 @@ _STRICT_ROW = re.compile(
 _USED = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 18, 19, 22, 23)
 
 
-def _read_rows(data: bytes, ncols: int) -> list[list[str]] | None:
-    """The used columns of ``data`` (whole csv rows) as Python lists, or None if pyarrow
+def _read_rows(data: bytes, ncols: int) -> Any:
+    """``data`` (whole csv rows) as an Arrow table of string columns, or None if pyarrow
     cannot read it exactly (a column count that varies, bytes that are not UTF-8)."""
     names = [f"c{i}" for i in range(ncols)]
     try:
-        table = pacsv.read_csv(
+        return pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, double_quote=True),
@@ -60,14 +61,15 @@ def _read_rows(data: bytes, ncols: int) -> list[list[str]] | None:
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
+                include_columns=[names[i] for i in _USED if i < ncols],
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
-    cols: list[list[str]] = []
-    for i in range(ncols):
-        cols.append(table.column(i).to_pylist() if (i in _USED) else [])
-    return cols
+
+
+#: Rows turned into Python objects at a time (bounds the lists beside the Arrow batch).
+_CHUNK = 8192
 
 
 def scan_window_csvlog(
@@ -154,13 +156,22 @@ def _scan(
         ncols = len(raw_fields(pieces[0]) or ())
         if ncols not in _COLUMN_COUNTS or (reader.columns and ncols != reader.columns):
             return None
-        cols = _read_rows(b"".join(pieces), ncols)
-        if cols is None or len(cols[0]) != len(pieces):
+        table = _read_rows(b"".join(pieces), ncols)
+        del pieces
+        if table is None or table.num_rows != len(row_starts):
             return None
         if reader.columns is None:
             reader.columns = ncols
         lines = (np.searchsorted(nls, starts[rows]) + base_line).tolist()
-        _build(reader, cols, ncols, row_starts, lines, name, base_offset, items)
+        for at in range(0, len(row_starts), _CHUNK):
+            part = table.slice(at, _CHUNK)
+            cols: list[list[str]] = [[] for _ in range(max(_USED) + 1)]
+            for k, i in enumerate(i for i in _USED if i < ncols):
+                cols[i] = part.column(k).to_pylist()
+            _build(
+                reader, cols, ncols, row_starts[at : at + _CHUNK], lines[at : at + _CHUNK],
+                name, base_offset, items,
+            )  # fmt: skip
     out.items = items
     out.consumed = hi
     out.lines = int(np.searchsorted(nls, hi))
