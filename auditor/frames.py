@@ -40,6 +40,18 @@ FINDING_COLUMNS = (
 )  # fmt: skip
 
 
+def _frame(pd: Any, rows: list[dict[str, Any]], columns: Sequence[str]) -> Any:
+    """The DataFrame of ``rows``, text in Python-backed strings: a log's bytes that are not
+    UTF-8 are kept as surrogates (``decode_log_bytes``), which pandas' Arrow-backed
+    strings (its default where pyarrow is installed) refuse."""
+    try:
+        context = pd.option_context("mode.string_storage", "python")
+    except (KeyError, ValueError):  # pragma: no cover - a pandas without the option
+        return pd.DataFrame(rows, columns=list(columns))
+    with context:
+        return pd.DataFrame(rows, columns=list(columns))
+
+
 def _pandas() -> Any:
     try:
         import pandas
@@ -83,7 +95,7 @@ def records_frame(records: Iterable[LogRecord]) -> Any:
         }
         for r in records
     ]
-    frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    frame = _frame(pd, rows, RECORD_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     for name in ("line", "offset", "xid", "pid"):
         frame[name] = frame[name].astype("Int64")
@@ -163,7 +175,7 @@ def findings_frame(findings: str | Path | FindingsDocument | Iterable[Finding]) 
         }
         for f in items
     ]
-    frame = pd.DataFrame(rows, columns=list(FINDING_COLUMNS))
+    frame = _frame(pd, rows, FINDING_COLUMNS)
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     frame["severity"] = frame["severity"].astype(_severity_type(pd))
     frame["log_line"] = frame["log_line"].astype("Int64")
