@@ -599,7 +599,8 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
         elif name == "DropStmt":
             for obj in node.get("objects") or ():
                 add(*_parts(obj))
-        elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt"):
+        elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt", "CommentStmt",
+                      "SecLabelStmt"):  # fmt: skip
             add(*_parts(node.get("object")))
             if name == "RenameStmt":
                 rel = _parts(node.get("relation")) if node.get("relation") else ()
@@ -665,6 +666,8 @@ def statement_objects(text: str) -> tuple[str, ...]:
 
     >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
     ('s.orders_old', 's.orders')
+    >>> statement_objects("COMMENT ON TABLE auditor.events IS 'x'")
+    ('auditor.events',)
     """
     return tuple(dict.fromkeys(".".join(n) for n in statement_object_names(text)))
 

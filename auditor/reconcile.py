@@ -57,6 +57,7 @@ from auditor.model import (
     SourceLocation,
     Summary,
 )
+from auditor.restore import Installed, restore_traces, restored_auditors
 from auditor.tamper import AuditorObjects
 
 if TYPE_CHECKING:
@@ -603,6 +604,8 @@ class AuditSide:
     #: value): whether the log can hold a statement the trigger saw (REINDEX, PG 17+).
     log_statement: str | None = None
     log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
+    #: database -> the live auditor as status saw it (what a statement restates).
+    installed: dict[str, Installed] = field(default_factory=dict)
 
 
 def read_audit(
@@ -686,6 +689,17 @@ def read_audit(
             side.unreadable[db.name] = read_failure(db.name, capture._pg_error(exc), schema)
             continue
         monitored.add(db.name)
+        side.installed[db.name] = Installed(
+            schema,
+            True,
+            db.owner,
+            db.triggers_ok,
+            db.functions_ok,
+            db.protections_ok,
+            db.mail_mode,
+            db.reader_role,
+            db.notify_role,
+        )
         for p in db.problems:
             if p.weakens:
                 side.drift.append(_drift_finding(p.message, db.name, p.channel, p.critical))
@@ -770,7 +784,8 @@ def _install_history(conn: Any, database: str, schema: str) -> AuditedDatabase:
     first: datetime | None = None
     with contextlib.suppress(TypeError, ValueError):  # an altered row may say 'infinity'
         first = datetime.fromisoformat(str(data.get("first_event")))
-    return AuditedDatabase(database, tuple(installs), first)
+    named = data.get("first_event_database")
+    return AuditedDatabase(database, tuple(installs), first, str(named) if named else None)
 
 
 def _trigger_pins(conn: Any, schema: str) -> frozenset[str]:
@@ -1152,11 +1167,26 @@ def _analyse(
     straddlers = frozenset(
         r.source for r in records if _straddles(r, since) and r.source not in carried_at
     )
+    # A restore of a dump that created the auditor in a database: its copied history is
+    # no sign of an auditor there, and nothing fired before its triggers existed.
+    own_rows: dict[str, datetime] = {}
+    for e in audit.events:
+        if e.database_in_row is None and (
+            e.database not in own_rows or e.statement_time < own_rows[e.database]
+        ):
+            own_rows[e.database] = e.statement_time
+    restored = restored_auditors(
+        records,
+        schema,
+        own_rows_before=own_rows,
+        first_row_database={d.name: d.first_event_database for d in audit.audited},
+    )
     inside, install_findings = split_installs(
         [r for r in records if r.source not in straddlers],
         audit.audited,
         schema,
         fired={(e.database, e.session_id, e.vxid) for e in audit.events},
+        restored={db: r.triggers_created for db, r in restored.items()},
     )
     records = [r for r in records if r.source in straddlers] + inside
     gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
@@ -1178,6 +1208,9 @@ def _analyse(
         log_statement=audit.log_statement,
         log_statement_overrides=audit.log_statement_overrides,
         audit_read=bool(dsn),
+        installed=audit.installed,
+        restored=restored,
+        restore_traces=restore_traces(records, schema),
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]
