@@ -152,6 +152,7 @@ def test_a_restore_into_a_database_with_the_auditor_is_ordinary_work(
 
     result = r.reconcile()
     bad = _bad(result)
+    print(_show([f for f in result.document.findings if f.cls.value != "FAILED_DDL"]))
     assert not bad, _show(bad)
     info = [
         f
@@ -168,3 +169,91 @@ def test_a_restore_into_a_database_with_the_auditor_is_ordinary_work(
     assert rewound and all(f.severity == Severity.MEDIUM for f in rewound), _show(
         result.document.findings
     )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER TABLE auditor.events OWNER TO {role}",
+        "ALTER SCHEMA auditor OWNER TO {role}",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end OWNER TO {superuser}",
+        "GRANT DELETE ON TABLE auditor.events TO {role}",
+        "COMMENT ON TABLE auditor.events IS 'nothing to see'",
+        "ALTER FUNCTION auditor.record_event() SET search_path = public",
+    ],
+)
+def test_a_statement_that_changes_the_auditor_stays_critical(restore: Restore, change: str) -> None:
+    """The same statements a dump holds, with another effect: tampering, critical."""
+    r = restore
+    r.target = r.source
+    role, superuser = f"mallory{next(_n)}", f"other_su{next(_n)}"
+    r.run(f"CREATE ROLE {role}; CREATE ROLE {superuser} SUPERUSER", db="postgres")
+    try:
+        r.run(change.format(role=role, superuser=superuser), app="intruder")
+        result = r.reconcile(r.source)
+        hits = [
+            f
+            for f in result.document.findings
+            if f.statement
+            and f.statement.startswith(change.split(" {")[0].split(" TO")[0])
+            and f.cls in (C.CONFIG_DRIFT, C.EVENT_TRIGGER_DDL)
+        ]
+        assert hits and all(f.severity == Severity.CRITICAL for f in hits), _show(
+            list(result.document.findings)
+        )
+    finally:
+        r.run(f"DROP DATABASE {r.source} WITH (FORCE)", db="postgres")
+        r.run(f"DROP ROLE {role}; DROP ROLE {superuser}", db="postgres")
+
+
+def test_a_sequence_set_back_by_hand_breaks_no_ddl_and_is_high(restore: Restore) -> None:
+    r = restore
+    r.target = r.source
+    before = _ids(r, r.source)
+    r.run("SELECT setval('auditor.events_id_seq', 2)", app="intruder")
+    r.run("CREATE TABLE after_rewind (id int)", app="intruder")
+    after = _ids(r, r.source)
+    # Nothing written over: the old rows are intact and the new one is past them all.
+    assert after[:-1] == before and after[-1] > max(before)
+    result = r.reconcile(r.source)
+    rewound = [f for f in result.document.findings if "behind" in f.evidence]
+    assert [(f.cls, f.severity) for f in rewound] == [(C.CONFIG_DRIFT, Severity.HIGH)], _show(
+        list(result.document.findings)
+    )
+    assert f"it gave id 3, which a row already held, while rows held ids up to {max(before)}" in (
+        rewound[0].explanation
+    )
+
+
+def test_a_restore_into_a_database_without_the_auditor(restore: Restore) -> None:
+    """From template0: the dump builds a copy of the auditor, rows and history included."""
+    r = restore
+    r.run(f"CREATE DATABASE {r.target} TEMPLATE template0", db="postgres")
+    dump = r.work / "src.sql"
+    dump.write_text(r.tool("pg_dump", "-Fp", r.source))
+    out = r.tool("psql", "-X", "-q", "-d", r.target, "-f", str(dump))
+    assert "ERROR" not in out, out
+    r.run("CREATE TABLE after_restore (id int)")
+    copied = r.run(f"SELECT count(*) FROM auditor.events WHERE database_name = '{r.source}'")
+    own = r.run(f"SELECT count(*) FROM auditor.events WHERE database_name = '{r.target}'")
+    assert copied[0][0] > 0 and own[0][0] >= 1
+    # status: the copy is an installed, healthy auditor, whose first rows are src's.
+    st = capture.status(r.cluster.dsn(r.target), databases=[r.target])
+    (db,) = st.databases
+    assert st.exit_code == 0 and db.copied_from == r.source, st
+    assert any(r.source in p.message and not p.weakens for p in db.problems)
+    result = r.reconcile()
+    bad = _bad(result)
+    assert not bad, _show(bad)
+    found = result.document.findings
+    # The copied rows are src's evidence, vouched for by src's markers: info.
+    copies = [f for f in found if f.cls == C.ATTRIBUTION_MISMATCH and f.database == r.target]
+    assert [f.severity for f in copies] == [Severity.INFO], _show(copies)
+    assert set(copies[0].audit_event_ids) == set(range(1, int(copied[0][0]) + 1))
+    # The dump's DDL before its event triggers existed: no row expected, info.
+    early = [f for f in found if f.cls == C.UNMONITORED_DATABASE and f.database == r.target]
+    assert early and all(f.severity == Severity.INFO for f in early)
+    assert any(f.statement and "CREATE TABLE public.t5" in f.statement for f in early)
+    # ...and the DDL after it is matched, not reported.
+    assert not [f for f in found if f.statement and "after_restore" in f.statement]
