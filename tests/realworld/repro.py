@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -26,6 +24,7 @@ from auditor.cluster import TempCluster
 from auditor.config import load_config
 from auditor.reconcile import reconcile
 from realworld.cells import PREFIXES, SUFFIX, server_bindir
+from realworld.matrix import whole_second
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster.execute(f'CREATE ROLE "{args.user}" LOGIN')
             cluster.execute(f'GRANT ALL ON SCHEMA public TO "{args.user}"', dbname="repro")
         capture.install(cluster.dsn("postgres"), all_databases=True)
-        time.sleep(0.05)
-        since = datetime.now(UTC)
+        since = whole_second()
         with psycopg.connect(
             cluster.dsn("repro", args.user, application_name="repro"), autocommit=True
         ) as conn:
@@ -63,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except psycopg.Error as exc:
                     print(f"ERROR  {stmt}: {str(exc).strip().splitlines()[0]}")
         cluster.flush_logs()
-        until = datetime.now(UTC)
+        until = whole_second()
         with tempfile.TemporaryDirectory() as out:
             cfg = load_config(
                 {
