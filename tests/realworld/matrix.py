@@ -343,13 +343,16 @@ def details(results: Iterable[GroupResult]) -> dict[str, object]:
             "seconds": g.seconds,
             "skipped": g.skipped,
             "error": g.error,
-            "failed_steps": [{"app": r.app, "rc": r.returncode} for r in g.runs if r.returncode],
+            "steps": [
+                {"app": r.app, "rc": r.returncode, "seconds": round(r.seconds, 2)} for r in g.runs
+            ],
             "misclassified": [m.__dict__ for m in g.misclassified],
             "cells": [],
         }
         for c in g.cells:
             cd = {
                 "cell": str(c.cell),
+                "reconcile_seconds": round(c.seconds, 2),
                 "findings": c.workloads.by_class,
                 "called_for": c.workloads.called_for,
                 "accounting": c.workloads.accounting + (c.demo.accounting if c.demo else []),
