@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 import psycopg
@@ -37,19 +37,38 @@ from psycopg.rows import dict_row
 from auditor import __version__, outbox
 from auditor.db import connect, describe_dsn, server_settings, sql_text
 from auditor.digest import fields_digest, parse_objects_json
+from auditor.encoding import is_sql_ascii
 from auditor.errors import AuditorError, ConfigError, InstallError
 from auditor.model import AuditEvent, AuditObject
+from auditor.tamper import AuditorObjects
+
+if TYPE_CHECKING:
+    from auditor.catalog import SnapshotStatus
 
 #: Version of the SQL layout written by this package (recorded in ``installs``).
 #: 2: the mail side (deliveries, delivery_events, mail_state, mail_config).
-SCHEMA_VERSION = 2
+#: 3: the audit function pins the settings its marker depends on (log_min_messages,
+#:    log_error_verbosity, lc_messages, backtrace_functions).
+#:    It also leaves PostgreSQL 18's extension-script frame out of caller_context.
+SCHEMA_VERSION = 3
 #: The events the audit trigger function is attached to.
 EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).
-PROTECTED_TABLES = ("events", "installs")
+PROTECTED_TABLES = ("events", "installs", "catalog_snapshots")
 #: Functions that run with the owner's rights and must keep a fixed search_path.
-DEFINER_FUNCTIONS = ("record_event", *outbox.PLPYTHON_FUNCTIONS)
+DEFINER_FUNCTIONS = ("record_event", "catalog_snapshot", *outbox.PLPYTHON_FUNCTIONS)
+#: The SQL files whose functions install writes (besides the mail mode's).
+INSTALL_FILES = ("capture_install.sql", "catalog_install.sql")
 FIXED_SEARCH_PATH = "search_path=pg_catalog, pg_temp"
+#: The settings record_event() pins so that no session can mute or reshape its markers.
+MARKER_PINS = (
+    "log_min_messages=warning",
+    "log_error_verbosity=default",
+    "lc_messages=C",
+    "log_min_error_statement=error",
+)
+#: Privileges on an append-only table that let a role other than its owner change evidence.
+_WRITE_PRIVILEGES = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE", "TRIGGER"})
 #: Mail modes this version can install (see auditor.outbox).
 MAIL_MODES = outbox.MAIL_MODES
 INSTALL_APPLICATION = "auditor install"
@@ -121,7 +140,7 @@ def render(template: str, schema: str, **values: sql.Composable) -> str:
 def expected_functions(schema: str, mail_mode: str | None = "outbox") -> dict[str, str]:
     """``{function name: md5 of its body}`` exactly as this package installs them.
 
-    Read from ``capture_install.sql`` (and the mail mode's SQL) with a real
+    Read from ``capture_install.sql``, ``catalog_install.sql`` (and the mail mode's SQL) with a real
     PostgreSQL parser (pglast), so it always matches the files; ``status`` compares
     it with ``pg_proc.prosrc``.
     """
@@ -129,7 +148,8 @@ def expected_functions(schema: str, mail_mode: str | None = "outbox") -> dict[st
     from pglast import ast
 
     out: dict[str, str] = {}
-    for raw in pglast.parse_sql(render("capture_install.sql", schema)):
+    statements = [raw for f in INSTALL_FILES for raw in pglast.parse_sql(render(f, schema))]
+    for raw in statements:
         if not isinstance(raw.stmt, ast.CreateFunctionStmt):
             continue
         stmt: Any = raw.stmt  # pglast's optional fields are always set for CREATE FUNCTION
@@ -137,6 +157,38 @@ def expected_functions(schema: str, mail_mode: str | None = "outbox") -> dict[st
         body = next(o.arg[0].sval for o in stmt.options if o.defname == "as")
         out[name] = hashlib.md5(body.encode("utf-8")).hexdigest()
     out.update(outbox.expected_mail_functions(schema, mail_mode))
+    return out
+
+
+@cache
+def expected_configs(schema: str, mail_mode: str | None = "outbox") -> dict[str, tuple[str, ...]]:
+    """``{function name: its SET clauses as pg_proc.proconfig holds them}`` as installed.
+
+    Parsed from the same files as :func:`expected_functions`; ``status`` reports any
+    function whose settings differ (a pinned setting removed or a new one attached:
+    ``ALTER FUNCTION ... SET/RESET``, or a catalog update of ``proconfig``).
+
+    >>> expected_configs("auditor")["record_event"][:2]
+    ('search_path=pg_catalog, pg_temp', 'log_min_error_statement=error')
+    """
+    import pglast
+    from pglast import ast
+
+    texts = [render(f, schema) for f in INSTALL_FILES]
+    if mail_mode == "plpython":
+        texts.append(outbox.plpython_sql(schema))
+    out: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        for raw in pglast.parse_sql(text):
+            if not isinstance(raw.stmt, ast.CreateFunctionStmt):
+                continue
+            stmt: Any = raw.stmt
+            config = []
+            for o in stmt.options:
+                if o.defname == "set":
+                    values = [str(getattr(a.val, "sval", a.val)) for a in o.arg.args or ()]
+                    config.append(f"{o.arg.name}={', '.join(values)}")
+            out[stmt.funcname[-1].sval] = tuple(config)
     return out
 
 
@@ -160,6 +212,9 @@ class Problem:
     message: str
     weakens: bool = True
     database: str | None = None
+    #: A weakening that hides evidence (critical in reconcile), or one that only makes
+    #: the cross-check weaker while every statement is still seen (high).
+    critical: bool = True
 
     def __str__(self) -> str:
         where = f"{self.database}: " if self.database else ""
@@ -262,6 +317,8 @@ class DatabaseStatus:
     problems: tuple[Problem, ...] = ()
     error: str | None = None
     mail: outbox.MailStatus | None = None
+    #: The catalog channel: how many snapshots, the latest.
+    catalog: SnapshotStatus | None = None
 
     @property
     def weakened(self) -> bool:
@@ -377,6 +434,7 @@ def assess_settings(
                     f"log_line_prefix = {prefix!r} lacks {escapes} and stderr is the only "
                     "log: statements cannot be paired with audit rows by session and "
                     "transaction (add %c and %v, or csvlog/jsonlog)",
+                    critical=False,
                 )
             )
     if settings.get("log_min_messages") in _MARKER_LOST_LEVELS:
@@ -425,6 +483,42 @@ def assess_settings(
     return problems
 
 
+#: Parameters whose SET or ALTER SYSTEM privilege, held by a non-superuser, weakens a
+#: channel: the statement log, the markers, and the event triggers themselves.
+CHANNEL_PARAMETERS = frozenset(
+    {"log_statement", "log_min_messages", "log_min_error_statement", "log_error_verbosity",
+     "lc_messages", "event_triggers", "session_replication_role", "log_destination",
+     "logging_collector", "log_directory", "log_filename", "log_line_prefix",
+     "log_rotation_age", "log_rotation_size", "log_truncate_on_rotation", "log_file_mode",
+     "syslog_facility", "syslog_ident", "syslog_sequence_numbers", "syslog_split_messages",
+     "shared_preload_libraries", "session_preload_libraries", "backtrace_functions"}
+)  # fmt: skip
+
+
+def parameter_grants(conn: psycopg.Connection[Any], server_version_num: int) -> list[Problem]:
+    """``GRANT SET / ALTER SYSTEM ON PARAMETER`` (PG 15+) of channel settings to non-superusers.
+
+    A role that may ``SET log_statement`` silences the log channel for its session
+    without a trace, exactly like a superuser; with ``ALTER SYSTEM`` it rewrites the
+    logging configuration of the whole server.
+    """
+    if server_version_num < 150000:
+        return []
+    out: list[Problem] = []
+    for parameter, grantee, privilege in conn.execute(sql_text("capture_parameter_acl.sql")):
+        if str(parameter) not in CHANNEL_PARAMETERS:
+            continue
+        how = "SET" if privilege == "SET" else "ALTER SYSTEM SET"
+        out.append(
+            Problem(
+                "log" if parameter != "event_triggers" else "trigger",
+                f"{grantee} may {how} {parameter} without being a superuser "
+                f"(GRANT {privilege} ON PARAMETER {parameter})",
+            )
+        )
+    return out
+
+
 def _role_settings(conn: psycopg.Connection[Any]) -> list[dict[str, str | None]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return [dict(r) for r in cur.execute(sql_text("role_settings.sql")).fetchall()]
@@ -446,6 +540,24 @@ def _session(conn: psycopg.Connection[Any]) -> _Session:
     if row is None:  # the current role is always in pg_roles
         raise AuditorError("cannot read the current role from pg_roles")
     return _Session(str(row[0]), bool(row[1]), str(row[2]), int(row[3]))
+
+
+def session_database(conn: psycopg.Connection[Any]) -> str:
+    """The connected database's name (as libpq knows it, before any query)."""
+    return str(conn.info.dbname)
+
+
+def set_role(conn: psycopg.Connection[Any], role: str | None, database: str) -> None:
+    """``SET ROLE role`` (nothing when None); a refusal is one line naming the database."""
+    if not role:
+        return
+    try:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    except psycopg.Error as exc:
+        raise AuditorError(
+            f"database {database!r}: cannot SET ROLE {role}: {_pg_error(exc)} (the login "
+            f"role must be a member of {role})"
+        ) from None
 
 
 def _require_superuser(dsn: str, session: _Session, what: str) -> None:
@@ -585,15 +697,15 @@ def _install_plan(
     )
     stmts.extend(mail_plan.before)
     stmts.append(render("capture_install.sql", schema))
+    stmts.append(render("catalog_install.sql", schema))
     stmts.extend(mail_plan.after)
     owner = next(
         (r["owner"] for r in state.get("relations") or [] if r["name"] == "events"), session.role
     )
     stmts.append(
-        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {}, {} FROM {}")
+        sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON {} FROM {}")
         .format(
-            sql.Identifier(schema, "events"),
-            sql.Identifier(schema, "installs"),
+            sql.SQL(", ").join(sql.Identifier(schema, t) for t in PROTECTED_TABLES),
             sql.Identifier(owner),
         )
         .as_string(None)
@@ -620,6 +732,8 @@ def _install_plan(
         )
     )
     stmts.append(render("capture_event_triggers.sql", schema))
+    # The catalog channel's baseline: the schema as it is once the install is done.
+    stmts.append(render("catalog_baseline.sql", schema))
     return _Plan(action, previous_version, stmts, mail_plan.secrets)
 
 
@@ -668,7 +782,9 @@ def install(
         session = _session(main)
         _require_superuser(dsn, session, "install")
         targets = _targets(main, session, databases, all_databases)
-        warnings = tuple(assess_settings(server_settings(main), _role_settings(main)))
+        warnings = tuple(assess_settings(server_settings(main), _role_settings(main))) + tuple(
+            parameter_grants(main, session.server_version_num)
+        )
         cluster: list[str] = []
         created: list[str] = []
         for role, comment in (
@@ -873,6 +989,92 @@ def uninstall(
 
 # -- status ----------------------------------------------------------------------
 
+#: A SET of any setting, or set_config(), in a function body.
+_SETS_SOMETHING = re.compile(
+    r"\bset_config\s*\(|\bSET\s+(?:SESSION\s+|LOCAL\s+)?[A-Za-z_][A-Za-z0-9_.]*\s*(?:=|\bTO\b)",
+    re.I,
+)
+
+
+def _foreign_event_triggers(state: Mapping[str, Any], schema: str) -> list[str]:
+    """Warnings about event triggers that are not the auditor's, and when they fire.
+
+    Event triggers of one event fire in the order of their names, and every
+    ``ddl_command_start`` one fires before the command: a foreign one that fires
+    before the auditor's can change the session (settings, application_name)
+    before the audit function records it.  The audit function pins what its
+    marker depends on, so this is a warning; a SECURITY DEFINER one whose code
+    changes settings is the shape the red team used to mute markers.
+    """
+    ours = event_trigger_names(schema)
+    out: list[str] = []
+    for t in state.get("event_triggers") or []:
+        if t["name"] in ours.values() or t["function_schema"] == schema:
+            continue
+        what = (
+            f"foreign event trigger {t['name']} on {t['event']} runs "
+            f"{t['function_schema']}.{t['function']}()"
+        )
+        mine = ours.get(t["event"])
+        if t["event"] == "ddl_command_start":
+            when = "it fires before every auditor trigger"
+        elif mine is not None and t["name"] < mine:
+            when = f"it fires before {mine} (event triggers fire in name order)"
+        elif mine is not None:
+            when = f"it fires after {mine}"
+        else:
+            when = "on an event the auditor does not watch"
+        source = t.get("function_source") or ""
+        # A SET clause of the function itself ends with it; a SET inside its code does not.
+        changes = bool(_SETS_SOMETHING.search(source))
+        if t.get("security_definer") and changes and "before" in when:
+            out.append(
+                f"{what} as SECURITY DEFINER and changes settings; {when}, so it can change "
+                "the session the audit function records (the marker settings are pinned)"
+            )
+        else:
+            out.append(f"{what}; {when}")
+    return out
+
+
+def _ownership_problems(state: Mapping[str, Any], schema: str) -> list[tuple[str, bool]]:
+    """Objects of the install owned by a non-superuser (weakens), or by different roles."""
+    out: list[tuple[str, bool]] = []
+    owner = state.get("schema_owner") or {}
+    if owner and not owner.get("superuser"):
+        out.append(
+            (
+                f"schema {schema} is owned by {owner.get('name')}, not a superuser: that role "
+                "can drop or replace everything in it",
+                True,
+            )
+        )
+    owners: set[str] = {str(owner["name"])} if owner.get("name") else set()
+    for rel in state.get("relations") or []:
+        if rel.get("owner"):
+            owners.add(str(rel["owner"]))
+        if rel.get("owner_superuser") is False:
+            out.append(
+                (
+                    f"{schema}.{rel['name']} is owned by {rel.get('owner')}, not a superuser: "
+                    "that role can lift its protections",
+                    True,
+                )
+            )
+    for f in state.get("functions") or []:
+        if f.get("owner"):
+            owners.add(str(f["owner"]))
+    if len(owners) > 1:
+        out.append(
+            (
+                f"the objects of schema {schema} have different owners "
+                f"({', '.join(sorted(owners))}): ownership was changed (or another superuser "
+                "reinstalled)",
+                False,
+            )
+        )
+    return out
+
 
 def _assess_database(
     name: str, schema: str, state: Mapping[str, Any], info: Mapping[str, Any]
@@ -924,6 +1126,8 @@ def _assess_database(
     for stray in _stray_event_triggers(state, schema):
         bad(f"event trigger {stray} also runs the audit function (duplicate rows)", weakens=False)
     triggers_ok = len(problems) == n_before
+    for message in _foreign_event_triggers(state, schema):
+        bad(message, weakens=False)
 
     # Functions: the bodies install wrote, definer rights, fixed search_path, no PUBLIC.
     n_before = len(problems)
@@ -931,7 +1135,8 @@ def _assess_database(
     version = install_row.get("package_version")
     schema_version = install_row.get("schema_version")
     mail_mode = (info.get("settings") or {}).get("mail_mode")
-    if version == __version__ and schema_version == SCHEMA_VERSION:
+    current = version == __version__ and schema_version == SCHEMA_VERSION
+    if current:
         expected = expected_functions(schema, mail_mode)
     else:
         expected = dict(install_row.get("functions") or {})
@@ -953,17 +1158,38 @@ def _assess_database(
             bad(f"function {schema}.{fname} has {len(found)} overloads; install wrote one")
         if all(f["md5"] != md5 for f in found):
             bad(f"function {schema}.{fname}() was changed since install (body differs)")
+        configs = expected_configs(schema, mail_mode) if current else {}
         for f in found:
+            config = list(f.get("config") or [])
             if fname in DEFINER_FUNCTIONS:
                 if not f["security_definer"]:
                     bad(f"function {schema}.{fname}() is no longer SECURITY DEFINER")
-                if FIXED_SEARCH_PATH not in (f.get("config") or []):
+                if FIXED_SEARCH_PATH not in config:
                     bad(f"function {schema}.{fname}() lost its fixed search_path")
-                if not f["owner_superuser"]:
+            if fname == "record_event":
+                unpinned = [p for p in MARKER_PINS if p not in config]
+                if unpinned:
                     bad(
-                        f"function {schema}.{fname}() is owned by {f['owner']}, not a superuser: "
-                        "the audit runs with that role's rights"
+                        f"function {schema}.{fname}() does not pin {', '.join(unpinned)}: a "
+                        "session can mute or reshape its markers"
+                        + ("" if current else " (an older version: run auditor install)")
                     )
+            if fname in configs and sorted(config) != sorted(configs[fname]):
+                extra = sorted(set(config) - set(configs[fname]))
+                gone = sorted(set(configs[fname]) - set(config))
+                bad(
+                    f"function {schema}.{fname}() runs with other settings than install gave it"
+                    + (f" (added: {'; '.join(extra)})" if extra else "")
+                    + (f" (removed: {'; '.join(gone)})" if gone else "")
+                )
+            if not f["owner_superuser"]:
+                runs = (
+                    "the audit runs with that role's rights"
+                    if fname in DEFINER_FUNCTIONS
+                    else "that role can replace what the audit trigger runs"
+                )
+                who = f"is owned by {f['owner']}, not a superuser"
+                bad(f"function {schema}.{fname}() {who}: {runs}")
             if f["public_execute"]:
                 bad(f"PUBLIC may execute {schema}.{fname}()")
     for fname in sorted(set(live) - set(expected)):
@@ -973,7 +1199,7 @@ def _assess_database(
     # Protections: append-only triggers (ALWAYS, statement level, no WHEN), privileges.
     n_before = len(problems)
     relations = {r["name"]: r for r in state.get("relations") or []}
-    for table in ("events", "installs", "settings", *outbox.MAIL_TABLES):
+    for table in ("events", "installs", "settings", "catalog_snapshots", *outbox.MAIL_TABLES):
         if table not in relations:
             bad(f"table {schema}.{table} is missing")
     if state.get("schema_public_privileges"):
@@ -981,6 +1207,10 @@ def _assess_database(
     for rel in relations.values():
         if rel.get("public_privileges"):
             bad(f"PUBLIC has {', '.join(rel['public_privileges'])} on {schema}.{rel['name']}")
+    problems.extend(
+        Problem("trigger", message, weakens, name)
+        for message, weakens in _ownership_problems(state, schema)
+    )
     by_table: dict[str, list[dict[str, Any]]] = {}
     for t in state.get("table_triggers") or []:
         by_table.setdefault(t["table"], []).append(t)
@@ -995,6 +1225,20 @@ def _assess_database(
             bad(
                 f"row level security is enabled on {schema}.{table} (it can hide rows from readers)"
             )
+        if rel.get("persistence") == "u":
+            bad(
+                f"{schema}.{table} is UNLOGGED: crash recovery empties it and standbys never "
+                "see its rows"
+            )
+        if rel.get("has_triggers") is False:
+            bad(
+                f"pg_class.relhastriggers is false for {schema}.{table}: no trigger of it runs "
+                "(a catalog update), so its protections are off"
+            )
+        for grant in sorted(rel.get("grants") or []):
+            grantee, _, privilege = str(grant).rpartition(":")
+            if privilege in _WRITE_PRIVILEGES and grantee != "PUBLIC":
+                bad(f"{grantee} holds {privilege} on {schema}.{table}")
         tname = f"{table}_append_only"
         trig = next((t for t in by_table.get(table, []) if t["name"] == tname), None)
         if trig is None:
@@ -1030,6 +1274,11 @@ def _assess_database(
             bad(f"mail trigger {where} was redefined")
     for table, trigs in sorted(by_table.items()):
         for t in trigs:
+            if t.get("internal"):
+                # Foreign-key triggers of the mail tables; a disabled one is a catalog edit.
+                if t["enabled"] == "D":
+                    bad(f"internal trigger {t['name']} on {schema}.{table} is disabled", False)
+                continue
             if t["name"] == f"{table}_append_only":
                 continue
             if t is mail_trigger and mail_mode == "plpython":
@@ -1071,7 +1320,12 @@ def database_status(conn: psycopg.Connection[Any], schema: str = "auditor") -> D
     info = _install_info(conn, schema, state) if _ours(state) else {}
     if info:
         info["mail"] = outbox.read_mail_status(conn, schema)
-    return _assess_database(_session(conn).database, schema, state, info)
+    status = _assess_database(_session(conn).database, schema, state, info)
+    if status.installed:
+        from auditor.catalog import snapshot_status
+
+        status = replace(status, catalog=snapshot_status(conn, schema))
+    return status
 
 
 def status(
@@ -1080,26 +1334,32 @@ def status(
     databases: Sequence[str] = (),
     all_databases: bool = False,
     schema: str = "auditor",
+    role: str | None = None,
+    application_name: str = "auditor status",
 ) -> StatusReport:
     """Check both channels: server settings, and the install in each database.
 
     Without ``databases`` every database that accepts connections is checked, and
     one without the auditor counts as weakened (its DDL reaches the log only).
+    With ``role`` every check runs after ``SET ROLE`` (reconcile's ``--reader-role``).
     """
     check_schema_name(schema)
     server = describe_dsn(dsn)
-    with connect(dsn, application_name="auditor status") as main:
+    with connect(dsn, application_name=application_name) as main:
+        set_role(main, role, session_database(main))
         session = _session(main)
         if not databases:
             all_databases = True
         targets = _targets(main, session, databases, all_databases)
         settings = server_settings(main)
         roles = _role_settings(main)
-    problems = tuple(assess_settings(settings, roles))
+        grants = parameter_grants(main, session.server_version_num)
+    problems = tuple(assess_settings(settings, roles)) + tuple(grants)
     results: list[DatabaseStatus] = []
     for name in targets:
         try:
-            with connect(dsn, dbname=name, application_name="auditor status") as conn:
+            with connect(dsn, dbname=name, application_name=application_name) as conn:
+                set_role(conn, role, name)
                 results.append(database_status(conn, schema))
         except AuditorError as exc:
             results.append(DatabaseStatus(name, False, error=str(exc)))
@@ -1164,6 +1424,7 @@ def format_status(report: StatusReport) -> str:
                     )
                 )
             )
+            lines.append(_catalog_line(db.catalog))
             if db.mail is not None and db.mail_mode != "none":
                 m = db.mail
                 lines.append(
@@ -1190,6 +1451,21 @@ def format_status(report: StatusReport) -> str:
         verdict = "OK: both channels intact"
     lines.append(verdict)
     return "\n".join(lines)
+
+
+def _catalog_line(snap: SnapshotStatus | None) -> str:
+    """The catalog channel's line of ``auditor status``: the latest snapshot and its age."""
+    from auditor.catalog import format_age
+
+    if snap is None:
+        return "  catalog snapshots: none (installed by an older auditor: run auditor install)"
+    if not snap.snapshots or snap.latest_at is None:
+        return "  catalog snapshots: none yet"
+    age = format_age(datetime.now(tz=UTC) - snap.latest_at)
+    return (
+        f"  catalog snapshots: {snap.snapshots}, latest #{snap.latest_id} ({snap.latest_reason}) "
+        f"at {snap.latest_at.isoformat(timespec='seconds')}, {age} ago"
+    )
 
 
 def format_install(report: InstallReport) -> str:
@@ -1437,8 +1713,9 @@ class _Rows:
     is most of the memory the rows take.
     """
 
-    def __init__(self, schema: str) -> None:
+    def __init__(self, schema: str, byte_lengths: bool = False) -> None:
         self.schema = schema
+        self.byte_lengths = byte_lengths  # a SQL_ASCII database (auditor.digest)
         self._seen: dict[Any, Any] = {}
         self._last: list[Any] = [None] * 22
 
@@ -1472,6 +1749,7 @@ class _Rows:
             (ident, event, tag, query, caller, st, ct, su, cu, lu, db, ca, cp, sa, sp, app, pid,
              sid, vxid, xid),
             objects_json,
+            byte_lengths=self.byte_lengths,
         )  # fmt: skip
         return AuditEvent(
             schema=self.schema,
@@ -1543,7 +1821,7 @@ def read_audit_events(
     }
 
     def batches() -> Iterator[AuditEvent]:
-        build = _Rows(schema).event
+        build = _Rows(schema, byte_lengths=is_sql_ascii(conn)).event
         with conn.cursor() as cur:
             cur.execute(query, params)
             names = tuple(d.name for d in cur.description or ())
@@ -1564,6 +1842,122 @@ def read_audit_events(
             yield from batches()
     else:
         yield from batches()
+
+
+def read_auditor_objects(conn: psycopg.Connection[Any], schema: str = "auditor") -> AuditorObjects:
+    """The auditor's own objects in the connected database (``capture_objects.sql``)."""
+    check_schema_name(schema)
+    row = conn.execute(sql_text("capture_objects.sql"), {"schema": schema}).fetchone()
+    return AuditorObjects.from_json(schema, dict(row[0]) if row and row[0] else None)
+
+
+def id_gaps(
+    conn: psycopg.Connection[Any], schema: str, low: int, high: int
+) -> list[tuple[int, int]]:
+    """Runs ``(first, last)`` of ids in ``[low, high]`` that no row holds (capture_id_gaps.sql)."""
+    if high <= low + 1:
+        return []
+    rows = conn.execute(
+        render("capture_id_gaps.sql", schema), {"low": int(low), "high": int(high)}
+    ).fetchall()
+    return [(int(a), int(b)) for a, b in rows]
+
+
+#: Audit ids per hash of the vouched chain (``capture_vouch.sql``): a changed row is
+#: located to within this many ids; the state file keeps one hash per block.
+VOUCH_BLOCK = 1000
+
+
+@dataclass(frozen=True)
+class Vouched:
+    """What a run vouched for in one database: rows up to ``through`` seen by ``snapshot``.
+
+    ``blocks`` maps ``id // block`` to (rows, SHA-256 hex of the rows' ids, xmins
+    and contents); the next run recomputes them for the same rows.
+    """
+
+    through: int
+    snapshot: str
+    blocks: dict[int, tuple[int, str]]
+    block: int = VOUCH_BLOCK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "through": self.through,
+            "snapshot": self.snapshot,
+            "block": self.block,
+            "blocks": {str(b): f"{n}:{h}" for b, (n, h) in sorted(self.blocks.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Vouched:
+        blocks = {}
+        for b, v in (data.get("blocks") or {}).items():
+            n, _, h = str(v).partition(":")
+            blocks[int(b)] = (int(n), h)
+        return cls(
+            int(data["through"]), str(data["snapshot"]), blocks, int(data.get("block", VOUCH_BLOCK))
+        )
+
+
+@dataclass(frozen=True)
+class VouchBreach:
+    """A block of audit ids whose rows changed after a run vouched for them."""
+
+    first_id: int
+    last_id: int
+    rows_then: int
+    rows_now: int
+
+
+def vouch(
+    conn: psycopg.Connection[Any], schema: str, previous: Vouched | None
+) -> tuple[list[VouchBreach], Vouched]:
+    """Verify what ``previous`` vouched for, and vouch for every row visible now.
+
+    One REPEATABLE READ transaction: the hashes of the rows ``previous`` saw
+    (compared block by block), and of all rows now, with the snapshot they come
+    from.  Reads the whole table (``bench/README.md`` has the cost).
+    """
+    check_schema_name(schema)
+    block = previous.block if previous is not None else VOUCH_BLOCK
+    params = {
+        "block": block,
+        "through": previous.through if previous is not None else None,
+        "snapshot": previous.snapshot if previous is not None else None,
+    }
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        for setting, value in (("TimeZone", "UTC"), ("DateStyle", "ISO, YMD"),
+                               ("IntervalStyle", "postgres")):  # fmt: skip
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (setting, value))
+        row = conn.execute("SELECT pg_catalog.pg_current_snapshot()::text").fetchone()
+        snapshot = str(row[0]) if row else ""
+        rows = conn.execute(render("capture_vouch.sql", schema), params).fetchall()
+        seen: dict[int, tuple[int, str]] = {}
+        now: dict[int, tuple[int, str]] = {}
+        through = 0
+        mixed: list[int] = []
+        for b, seen_rows, all_rows, all_hash, max_id in rows:
+            now[int(b)] = (int(all_rows), str(all_hash)[:32])
+            seen[int(b)] = (int(seen_rows), str(all_hash)[:32])
+            through = max(through, int(max_id))
+            if seen_rows != all_rows and previous is not None and int(b) in previous.blocks:
+                mixed.append(int(b))
+        if mixed:
+            empty = hashlib.sha256(b"").hexdigest()[:32]
+            for b in mixed:
+                seen[b] = (seen[b][0], empty)
+            query = render("capture_vouch_seen.sql", schema)
+            for b, seen_hash in conn.execute(query, {**params, "blocks": mixed}).fetchall():
+                seen[int(b)] = (seen[int(b)][0], str(seen_hash)[:32])
+    breaches: list[VouchBreach] = []
+    if previous is not None:
+        for b, (n, h) in sorted(previous.blocks.items()):
+            got = seen.get(b, (0, ""))
+            if got != (n, h):
+                breaches.append(VouchBreach(b * block, b * block + block - 1, n, got[0]))
+    return breaches, Vouched(through, snapshot, now, block)
 
 
 def xact_status(conn: psycopg.Connection[Any], xids: Iterable[int]) -> dict[int, str | None]:
@@ -1613,10 +2007,13 @@ __all__ = [
     "format_install",
     "format_status",
     "format_uninstall",
+    "id_gaps",
     "install",
     "notify_channel",
     "read_audit_events",
+    "read_auditor_objects",
     "status",
     "uninstall",
+    "vouch",
     "xact_status",
 ]

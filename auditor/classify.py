@@ -32,6 +32,9 @@ from typing import Any
 import orjson
 from pglast.parser import ParseError, parse_sql_json
 
+from auditor.encoding import parseable
+from auditor.weakening import WATCHED_SETTINGS, pg_bool
+
 # -- PostgreSQL tables ---------------------------------------------------------
 
 
@@ -91,16 +94,6 @@ _SHARED_OBJECT_TYPES = frozenset(
     }
 )
 
-#: Settings whose change weakens one of the two channels.
-WATCHED_SETTINGS = frozenset(
-    {
-        "log_statement", "log_min_error_statement", "log_min_messages", "log_destination",
-        "logging_collector", "log_line_prefix", "log_directory", "log_filename",
-        "log_rotation_age", "log_rotation_size", "log_truncate_on_rotation", "log_file_mode",
-        "session_replication_role", "event_triggers", "lc_messages", "syslog_ident",
-        "syslog_facility", "log_error_verbosity",
-    }
-)  # fmt: skip
 
 #: Predefined roles whose grant is as good as superuser (file and program access).
 POWERFUL_ROLES = frozenset(
@@ -278,12 +271,19 @@ NODE_TAGS: dict[str, tuple[str, LogLevel]] = {
 
 @dataclass(frozen=True, slots=True)
 class SettingChange:
-    """A change of a watched setting: ``scope`` is session, local, system, role, database
-    or function; ``value`` is None for RESET."""
+    """A change of a watched setting (``name`` ``ALL`` for RESET ALL).
+
+    ``scope``: session, local (SET LOCAL, set_config(..., true)), role, role in
+    database, all roles, database, function, system (ALTER SYSTEM) or server
+    reload.  ``kind``: set (``value`` given), reset (RESET, SET ... TO DEFAULT;
+    ``value`` None) or unknown (SET ... FROM CURRENT, a set_config() value that
+    is not a constant).  :mod:`auditor.weakening` judges it.
+    """
 
     name: str
     value: str | None
     scope: str
+    kind: str = "set"
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +321,10 @@ class StatementClass:
     event_trigger: EventTriggerChange | None = None
     settings: tuple[SettingChange, ...] = ()
     grants_superuser: bool = False
+    #: ``CREATE/DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``ALTER TABLE ...
+    #: DETACH PARTITION ... CONCURRENTLY``: the command commits and starts transactions
+    #: itself, so its triggers fire under a later vxid than the one its log line shows.
+    commits_internally: bool = False
 
     @property
     def objects(self) -> tuple[str, ...]:
@@ -394,6 +398,33 @@ class QueryClassification:
     def firing_statements(self) -> tuple[StatementClass, ...]:
         """The statements that each fire ``ddl_command_end`` once, in order."""
         return tuple(s for s in self.statements if s.fires_ddl_command_end)
+
+    @property
+    def spans_transactions(self) -> bool:
+        """Whether running the string can start a new transaction part-way through.
+
+        A statement that commits internally, or a ``COMMIT``/``ROLLBACK`` (and their
+        prepared forms) inside a multi-statement string: what follows runs under a
+        new virtual transaction id, while the log printed the first one.
+
+        >>> classify("CREATE TABLE a (); COMMIT; CREATE TABLE b ()").spans_transactions
+        True
+        >>> classify("CREATE INDEX CONCURRENTLY i ON t (a)").spans_transactions
+        True
+        >>> classify("BEGIN; CREATE TABLE a (); END").spans_transactions
+        False
+        """
+        last = len(self.statements) - 1
+        return any(
+            s.commits_internally or (s.command_tag in _TRANSACTION_ENDS and i < last)
+            for i, s in enumerate(self.statements)
+        )
+
+
+#: Transaction control after which the rest of a query string runs in a new transaction.
+_TRANSACTION_ENDS = frozenset(
+    {"COMMIT", "ROLLBACK", "COMMIT PREPARED", "ROLLBACK PREPARED", "PREPARE TRANSACTION"}
+)
 
 
 # -- the classifier --------------------------------------------------------------
@@ -490,18 +521,19 @@ def _set_changes(stmt: Any, scope: str) -> tuple[SettingChange, ...]:
     if name not in (None, "VariableSetStmt") or not isinstance(body, dict):
         return ()
     kind = body.get("kind", "VAR_SET_VALUE")
+    if scope == "session" and body.get("is_local"):
+        scope = "local"
     if kind == "VAR_RESET_ALL":
-        return (SettingChange("ALL", None, scope),)
+        return (SettingChange("ALL", None, scope, "reset"),)
     setting = str(body.get("name") or "").lower()
     if setting not in WATCHED_SETTINGS:
         return ()
-    if scope == "session" and body.get("is_local"):
-        scope = "local"
     if kind in ("VAR_RESET", "VAR_SET_DEFAULT"):
-        return (SettingChange(setting, None, scope),)
+        return (SettingChange(setting, None, scope, "reset"),)
     values = [_const_text(a) for a in body.get("args") or ()]
-    value = ", ".join(v for v in values if v is not None) if values else None
-    return (SettingChange(setting, value, scope),)
+    if kind != "VAR_SET_VALUE" or not values or None in values:
+        return (SettingChange(setting, None, scope, "unknown"),)
+    return (SettingChange(setting, ", ".join(v for v in values if v is not None), scope),)
 
 
 def _walk(tree: Any) -> Iterator[tuple[str, Tree]]:
@@ -537,10 +569,12 @@ def _set_config_calls(stmt: Tree, text: str) -> tuple[SettingChange, ...]:
             if len(args) >= 2:
                 setting = (_const_text(args[0]) or "").lower()
                 if setting in WATCHED_SETTINGS:
-                    local = len(args) > 2 and _const_text(args[2]) in {"on", "true", "t"}
+                    flag = _const_text(args[2]) if len(args) > 2 else "off"
+                    scope = "local" if flag is not None and pg_bool(flag) else "session"
+                    value = _const_text(args[1])
                     found.append(
                         SettingChange(
-                            setting, _const_text(args[1]), "local" if local else "session"
+                            setting, value, scope, "set" if value is not None else "unknown"
                         )
                     )
     return tuple(found)
@@ -573,6 +607,8 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
                     add(*rel, node.get("subname"))
                 else:
                     add(*rel[:-1], node.get("newname"))
+                    if not node.get("object") and not rel:
+                        add(node.get("subname"))  # a database, role, schema or tablespace
         elif name == "CreateFunctionStmt":
             add(*_parts(node.get("funcname")))
         elif name == "ObjectWithArgs":
@@ -601,6 +637,25 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
             add(*_parts(node.get("domainname")))
         elif name == "CreateSeqStmt":
             add(*_parts(node.get("sequence")))
+        elif name in ("AlterDatabaseStmt", "AlterDatabaseSetStmt", "AlterDatabaseRefreshCollStmt"):
+            add(node.get("dbname"))
+        elif name in ("CreateTableSpaceStmt", "DropTableSpaceStmt", "AlterTableSpaceOptionsStmt"):
+            add(node.get("tablespacename"))
+        elif name in ("AlterExtensionStmt", "AlterExtensionContentsStmt"):
+            add(node.get("extname"))
+        elif name in ("AlterDomainStmt", "AlterEnumStmt", "AlterTypeStmt"):
+            add(*_parts(node.get("typeName")))
+        elif name == "AlterFunctionStmt":
+            add(*_parts(node.get("func")))
+        elif name in ("CreatePolicyStmt", "AlterPolicyStmt"):
+            add(node.get("policy_name"))
+        elif name == "GrantStmt":
+            # Schemas, databases, types, parameters ... (tables are RangeVars above).
+            for obj in node.get("objects") or ():
+                add(*_parts(obj))
+        elif name == "GrantRoleStmt":
+            for granted in node.get("granted_roles") or ():
+                add(_unwrap(granted)[1].get("priv_name"))
     return tuple(seen)
 
 
@@ -631,7 +686,7 @@ def statement_object_names(text: str) -> tuple[tuple[str, ...], ...]:
 def _parse_statements(text: str) -> list[Tree]:
     """The wrapped statement nodes of a text ([] when it does not parse)."""
     try:
-        tree = orjson.loads(parse_sql_json(text))
+        tree = orjson.loads(parse_sql_json(parseable(text)))
     except ParseError:
         return []
     return [raw.get("stmt") or {} for raw in tree.get("stmts", ())]
@@ -877,7 +932,10 @@ def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     if name == "AlterSystemStmt":
         return _set_changes(stmt.get("setstmt"), "system")
     if name == "AlterRoleSetStmt":
-        return _set_changes(stmt.get("setstmt"), "role")
+        scope = "role" if stmt.get("role") else "all roles"
+        if stmt.get("database"):
+            scope += " in database"
+        return _set_changes(stmt.get("setstmt"), scope)
     if name == "AlterDatabaseSetStmt":
         return _set_changes(stmt.get("setstmt"), "database")
     found: list[SettingChange] = []
@@ -888,6 +946,27 @@ def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
                 found.extend(_set_changes(body.get("arg"), "function"))
     found.extend(_set_config_calls(stmt, text))
     return tuple(found)
+
+
+def _commits_internally(name: str, stmt: Tree) -> bool:
+    """The CONCURRENTLY forms that commit and start transactions of their own."""
+    if name in ("IndexStmt", "DropStmt"):
+        return bool(stmt.get("concurrent"))
+    if name == "ReindexStmt":
+        for param in stmt.get("params") or ():
+            pname, body = _unwrap(param)
+            if pname == "DefElem" and body.get("defname") == "concurrently":
+                arg = body.get("arg")
+                return arg is None or _const_text(arg) not in {"off", "false", "0", "no"}
+        return False
+    if name == "AlterTableStmt":
+        for cmd in stmt.get("cmds") or ():
+            cname, body = _unwrap(cmd)
+            if cname == "AlterTableCmd" and body.get("subtype") == "AT_DetachPartition":
+                _, part = _unwrap(body.get("def"))
+                if isinstance(part, dict) and part.get("concurrent"):
+                    return True
+    return False
 
 
 def classify_statement(
@@ -918,6 +997,7 @@ def classify_statement(
         event_trigger=_event_trigger_change(name, stmt, tag),
         settings=_settings(name, stmt, text),
         grants_superuser=_grants_superuser(name, stmt),
+        commits_internally=_commits_internally(name, stmt),
     )
 
 
@@ -977,16 +1057,19 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
     >>> classify("ALTER EVENT TRIGGER audit_ddl DISABLE").statements[0].event_trigger
     EventTriggerChange(names=('audit_ddl',), action='disable')
     >>> classify("SET log_statement = 'none'").settings
-    (SettingChange(name='log_statement', value='none', scope='session'),)
+    (SettingChange(name='log_statement', value='none', scope='session', kind='set'),)
     >>> classify("SELECT 1").is_relevant
     False
     """
+    # Bytes of the log that were not UTF-8 are lone surrogates (auditor.encoding): the
+    # parser reads U+FFFD in their place, one for one, and the texts keep them.
+    valid = parseable(query)
     try:
-        tree = orjson.loads(parse_sql_json(query))
+        tree = orjson.loads(parse_sql_json(valid))
     except ParseError as exc:
         return _fallback(query, str(exc))
     ascii_only = query.isascii()  # then byte offsets are character offsets
-    data = query if ascii_only else query.encode("utf-8")
+    data = query if ascii_only else valid.encode("utf-8")
     statements = []
     for raw in tree.get("stmts", ()):
         # libpg_query's offsets count bytes of the UTF-8 text.
@@ -997,8 +1080,9 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
             text, location = query[start:end].strip(), start
         else:
             assert isinstance(data, bytes)
-            text = data[start:end].decode("utf-8", "replace").strip()
             location = len(data[:start].decode("utf-8", "replace"))
+            stop = len(data[:end].decode("utf-8", "replace"))
+            text = query[location:stop].strip()
         name, body = _unwrap(raw.get("stmt"))
         if name is None:
             continue

@@ -555,6 +555,8 @@ def reconcile(
         finish()
     for line in summary_lines(result):
         _line(line)
+    for error in result.errors:
+        _line(f"auditor: error: {error}", err=True)
     if result.mailed:
         _line(f"report mailed to {', '.join(cfg['report_mail_to'])} ({result.mailed})")
     if result.mail_error:
@@ -864,6 +866,10 @@ def _render_scan(
 
     parsed: dict[str, int] = {}
     shown: dict[str, int] = {}
+    # Log bytes that are not UTF-8 are kept as lone surrogates (auditor.encoding).
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
     writer = None
     first = True
     if output == "csv":

@@ -394,6 +394,46 @@ class TempCluster:
             timeout=120, server=True,
         )  # fmt: skip
 
+    def single_user(self, dbname: str, commands: str) -> str:
+        """Stop the server, run ``commands`` in single-user mode (``postgres --single``, as
+        the server's OS user), start it again; returns what the backend printed.
+
+        Single-user mode fires no event trigger and writes nothing to the collector's
+        log: it is how a superuser with shell access changes the schema unseen.
+        """
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+             "-w", "-t", "60", "stop"],
+            timeout=120,
+        )  # fmt: skip
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+            env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8", TZ="UTC")
+            kwargs: dict[str, Any] = {}
+            if self.os_user is not None:
+                kwargs.update(user=self.os_user.pw_uid, group=self.os_user.pw_gid, extra_groups=[])
+                env.update(HOME=str(self.root), USER=self.os_user.pw_name)
+            proc = subprocess.run(
+                [str(self.bindir / "postgres"), "--single", "-D", str(self.data_dir), dbname],
+                input=commands,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                cwd=str(self.root),
+                start_new_session=True,
+                **kwargs,
+            )
+            if proc.returncode != 0:
+                raise ClusterError(f"postgres --single failed: {proc.stderr.strip()[-300:]}")
+            return str(proc.stdout) + str(proc.stderr)
+        finally:
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
+                 "-l", str(self._path("startup.log")), "-w", "-t", "60", "start"],
+                timeout=120,
+            )  # fmt: skip
+
     # -- connections -----------------------------------------------------------
     def dsn(
         self,

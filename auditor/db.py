@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
+from auditor.encoding import register_sql_ascii
 from auditor.errors import AuditorError, ConnectionFailed
 
 
@@ -67,12 +68,14 @@ def connect(
     if dbname is not None:
         dsn = with_dbname(dsn, dbname)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             dsn,
             autocommit=autocommit,
             application_name=application_name,
             connect_timeout=connect_timeout,
         )
+        register_sql_ascii(conn)  # a SQL_ASCII database's text as str, as the log reads it
+        return conn
     except psycopg.Error as exc:
         # libpq's last line is the server's reason; split on newlines only, since
         # splitlines() would also cut at a carriage return inside a quoted name.

@@ -155,11 +155,13 @@ def steps() -> list[Step]:
              ("ALTER SYSTEM RESET log_statement", "SELECT pg_reload_conf()"),
              user="mallory",
              why="the RESET itself is not logged (logging was off); the reload line that "
-                 "follows is reported without a session"),
+                 "follows turns DDL logging back on: it weakens nothing, so it is no "
+                 "finding, only a step of the timeline"),
         Step("19-impersonate", "mallory acts as alice",
              ("SET SESSION AUTHORIZATION alice", "CREATE TABLE alice_did_it (x int)"),
-             user="mallory", expect=(C.ATTRIBUTION_MISMATCH,),
-             why="the log names the login user, the trigger the session user"),
+             user="mallory", expect=(C.IMPERSONATED_DDL,),
+             why="both channels agree that mallory logged in (the log's user, the row's "
+                 "login user); the trigger's session user says she ran it as alice"),
         Step("20-own-trigger", "mallory adds an event trigger of her own",
              ("CREATE FUNCTION noop() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$",
               "CREATE EVENT TRIGGER mallory_et ON ddl_command_start EXECUTE FUNCTION noop()"),

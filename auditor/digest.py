@@ -150,18 +150,28 @@ def row_digest(event: AuditEvent) -> str:
     return digest_text(canonical_text(event_fields(event), event.objects_json))
 
 
-def fields_digest(fields: Sequence[str | int | datetime | None], objects_json: str) -> str:
+def fields_digest(
+    fields: Sequence[str | int | datetime | None], objects_json: str, *, byte_lengths: bool = False
+) -> str:
     """:func:`row_digest` from the 20 column values (table order, ``objects`` left out).
 
     The reader digests rows before it builds their :class:`AuditEvent`; the text
-    is :func:`canonical_text`'s, built in one join.
+    is :func:`canonical_text`'s, built in one join.  ``byte_lengths``: the row is
+    from a SQL_ASCII database, where ``char_length()`` counts bytes and the text is
+    digested as the bytes it holds (read with ``surrogateescape``, see
+    :mod:`auditor.encoding`).
 
     >>> fields_digest([1, "sql_drop", "DROP TABLE"] + [None] * 17, "[]") == digest_text(
     ...     canonical_text([1, "sql_drop", "DROP TABLE"] + [None] * 17, "[]"))
     True
+    >>> ascii_row = [1, "ddl_command_end", "CREATE TABLE", "café"] + [None] * 16
+    >>> fields_digest(ascii_row, "[]") == fields_digest(ascii_row, "[]", byte_lengths=True)
+    False
     """
     if len(fields) != 20:
         raise ValueError(f"expected 20 column values besides objects, got {len(fields)}")
+    if byte_lengths:
+        return _bytes_digest(fields, objects_json)
     parts = [ROW_DIGEST_PREFIX]
     add = parts.append
     for i, v in enumerate(fields):
@@ -175,3 +185,25 @@ def fields_digest(fields: Sequence[str | int | datetime | None], objects_json: s
             add(_field(v))
     text = "".join(parts)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _bytes_digest(fields: Sequence[str | int | datetime | None], objects_json: str) -> str:
+    """:func:`fields_digest` for a SQL_ASCII database: lengths and content in bytes."""
+    parts = [ROW_DIGEST_PREFIX.encode()]
+    add = parts.append
+
+    def text(v: str) -> None:
+        raw = v.encode("utf-8", "surrogateescape")
+        add(f"{len(raw)}:".encode())
+        add(raw)
+
+    for i, v in enumerate(fields):
+        if i == 3:
+            text(objects_json)
+        if isinstance(v, str):
+            text(v)
+        elif v is None:
+            add(b"~")
+        else:
+            add(_field(v).encode())
+    return hashlib.sha256(b"".join(parts)).hexdigest()

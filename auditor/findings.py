@@ -73,8 +73,7 @@ MEANING: dict[FindingClass, str] = {
     ),
     C.UNLOGGED_DDL: (
         "The audit trigger recorded this top-level DDL, but the server log has no "
-        "statement line for it: logging was suppressed for that session "
-        "(e.g. SET log_statement = 'none')."
+        "statement line for it."
     ),
     C.ATTRIBUTION_MISMATCH: (
         "Both channels saw the same statement but disagree on who ran it or where "

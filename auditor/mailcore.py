@@ -75,6 +75,43 @@ SECURITY_MODES = ("none", "starttls", "tls")
 EXTENSION_TAGS = ("CREATE EXTENSION", "ALTER EXTENSION")
 
 
+#: PostgreSQL 18 adds the frame of an extension script to the call stack of every
+#: statement the script runs: ``SQL statement "<its statement>"`` and ``extension script
+#: file "<file>", near line N``.  The script is no caller of its own statements (their
+#: objects carry ``in_extension``), and earlier versions print no such frame.  The audit
+#: trigger leaves it out of ``caller_context`` (sql/capture_install.sql, same pattern);
+#: this removes it from rows written before that.
+_SCRIPT_FRAME = re.compile(
+    r'(?:^|\n)(?:SQL statement "(?:(?!\nSQL statement ").)*"\n)?'
+    r'extension script file "[^"\n]*"(?:, near line [0-9]+)?(?=\n|$)',
+    re.DOTALL,
+)
+
+
+def without_script_frames(context: str | None) -> str | None:
+    """A call stack without PostgreSQL 18's extension-script frames (None when empty).
+
+    >>> without_script_frames('SQL statement "CREATE CAST (a AS b)"\\n'
+    ...                       'extension script file "citext--1.4.sql", near line 83') is None
+    True
+    >>> print(without_script_frames('SQL statement "CREATE TYPE t"\\nextension script file '
+    ...     '"h--1.4.sql", near line 9\\nSQL statement "CREATE EXTENSION h"\\n'
+    ...     'PL/pgSQL function mk() line 1 at SQL statement'))
+    SQL statement "CREATE EXTENSION h"
+    PL/pgSQL function mk() line 1 at SQL statement
+    >>> print(without_script_frames('SQL statement "CREATE TABLE t"\\nPL/pgSQL function '
+    ...     'inline_code_block line 3 at SQL statement\\nSQL statement "DO $$ ... $$"\\n'
+    ...     'extension script file "x--1.0.sql", near line 7'))
+    SQL statement "CREATE TABLE t"
+    PL/pgSQL function inline_code_block line 3 at SQL statement
+    """
+    if not context:
+        return None
+    if "extension script file" not in context:
+        return context
+    return _SCRIPT_FRAME.sub("", context).lstrip("\n") or None
+
+
 class DeliveryError(Exception):
     """A message could not be built or handed to the SMTP server (one line, no secrets).
 
@@ -236,7 +273,7 @@ class EventRow:
             command_tag=str(r["command_tag"]),
             objects=objects,
             query=r["query"],
-            caller_context=r["caller_context"],
+            caller_context=without_script_frames(r["caller_context"]),
             statement_time=_parse_time(r["statement_time"]),
             clock_time=_parse_time(r["clock_time"]),
             session_user=str(r["session_user_name"]),

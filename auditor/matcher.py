@@ -8,14 +8,13 @@ Inputs are evidence from the two channels, already read and windowed:
 * audit rows of every database where the auditor is installed, each with the
   digest recomputed from the row, and the commit status of every marker's xid.
 
-Pairing follows the spec (section 5): a logged statement and the audit rows of
-one execution belong together when session id (``%c``), virtual transaction id
-(``%v``) and query text (``current_query()``) agree; when the log lacks
-``%c``/``%v`` the key falls back to pid and text, with time proximity.
-Within one execution the rows are split per statement of the query string
-(each statement's own ``ddl_command_end`` row closes its group; rows of
-extension scripts belong to their ``CREATE/ALTER EXTENSION``; rows that belong
-to no top-level statement came from functions: indirect DDL).
+Pairing (which firings belong to which logged statement, and to which
+statement of its query string) is :mod:`auditor.pairing`; this module judges
+each pair and what is left unpaired, and explains it.  Within one execution the
+rows are split per statement of the query string (each statement's own
+``ddl_command_end`` row closes its group; rows of extension scripts belong to
+their ``CREATE/ALTER EXTENSION``; rows that belong to no top-level statement
+came from functions: indirect DDL).
 
 Accounting: every logged DDL record and every audit row ends up matched or in
 exactly one finding; :class:`MatchResult` carries the counts that prove it.
@@ -28,14 +27,13 @@ import operator
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import PurePath
 from typing import Any, TypedDict
 
-from auditor.capture import AuditObjects
-from auditor.classify import QueryClassification, SettingChange, StatementClass, classify
+from auditor.classify import SettingChange, StatementClass, classify
 from auditor.findings import make_finding
 from auditor.marker import Marker, parse_marker
 from auditor.model import (
@@ -47,22 +45,24 @@ from auditor.model import (
     Severity,
     SourceLocation,
 )
+from auditor.pairing import Anchors, Execution, Logged, group_executions, pair, split
+from auditor.pairing import Firing as Firing  # re-exported: timeline.py imports it from here
+from auditor.tamper import (
+    AuditorObjects,
+    identified,
+    names_target,
+    path_changes,
+    rows_target,
+    shadow_schemas,
+)
+from auditor.weakening import RULES, Situation, Verdict, judge, packaged_pins
 
 C = FindingClass
 
-#: %m is truncated to milliseconds; statement_timestamp() has microseconds.
-_SLACK = timedelta(milliseconds=1)
-#: Fallback pairing (no %c/%v): how far a row's time may be from its log line.
-_PID_SLACK = timedelta(seconds=2)
-
-_WEAKENING_VALUES = {
-    "log_statement": {"none"},
-    "event_triggers": {"off", "false", "0"},
-    "logging_collector": {"off", "false", "0"},
-    "log_min_messages": {"fatal", "panic"},
-    "log_min_error_statement": {"fatal", "panic"},
-    "session_replication_role": {"replica"},
-}
+#: Statements whose only effect is to change settings.
+_SETTINGS_ONLY_NODES = frozenset(
+    {"VariableSetStmt", "AlterSystemStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt"}
+)
 
 
 @dataclass(frozen=True)
@@ -95,105 +95,28 @@ class MatchContext:
     gaps: tuple[Gap, ...] = ()
     #: Unpaired evidence newer than this is carried to the next run, not reported.
     carry_after: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Firing:
-    """One firing of an audit trigger: its row, its marker, or both."""
-
-    database: str
-    id: int
-    event: AuditEvent | None
-    marker: Marker | None
-    marker_record: LogRecord | None
-    status: str | None  # commit status of the marker's xid (None: unknown/not asked)
-    #: The row, unless its marker shows it was changed: then the log's side is
-    #: trusted.  An altered row's session, vxid, query, time or tag may be exactly
-    #: what the intruder changed, so pairing and timing use its marker's log record.
-    trusted_event: AuditEvent | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        altered = (
-            self.event is not None
-            and self.marker is not None
-            and self.event.digest != self.marker.digest
-        )
-        object.__setattr__(self, "trusted_event", None if altered else self.event)
-
-    @property
-    def time(self) -> datetime | None:
-        if (e := self.trusted_event) is not None:
-            return e.statement_time
-        return self.marker_record.time if self.marker_record else None
-
-    @property
-    def tag(self) -> str:
-        if (e := self.trusted_event) is not None:
-            return e.command_tag
-        if self.marker is not None:
-            return self.marker.tag
-        return self.event.command_tag if self.event is not None else "???"
-
-    @property
-    def event_name(self) -> str:
-        if (e := self.trusted_event) is not None:
-            return e.event
-        if self.marker is not None:
-            return self.marker.event
-        return self.event.event if self.event is not None else "?"
-
-    @property
-    def altered(self) -> bool:
-        return self.event is not None and self.trusted_event is None
-
-    @property
-    def in_extension(self) -> bool:
-        if self.event is None:
-            return False
-        objects = self.event.objects
-        if isinstance(objects, AuditObjects):  # answers without parsing the objects
-            return objects.in_extension()
-        return any(o.in_extension for o in objects)
-
-    @property
-    def nested(self) -> bool:
-        """Fired for DDL run by a DO block, function or procedure, not by the client.
-
-        The row's ``caller_context`` is the call stack below the trigger (NULL when
-        the client sent the statement); a marker's CONTEXT has a line more than the
-        trigger function's own.
-        """
-        if (e := self.trusted_event) is not None:
-            return bool(e.caller_context)
-        ctx = self.marker_record.context if self.marker_record else None
-        if ctx is None and self.event is not None:
-            return bool(self.event.caller_context)
-        return bool(ctx and "\n" in ctx.strip())
-
-
-@dataclass(slots=True)
-class _Execution:
-    """The firings of one execution of one query string in one session."""
-
-    key: tuple[Any, ...]
-    time: datetime | None
-    firings: list[Firing] = field(default_factory=list)
-    query: str | None = None
-    database: str = ""
-    paired: bool = False
-
-    @property
-    def has_rows(self) -> bool:
-        """Timed by its rows' statement time (else by its markers' log time)."""
-        return any(f.trusted_event is not None for f in self.firings)
-
-
-@dataclass(frozen=True, slots=True)
-class _Logged:
-    record: LogRecord
-    text: str
-    cls: QueryClassification
-    error: LogRecord | None
+    #: Log records read only because their time, printed coarser than the window's start
+    #: (``%t``: whole seconds), may lie after it; judged only if audit rows show it does.
+    straddlers: frozenset[SourceLocation] = frozenset()
+    #: The server's live ``log_statement`` (None: unknown), and its per-role and
+    #: per-database overrides as (database, role, value): what the log can hold.
+    log_statement: str | None = None
+    log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
+    #: The auditor's own objects per database: DDL on them is tampering (auditor.tamper).
+    auditor_objects: Mapping[str, AuditorObjects] = field(default_factory=dict)
+    #: Per database, runs (first, last) of audit ids between the rows read that no row
+    #: of the table holds (reconcile asks the table): each needs a marker, or a reason.
+    id_gaps: Mapping[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    #: The window: log records before its start or after its end were not read.
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    #: The time of the last record the log files read hold (of any kind, also the ones
+    #: the readers skip); None when unknown.
+    log_end: datetime | None = None
+    #: Settings ``<schema>.record_event()`` pins in its SET clause (None: as installed by
+    #: this package), and the log formats read: what settings changes are judged against.
+    pinned_settings: frozenset[str] | None = None
+    log_formats: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +239,8 @@ class Matcher:
         self.findings: list[Finding] = []
         self.result = MatchResult(self.findings)
         self._gap_rows: dict[int, list[Firing]] = defaultdict(list)
-        self._trigger_change_list: list[tuple[_Logged, StatementClass]] | None = None
+        self._trigger_change_list: list[tuple[Logged, StatementClass]] | None = None
+        self._impersonations: dict[tuple[str, str], _ImpersonationRun] = {}
         statements: list[LogRecord] = []
         errors: list[LogRecord] = []
         markers: list[tuple[LogRecord, Marker]] = []
@@ -325,7 +249,10 @@ class Matcher:
         # Only the first marker of a statement carries its STATEMENT text; the others
         # inherit it from the previous marker of the same session and transaction.
         last_text: dict[tuple[str | None, str | None, int | None], str] = {}
-        for rec in sorted(records, key=_time_key):
+        ordered = sorted(records, key=_time_key)
+        self.coverage = _Coverage.of(ordered, ctx.log_end)
+        self.errors = [r for r in ordered if r.kind == MessageKind.ERROR]
+        for rec in ordered:
             if rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
                 statements.append(rec)
             elif rec.kind == MessageKind.ERROR:
@@ -349,12 +276,18 @@ class Matcher:
                 self.others.append(rec)
         self.logged = self._logged_statements(statements, errors)
         self.firings = self._firings(list(events), markers, xact_status)
+        #: A marker without a database (a stderr prefix without %d) cannot be told
+        #: apart from another database's: no row's marker is then judged absent.
+        self._markers_unattributed = any(rec.database is None for rec, _ in markers)
+        self._shadow_cache: dict[str, frozenset[str]] = {}
+        self._rewrite_cache: dict[str, frozenset[int]] | None = None
+        self._gap_errors: set[int] = set()
         self.uses_session = any(r.session_id for r in statements) or not statements
 
     # -- building blocks ---------------------------------------------------------
     def _logged_statements(
         self, statements: list[LogRecord], errors: list[LogRecord]
-    ) -> list[_Logged]:
+    ) -> list[Logged]:
         by_loc: dict[SourceLocation, LogRecord] = {}
         for err in errors:
             if err.failed_statement is not None:
@@ -366,7 +299,7 @@ class Matcher:
             if rec.prepare_text and not cls.is_relevant:
                 # Simple-protocol EXECUTE: judge by the prepared statement it runs.
                 cls = classify(rec.prepare_text, server_version_num=self.ctx.server_version_num)
-            out.append(_Logged(rec, text, cls, by_loc.get(rec.source)))
+            out.append(Logged(rec, text, cls, by_loc.get(rec.source)))
         return out
 
     def _firings(
@@ -392,145 +325,8 @@ class Matcher:
         self.result.audit_rows = len(events)
         return firings
 
-    def _exec_key(self, f: Firing) -> tuple[Any, ...]:
-        if (e := f.trusted_event) is not None:
-            return (e.database, e.session_id, e.vxid, e.query or "", e.backend_pid)
-        rec = f.marker_record
-        assert rec is not None
-        return (f.database, rec.session_id, rec.vxid, rec.statement or "", rec.pid)
-
-    def _executions(self) -> list[_Execution]:
-        """Group firings by session, vxid and query; split repeated runs by statement time."""
-        groups: dict[tuple[Any, ...], list[Firing]] = defaultdict(list)
-        for f in self.firings:
-            groups[self._exec_key(f)].append(f)
-        executions: list[_Execution] = []
-        for key, firings in groups.items():
-            with_rows = sorted((f for f in firings if f.trusted_event), key=lambda f: f.id)
-            runs: dict[datetime, _Execution] = {}
-            for f in with_rows:
-                assert f.event is not None
-                t = f.event.statement_time
-                if t not in runs:
-                    runs[t] = _Execution(key, t, query=key[3], database=key[0])
-                runs[t].firings.append(f)
-            starts = sorted(runs)
-            for f in sorted((f for f in firings if not f.trusted_event), key=lambda f: f.id):
-                mt = f.time
-                i = bisect.bisect_right(starts, mt) - 1 if mt is not None else -1
-                if i >= 0:
-                    runs[starts[i]].firings.append(f)
-                else:
-                    runs.setdefault(
-                        mt or datetime.min, _Execution(key, mt, query=key[3], database=key[0])
-                    ).firings.append(f)
-            for ex in runs.values():
-                ex.firings.sort(key=lambda f: f.id)
-                executions.append(ex)
-        executions.sort(key=lambda ex: (ex.time or datetime.min, ex.key[0], ex.firings[0].id))
-        return executions
-
-    # -- pairing -------------------------------------------------------------------
-    def _pair(self, executions: list[_Execution]) -> dict[int, _Execution]:
-        """Logged statement index -> its execution."""
-        full: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
-        by_session: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
-        by_pid: dict[tuple[Any, ...], list[_Execution]] = defaultdict(list)
-        for ex in executions:
-            db, session, vxid, query, pid = ex.key
-            full[(db, session, vxid, query)].append(ex)
-            by_session[(db, session, query)].append(ex)
-            by_pid[(db, pid, query)].append(ex)
-        pairs: dict[int, _Execution] = {}
-        for i, lg in enumerate(self.logged):
-            rec = lg.record
-            if rec.session_id and rec.vxid and not rec.vxid.endswith("/0"):
-                candidates = full.get((rec.database, rec.session_id, rec.vxid, lg.text), [])
-                slack = _SLACK
-            elif rec.session_id:
-                candidates = by_session.get((rec.database, rec.session_id, lg.text), [])
-                slack = _SLACK
-            else:
-                candidates = by_pid.get((rec.database, rec.pid, lg.text), [])
-                slack = _PID_SLACK
-            best = self._choose(rec.time, candidates, slack, exact=bool(rec.session_id))
-            if best is not None:
-                best.paired = True
-                pairs[i] = best
-        return pairs
-
-    @staticmethod
-    def _choose(
-        t: datetime | None, candidates: list[_Execution], slack: timedelta, exact: bool
-    ) -> _Execution | None:
-        """The unpaired execution that belongs to a log line written at ``t``.
-
-        The line is written when the statement starts: an execution with rows
-        started at ``statement_time <= t`` (+ the truncation of ``%m``); one known
-        only from its markers was seen at marker time ``>= t``.
-        """
-        free = [ex for ex in candidates if not ex.paired]
-        if not free:
-            return None
-        if t is None:
-            return free[0] if exact else None
-
-        def distance(ex: _Execution) -> timedelta | None:
-            if ex.time is None:
-                return timedelta(0)
-            if ex.has_rows:
-                return t - ex.time if ex.time <= t + slack else None
-            return ex.time - t if ex.time + slack >= t else None
-
-        scored = [(d, ex) for ex in free if (d := distance(ex)) is not None]
-        if not scored:
-            return None
-        d, best = min(scored, key=lambda p: abs(p[0]))
-        if exact or abs(d) <= slack + _PID_SLACK:
-            return best
-        return None
-
-    # -- per-statement judgement ------------------------------------------------------
-    def _split(
-        self, statements: Sequence[StatementClass], firings: list[Firing]
-    ) -> tuple[list[list[Firing]], list[Firing]]:
-        """Assign firings to the firing statements in order; the rest are indirect."""
-        eligible = [s for s in statements if s.fires_ddl_command_end]
-        chunks: list[list[Firing]] = [[] for _ in eligible]
-        indirect: list[Firing] = []
-        pending: list[Firing] = []  # sql_drop / table_rewrite waiting for their statement
-        k = 0
-        for f in firings:
-            if f.event_name != "ddl_command_end":
-                pending.append(f)
-                continue
-            if f.in_extension:
-                ext = next(
-                    (j for j in range(k, len(eligible)) if "EXTENSION" in eligible[j].command_tag),
-                    None,
-                )
-                if ext is not None:
-                    chunks[ext].extend([*pending, f])
-                    pending = []
-                    continue
-            if k < len(eligible) and f.tag == eligible[k].command_tag and not f.nested:
-                chunks[k].extend([*pending, f])
-                pending = []
-                k += 1
-            else:
-                indirect.extend([*pending, f])
-                pending = []
-        if pending:
-            # sql_drop/table_rewrite without a closing ddl_command_end: the statement failed
-            # or its end firing was lost; keep them with the next expected statement.
-            if k < len(eligible):
-                chunks[k].extend(pending)
-            else:
-                indirect.extend(pending)
-        return chunks, indirect
-
     def _statement_verdicts(
-        self, lg: _Logged, chunks: list[list[Firing]]
+        self, lg: Logged, chunks: list[list[Firing]]
     ) -> tuple[list[tuple[FindingClass, Severity | None, str]], list[Firing]]:
         """One verdict per non-matched DDL statement of a logged record; and its firings."""
         rec = lg.record
@@ -563,35 +359,34 @@ class Matcher:
                         f"{', '.join(s.event_trigger.names)}).",
                     )
                 )
-            elif drift is not None and s.is_ddl:
-                verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
-            elif s.is_ddl and self._touches_audit_objects(s):
+            elif s.is_ddl and (touched := self._tampering(s, chunk, db)) is not None:
                 verdicts.append(
                     (
                         C.CONFIG_DRIFT,
                         Severity.CRITICAL,
-                        f"{where} changes the auditor's own objects in schema {self.ctx.schema!r}.",
+                        f"{where} changes the auditor's own {touched} "
+                        f"(schema {self.ctx.schema!r}).",
                     )
                 )
             elif drift is not None:
                 verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
             elif s.unauditable_reason:
-                high = s.command_tag == "ALTER SYSTEM" or s.grants_superuser
+                sev = self._unauditable_severity(s)
                 extra = " It grants superuser-level power." if s.grants_superuser else ""
+                if sev == Severity.INFO:
+                    said = "; ".join(v.text for v in self._setting_verdicts(s.settings))
+                    extra += f" Its only effect: {said}."
                 verdicts.append(
-                    (
-                        C.UNAUDITABLE_DDL,
-                        Severity.HIGH if high else None,
-                        f"{where}: {s.unauditable_reason}.{extra}",
-                    )
+                    (C.UNAUDITABLE_DDL, sev, f"{where}: {s.unauditable_reason}.{extra}")
                 )
             elif s.fires_ddl_command_end:
-                verdicts.extend(self._eligible_verdict(lg, s, chunk, where, unmonitored))
+                eligible = self._eligible_verdict(lg, s, chunk, where, unmonitored)
+                verdicts.extend(self._vouch_verdicts(chunk, where, eligible))
         return verdicts, used
 
     def _eligible_verdict(
         self,
-        lg: _Logged,
+        lg: Logged,
         s: StatementClass,
         chunk: list[Firing],
         where: str,
@@ -633,35 +428,7 @@ class Matcher:
                 )
             ]
         if rows:
-            out: list[tuple[FindingClass, Severity | None, str]] = []
-            rec = lg.record
-            for f in rows:
-                assert f.event is not None
-                e = f.event
-                if rec.user and e.session_user != rec.user:
-                    how = ""
-                    if e.login_user == rec.user:
-                        how = f" (the login user was {e.login_user}: SET SESSION AUTHORIZATION)"
-                    out.append(
-                        (
-                            C.ATTRIBUTION_MISMATCH,
-                            None,
-                            f"{where}: the log says user {rec.user!r}, audit row {e.id} says "
-                            f"session_user {e.session_user!r}{how}.",
-                        )
-                    )
-                    break
-                if rec.database and e.database != rec.database:
-                    out.append(
-                        (
-                            C.ATTRIBUTION_MISMATCH,
-                            None,
-                            f"{where}: the log says database {rec.database!r}, audit row {e.id} "
-                            f"is in {e.database!r}.",
-                        )
-                    )
-                    break
-            return out
+            return self._attribution(lg, rows, where)
         if markers_only:
             statuses = {f.status for f in markers_only}
             if statuses <= {"aborted"}:
@@ -695,7 +462,64 @@ class Matcher:
             )
         ]
 
-    def _why_unreported(self, lg: _Logged) -> str:
+    def _attribution(
+        self, lg: Logged, rows: list[Firing], where: str
+    ) -> list[tuple[FindingClass, Severity | None, str]]:
+        """Who ran it, by both channels: agreement, impersonation, or a real disagreement.
+
+        The log's ``%u`` is the authenticated user; the row has that login user and the
+        session user, which ``SET SESSION AUTHORIZATION`` changes.  Both channels agree
+        when the row's login user is the log's user: a session user different from it
+        is IMPERSONATED_DDL (both roles named).  A login user or database the log does
+        not show is ATTRIBUTION_MISMATCH.
+        """
+        rec = lg.record
+        impersonated: list[tuple[FindingClass, Severity | None, str]] = []
+        for f in rows:
+            assert f.event is not None
+            e = f.event
+            if rec.database and e.database != rec.database:
+                return [
+                    (
+                        C.ATTRIBUTION_MISMATCH,
+                        None,
+                        f"{where}: the log says database {rec.database!r}, audit row {e.id} "
+                        f"is in {e.database!r}.",
+                    )
+                ]
+            if not rec.user:
+                continue
+            if e.login_user is not None and e.login_user != rec.user:
+                return [
+                    (
+                        C.ATTRIBUTION_MISMATCH,
+                        None,
+                        f"{where}: the log says user {rec.user!r}, audit row {e.id} says the "
+                        f"login user was {e.login_user!r} (session_user {e.session_user!r}).",
+                    )
+                ]
+            if e.session_user != rec.user:
+                if e.login_user is None:
+                    return [
+                        (
+                            C.ATTRIBUTION_MISMATCH,
+                            None,
+                            f"{where}: the log says user {rec.user!r}, audit row {e.id} says "
+                            f"session_user {e.session_user!r} and records no login user.",
+                        )
+                    ]
+                if not impersonated:
+                    impersonated.append(
+                        (
+                            C.IMPERSONATED_DDL,
+                            None,
+                            f"{where}: login user {rec.user!r} ran it as session_user "
+                            f"{e.session_user!r} (SET SESSION AUTHORIZATION; audit row {e.id}).",
+                        )
+                    )
+        return impersonated
+
+    def _why_unreported(self, lg: Logged) -> str:
         """Point at the likely cause seen earlier in the same log, if any."""
         t = lg.record.time
         here = _time_key(lg.record)  # %m has milliseconds: same-ms lines keep log order
@@ -709,7 +533,7 @@ class Matcher:
             )
         return ""
 
-    def _trigger_changes(self) -> list[tuple[_Logged, StatementClass]]:
+    def _trigger_changes(self) -> list[tuple[Logged, StatementClass]]:
         """Logged statements that disable, enable or drop the auditor's triggers, in order,
         each with its first such statement (found once: a run may hold many UNREPORTED)."""
         if self._trigger_change_list is None:
@@ -727,53 +551,64 @@ class Matcher:
             self._trigger_change_list = found
         return self._trigger_change_list
 
-    def _touches_audit_objects(self, s: StatementClass) -> bool:
-        schema = self.ctx.schema
-        if schema not in s.text:  # cheap test first: objects needs a second parse
-            return False
-        return any(o == schema or o.startswith(schema + ".") for o in s.objects)
+    @property
+    def _situation(self) -> Situation:
+        pinned = self.ctx.pinned_settings
+        return Situation(
+            self.ctx.server_version_num,
+            packaged_pins(self.ctx.schema) if pinned is None else pinned,
+            self.ctx.log_formats,
+        )
 
-    @staticmethod
-    def _setting_drift(changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
-        if not changes:
+    def _setting_verdicts(self, changes: Sequence[SettingChange]) -> list[Verdict]:
+        situation = self._situation
+        return [judge(c, situation) for c in changes]
+
+    def _setting_drift(self, changes: Sequence[SettingChange]) -> tuple[Severity, str] | None:
+        """The worst change that weakens a channel (or may), by :mod:`auditor.weakening`;
+        None when no change does (the statement is then judged as what it is)."""
+        drifts = [v for v in self._setting_verdicts(changes) if v.drift]
+        if not drifts:
             return None
-        worst: tuple[Severity, str] | None = None
-        for c in changes:
-            value = (c.value or "").strip("'").lower()
-            weak = value in _WEAKENING_VALUES.get(c.name, set()) or c.name == "ALL"
-            sev = Severity.CRITICAL if weak else Severity.HIGH
-            text = (
-                f"{c.name} reset to its default ({c.scope})"
-                if c.value is None
-                else f"{c.name} set to {c.value!r} ({c.scope})"
-            )
-            text += (
-                ": this weakens the channel" if weak else "; not weakening by itself, but review it"
-            )
-            if worst is None or sev.rank > worst[0].rank:
-                worst = (sev, text)
-        return worst
+        worst = max(drifts, key=lambda v: (v.severity or Severity.HIGH).rank)
+        return (worst.severity or Severity.HIGH, worst.text)
+
+    def _unauditable_severity(self, s: StatementClass) -> Severity | None:
+        """UNAUDITABLE_DDL severity: high for ALTER SYSTEM and superuser grants (spec),
+        info for a statement whose only effect is a watched setting that weakens nothing."""
+        if s.settings and s.node in _SETTINGS_ONLY_NODES:
+            changes = s.settings
+            if all(c.name in RULES or c.name == "ALL" for c in changes):
+                return Severity.INFO
+        if s.command_tag == "ALTER SYSTEM" or s.grants_superuser:
+            return Severity.HIGH
+        return None
 
     # -- findings ------------------------------------------------------------------------
     def _add(
         self,
         cls: FindingClass,
         *,
-        accounts_log: bool = False,
+        accounts_log: bool | int = False,
         step_record: LogRecord | None = None,
         step_firings: Sequence[Firing] = (),
         **kw: Any,
-    ) -> None:
+    ) -> Finding:
         f = make_finding(cls, accounts_logged_ddl=int(accounts_log), **kw)
         self.findings.append(f)
         self.result.steps.append(Step(f.time, step_record, tuple(step_firings), f))
+        return f
 
     def _logged_finding(
         self,
-        lg: _Logged,
+        lg: Logged,
         verdicts: list[tuple[FindingClass, Severity | None, str]],
         firings: list[Firing],
+        *,
+        accounts: bool = True,
     ) -> None:
+        """One finding for a logged record; ``accounts``: it is one of the logged DDL
+        statements (a SET line logged under 'mod'/'all' is not)."""
         from auditor.findings import DEFAULT_SEVERITY
 
         def sev(v: tuple[FindingClass, Severity | None, str]) -> Severity:
@@ -785,14 +620,14 @@ class Matcher:
         tags = [s.command_tag for s in lg.cls.statements if s.schema_change or s.settings]
         self._add(
             worst[0],
-            accounts_log=True,
+            accounts_log=accounts,
             step_record=rec,
             step_firings=firings,
             key=(_short(rec.source.file), rec.source.offset, rec.source.line),
             reason=reasons,
             severity=sev(worst),
             time=rec.time,
-            **_who(rec),
+            **_who_both(rec, firings),
             command_tags=tags or [lg.cls.statements[0].command_tag if lg.cls.statements else "???"],
             statement=lg.text,
             audit_event_ids=[f.id for f in firings if f.event is not None],
@@ -848,7 +683,7 @@ class Matcher:
                 return i
         return None
 
-    def _unpaired_execution(self, ex: _Execution) -> None:
+    def _unpaired_execution(self, ex: Execution) -> None:
         """Firings no logged statement explains: indirect, unlogged, deleted, altered..."""
         if any(f.marker_record is None and f.event is None for f in ex.firings):
             return
@@ -890,21 +725,26 @@ class Matcher:
             return
         query = ex.query or ""
         cls = classify(query, server_version_num=self.ctx.server_version_num)
-        chunks, indirect = self._split(cls.statements, rows)
+        chunks, indirect = split(cls.statements, rows)
         top = [f for chunk in chunks for f in chunk]
         if top:
             gap = self._gap_for(ex.time)
             if gap is not None:
                 self._gap_rows[gap].extend(top)
+            elif (why := self._log_cannot_hold(top)) is not None:
+                self._firings_finding(C.UNLOGGED_DDL, top, why, Severity.LOW)
             else:
                 with_marker = all(f.marker is not None for f in top)
                 reason = (
-                    "The trigger's markers are in the log, but the statement line is not."
+                    "Logging was suppressed for that session (e.g. SET log_statement = "
+                    "'none'): the trigger's markers are in the log, but the statement line "
+                    "is not."
                     if with_marker
                     else "Neither the statement line nor the trigger's markers are in the log "
                     "(logging suppressed for that session, or the row was inserted by hand)."
                 )
                 self._firings_finding(C.UNLOGGED_DDL, top, reason)
+        indirect = self._suspect_indirect(indirect)
         if indirect:
             outer = ", ".join(s.command_tag for s in cls.statements) or "?"
             self._firings_finding(
@@ -913,27 +753,343 @@ class Matcher:
                 f"The client sent {outer}; the DDL ran inside it.",
             )
 
-    def _other_records(self) -> None:
-        """CONFIG_DRIFT from "parameter ... changed" lines and from logged SET statements."""
-        from auditor.classify import WATCHED_SETTINGS
+    def _log_cannot_hold(self, top: list[Firing]) -> str | None:
+        """Why the log has no line for these firings by design, or None when it should.
 
+        PostgreSQL 17+ fires event triggers for ``REINDEX``, but ``log_statement``
+        logs it only at ``all`` (it is not DDL to ``GetCommandLogLevel()``).  The
+        server's live value decides, with its per-role and per-database overrides
+        (``ALTER ROLE/DATABASE ... SET``); a session's own ``SET`` is not known.
+        """
+        if self.ctx.server_version_num < 170000 or any(f.tag != "REINDEX" for f in top):
+            return None
+        e = next((f.trusted_event for f in top if f.trusted_event is not None), None)
+        role = (e.login_user or e.session_user) if e is not None else None
+        level = self._log_statement_for(top[0].database, role)
+        if level == "all":
+            return None
+        shown = f"log_statement = {level!r}" if level else "log_statement below 'all'"
+        return (
+            f"REINDEX fires event triggers on PostgreSQL 17 and later, but {shown} does "
+            "not log it (only 'all' does): the log cannot hold this statement, so the audit "
+            "row is its only record."
+        )
+
+    def _log_statement_for(self, database: str | None, role: str | None) -> str | None:
+        """The ``log_statement`` a session of ``role`` in ``database`` starts with."""
+        best: tuple[int, str] | None = None
+        for db, r, value in self.ctx.log_statement_overrides:
+            if (db is not None and db != database) or (r is not None and r != role):
+                continue
+            rank = (2 if r is not None else 0) + (1 if db is not None else 0)
+            if best is None or rank > best[0]:
+                best = (rank, value)
+        return best[1] if best is not None else self.ctx.log_statement
+
+    # -- tampering with the auditor, judged by identity (auditor.tamper) -----------------
+    def _auditor(self, database: str) -> AuditorObjects:
+        found = self.ctx.auditor_objects.get(database)
+        return found if found is not None else AuditorObjects(self.ctx.schema)
+
+    def _shadows(self, database: str) -> frozenset[str]:
+        """Schemas whose objects could shadow what the audit function uses unqualified.
+
+        From its live search_path and every ``SET search_path`` (or reset) of it that
+        the log shows in this database: pinned to ``pg_catalog, pg_temp`` there are none.
+        """
+        found = self._shadow_cache.get(database)
+        if found is None:
+            ident = self._auditor(database)
+            paths: list[tuple[str, ...] | None] = [ident.search_path]
+            for lg in self.logged:
+                if (lg.record.database or "") != database or not _FUNCTION_WORD.search(lg.text):
+                    continue
+                for s in lg.cls.statements:
+                    for name, path in path_changes(s.text):
+                        if "." not in name or name.split(".", 1)[0] == ident.schema:
+                            paths.append(path)
+            found = self._shadow_cache[database] = shadow_schemas(paths)
+        return found
+
+    def _tampering(self, s: StatementClass, chunk: Sequence[Firing], database: str) -> str | None:
+        """What of the auditor a logged DDL statement changed, or None.
+
+        By the identity of the objects its trusted audit rows name; by the parser's
+        names only when no row identifies anything (GRANT/REVOKE rows, or no row).
+        """
+        ident = self._auditor(database)
+        shadows = self._shadows(database)
+        rows = [e for f in chunk if (e := f.trusted_event) is not None]
+        # Cheap tests first: a night's million rows keep their objects unparsed unless
+        # the statement or a row's objects can name the auditor at all.
+        if (
+            not shadows
+            and not _names_pattern(ident).search(s.text)
+            and not any(ident.schema in e.objects_json for e in rows)
+        ):
+            return None
+        objects = identified(o for e in rows for o in e.objects)
+        if objects:
+            return rows_target(ident, objects, shadows)
+        return names_target(ident, s.objects, shadows)
+
+    def _rows_tampering(self, rows: Sequence[Firing]) -> str | None:
+        """What of the auditor rows no logged statement explains changed (DO, functions)."""
+        for f in rows:
+            e = f.trusted_event
+            shadows = self._shadows(f.database)
+            if e is None or (not shadows and self.ctx.schema not in e.objects_json):
+                continue
+            found = rows_target(self._auditor(f.database), e.objects, shadows)
+            if found is not None:
+                return found
+        return None
+
+    def _suspect_indirect(self, rows: list[Firing]) -> list[Firing]:
+        """Report indirect rows that tamper or cannot be vouched for; return the others.
+
+        DDL a DO block or function runs is an ordinary INDIRECT_DDL (medium), unless
+        it changes the auditor itself (a critical CONFIG_DRIFT) or its row has no
+        marker of its own (MARKER_MISSING).
+        """
+        if not rows:
+            return rows
+        touched = self._rows_tampering(rows)
+        if touched is not None:
+            self._firings_finding(
+                C.CONFIG_DRIFT,
+                rows,
+                f"DDL run inside a DO block, function or procedure changed the auditor's own "
+                f"{touched} (schema {self.ctx.schema!r}).",
+                Severity.CRITICAL,
+            )
+            return []
+        suspect = [(f, why) for f in rows if (why := self._unvouched(f)) is not None]
+        if suspect:
+            self._firings_finding(
+                C.MARKER_MISSING,
+                [f for f, _ in suspect],
+                "DDL run inside a DO block, function or procedure: "
+                + "; ".join(why for _, why in suspect)
+                + ". The row cannot be vouched for.",
+            )
+            done = {id(f) for f, _ in suspect}
+            return [f for f in rows if id(f) not in done]
+        return rows
+
+    # -- vouching: every row needs a marker of its own (MARKER_MISSING) -----------------
+    def _marker_unknowable(self, e: AuditEvent) -> str | None:
+        """Why the log read cannot tell whether a row's marker exists ('late': not yet)."""
+        if self._markers_unattributed:
+            return "unattributed"
+        t = e.clock_time
+        if self._gap_for(t) is not None:
+            return "gap"
+        start = self.ctx.window_start
+        if start is not None and t - _ORDER_SLACK < start:
+            return "before"  # its marker would be in an earlier window's log
+        if self.coverage.session_after(e.session_id, t):
+            return None  # the session logged on after the firing: its marker came before
+        end = self.ctx.window_end
+        if self.coverage.after(t) and (end is None or t + _MARKER_SLACK < end):
+            return None
+        return "late"
+
+    def _unvouched(self, f: Firing) -> str | None:
+        """Why an audit row is not vouched for by a marker of its own, or None.
+
+        Its marker is absent although the log covers that moment, or the marker
+        with its id names another inserting transaction (the row was deleted and
+        a copy inserted again: "wipe and restore").
+        """
+        e = f.event
+        if e is None or f.altered:
+            return None  # no row, or an altered row (AUDIT_ROW_ALTERED says so)
+        if f.marker is not None:
+            if e.row_xmin != f.marker.xid and e.row_xmin not in self._rewrites(f.database):
+                return (
+                    f"row {e.id} was inserted by transaction {e.row_xmin}, but its marker "
+                    f"says transaction {f.marker.xid} inserted it: the row was removed and "
+                    "inserted again"
+                )
+            return None
+        if self._marker_unknowable(e) is not None:
+            return None
+        return f"row {e.id} has no marker in the log, although the log covers its session then"
+
+    def _rewrites(self, database: str) -> frozenset[int]:
+        """Transactions that rewrote the audit table (its table_rewrite rows say so).
+
+        ``ALTER TABLE <schema>.events SET UNLOGGED`` (or a column type change)
+        copies every row with the altering transaction as xmin; the DDL itself is
+        reported as tampering, and the rows' digests still vouch for their content.
+        """
+        cache = self._rewrite_cache
+        if cache is None:
+            found: dict[str, set[int]] = defaultdict(set)
+            target = f"{self.ctx.schema}.events"
+            for f in self.firings:
+                e = f.trusted_event
+                if (
+                    e is not None
+                    and e.event == "table_rewrite"
+                    and any(o.object_identity == target for o in e.objects)
+                ):
+                    found[f.database].update((e.row_xmin, e.xid % 2**32))
+            cache = self._rewrite_cache = {k: frozenset(v) for k, v in found.items()}
+        return cache.get(database, frozenset())
+
+    def _markers_late(self, firings: Sequence[Firing]) -> bool:
+        """Rows whose marker may still be written past what was read (carry them)."""
+        return any(
+            f.event is not None
+            and f.marker is None
+            and self._marker_unknowable(f.event) == "late"
+            and self._carry(f.event.clock_time)
+            for f in firings
+        )
+
+    def _vouch_verdicts(
+        self,
+        chunk: Sequence[Firing],
+        where: str,
+        verdicts: list[tuple[FindingClass, Severity | None, str]],
+    ) -> list[tuple[FindingClass, Severity | None, str]]:
+        """``verdicts`` of a logged statement, with MARKER_MISSING for rows no marker vouches for.
+
+        What such a row claims (who ran the DDL) is unproven: an attribution
+        mismatch it shows becomes part of the MARKER_MISSING reason, not the class.
+        """
+        reasons = [why for f in chunk if (why := self._unvouched(f)) is not None]
+        if not reasons:
+            return verdicts
+        # Who ran it, as the row says: an unvouched row's claim is no finding of its own.
+        who = (C.ATTRIBUTION_MISMATCH, C.IMPERSONATED_DDL)
+        claims = [v[2] for v in verdicts if v[0] in who]
+        reason = (
+            f"{where}: {'; '.join(reasons)}. The marker was suppressed (or the row put there "
+            "by other means), so the row cannot be vouched for."
+        )
+        if claims:
+            reason += " What the row claims is unproven: " + " ".join(claims)
+        kept = [v for v in verdicts if v[0] not in who]
+        return [*kept, (C.MARKER_MISSING, None, reason)]
+
+    def _id_gaps(self) -> None:
+        """Audit ids drawn from the sequence with neither a row nor a marker.
+
+        Legitimate gaps: an error inside the audit function after it drew the id
+        (its CONTEXT names the function; the DDL was refused), and the up to 32
+        values a sequence pre-logs, lost when the server restarts after a crash
+        (the log shows the recovery).  Anything else means a row was removed
+        whose marker had been suppressed, or the sequence was advanced by hand.
+        """
+        marked: dict[str, list[int]] = defaultdict(list)
+        rows_by_db: dict[str, list[AuditEvent]] = defaultdict(list)
+        for f in self.firings:
+            if f.marker is not None:
+                marked[f.database].append(f.id)
+            if f.event is not None:
+                rows_by_db[f.database].append(f.event)
+        for db, gaps in sorted(self.ctx.id_gaps.items()):
+            rows = sorted(rows_by_db.get(db, []), key=lambda e: e.id)
+            ids = [e.id for e in rows]
+            with_marker = sorted(marked.get(db, []))
+            for lo, hi in _unmarked(gaps, with_marker):
+                i = bisect.bisect_left(ids, lo)
+                if i == 0 or i >= len(ids):
+                    continue  # not between two rows read: nothing to time it by
+                before, after = rows[i - 1], rows[i]
+                start = min(before.clock_time, after.clock_time)
+                end = max(before.clock_time, after.clock_time)
+                if any(
+                    self._marker_unknowable(replace(after, clock_time=t)) is not None
+                    for t in (start, end)
+                ):
+                    continue  # part of that stretch is not in the log read
+                explained = self._explain_gap(db, start, end, hi - lo + 1)
+                if explained:
+                    continue
+                self._add(
+                    C.MARKER_MISSING,
+                    key=(db, "ids", lo, hi),
+                    reason=(
+                        f"Audit id(s) {lo}{'-' + str(hi) if hi != lo else ''} of "
+                        f"{self.ctx.schema}.events_id_seq were drawn between rows {before.id} "
+                        f"and {after.id} ({start.isoformat()} to {end.isoformat()}), but the "
+                        "table holds no row and the log no marker for them, and no error of "
+                        "the audit function or server restart explains it: rows whose markers "
+                        "were suppressed were removed, or the sequence was advanced by hand."
+                    ),
+                    time=start,
+                    database=db,
+                    command_tags=["?"],
+                    evidence={
+                        "log": None,
+                        "audit": [],
+                        "ids": [lo, hi],
+                        "between_rows": [before.id, after.id],
+                    },
+                )
+
+    def _explain_gap(self, database: str, start: datetime, end: datetime, size: int) -> bool:
+        """Whether errors of the audit function or crash restarts account for ``size`` ids.
+
+        An error explains one id (the one its firing drew, after the row before the
+        gap and, give or take the collector, before the row after it), and is used
+        up; a crash restart explains what the sequence had logged ahead.
+        """
+        lo, hi = start - _ORDER_SLACK, end + _MARKER_SLACK
+        fn = f"{self.ctx.schema}.record_event()"
+        used = self._gap_errors
+        errors = [
+            i
+            for i, r in enumerate(self.errors)
+            if i not in used
+            and r.time is not None
+            and lo <= r.time <= hi
+            and (r.database or "") == database
+            and fn in (r.context or "")
+        ]
+        restarts = sum(
+            1
+            for r in self.others
+            if r.time is not None and lo <= r.time <= hi and _RESTART_LINE.search(r.message)
+        )
+        used.update(errors[:size])
+        return size <= len(errors) + restarts * (_SEQ_LOG_VALS + 1)
+
+    def _other_records(self) -> None:
+        """CONFIG_DRIFT from the server's "parameter ... changed" lines.
+
+        The line gives the new server-wide value (or, "removed from configuration
+        file, reset to default", the built-in one); it is judged like any other
+        change (:mod:`auditor.weakening`).  One that weakens nothing is no finding,
+        but stays a step of the story (``auditor timeline``).  Written with CONTEXT,
+        it came from a client's RAISE, not from the server: forged.
+        """
         for rec in self.others:
             m = _RELOAD_LINE.match(rec.message)
-            if not m or m.group(1) not in WATCHED_SETTINGS:
+            if not m or m.group(1) not in RULES:
                 continue
-            change = SettingChange(m.group(1), m.group(2), "server reload")
-            sev, text = self._setting_drift([change]) or (Severity.HIGH, "")
-            reason = f"The server reloaded its configuration: {text}."
+            name = m.group(1)
+            value = m.group(2) if m.group(2) is not None else RULES[name].default
+            drift = self._setting_drift([SettingChange(name, value, "server reload")])
             if rec.context:
                 # The server writes this line itself, never from inside a function.
                 first = rec.context.strip().split("\n", 1)[0]
-                sev = Severity.CRITICAL
                 reason = (
                     f"A forged server message: {rec.message!r} was raised by {first!r} in "
                     "a client session (RAISE LOG), not written by the server on a reload; "
                     "someone tried to mislead the reconcile."
                 )
-            self._record_finding(rec, reason, sev, ["SIGHUP"])
+                self._record_finding(rec, reason, Severity.CRITICAL, ["SIGHUP"])
+            elif drift is not None:
+                sev, text = drift
+                reason = f"The server reloaded its configuration: {text}."
+                self._record_finding(rec, reason, sev, ["SIGHUP"])
+            else:
+                self.result.steps.append(Step(rec.time, rec, (), None))
 
     def _forged_findings(self) -> None:
         """A marker-shaped LOG line that the audit trigger did not write."""
@@ -1002,31 +1158,43 @@ class Matcher:
             )
 
     def run(self) -> MatchResult:
-        executions = self._executions()
-        pairs = self._pair(executions)
+        anchors = Anchors(self.logged)
+        executions = group_executions(self.firings, anchors)
+        pairs = pair(self.logged, executions, anchors)
+        left_out = 0
         for i, lg in enumerate(self.logged):
             ex = pairs.get(i)
             firings = ex.firings if ex else []
-            rows_here = [f for f in firings if f.event is not None]
-            ddl = lg.cls.is_ddl or (lg.record.is_ddl is True)
+            ddl = lg.cls.schema_change or (lg.record.is_ddl is True)
             if not ddl and not lg.cls.is_relevant:
                 continue  # a non-DDL statement kept by the reader (e.g. --all)
+            if ex is None and lg.record.source in self.ctx.straddlers:
+                # Printed in the second the window starts in (%t), and no audit row in the
+                # window is its: it ran before the window (the previous run's).
+                left_out += 1
+                continue
             if lg.error is not None and ddl:
                 self.result.logged_ddl += 1
-                indirect = [f for f in firings]
-                self._logged_finding(
-                    lg,
-                    [(C.FAILED_DDL, None, f"It failed: {lg.error.message}")],
-                    indirect,
-                )
+                reason = f"It failed: {lg.error.message}"
+                kept = [f.id for f in firings if f.event is not None]
+                if kept:
+                    reason += (
+                        ". Except what its string committed before the error (a COMMIT "
+                        f"inside it): audit row(s) {', '.join(map(str, kept))} stay."
+                    )
+                self._logged_finding(lg, [(C.FAILED_DDL, None, reason)], firings)
                 continue
             if not ddl:
                 # SET of a watched setting, visible only with log_statement = 'mod'/'all'.
                 verdicts, _ = self._statement_verdicts(lg, [])
                 if verdicts:
-                    self._logged_finding(lg, verdicts, [])
+                    self._logged_finding(lg, verdicts, [], accounts=False)
+                else:  # weakens nothing: no finding, but part of the story
+                    self.result.steps.append(Step(lg.record.time, lg.record, (), None))
                 continue
-            pending = ex is not None and any(f.status == "in progress" for f in ex.firings)
+            pending = ex is not None and (
+                any(f.status == "in progress" for f in ex.firings) or self._markers_late(ex.firings)
+            )
             if (ex is None or pending) and self._carry(lg.record.time):
                 # Too close to the window's end to judge: its rows may not be committed yet.
                 self.result.carried_records.append(lg.record)
@@ -1040,26 +1208,34 @@ class Matcher:
                     self.result.audit_rows -= sum(1 for f in ex.firings if f.event is not None)
                 continue
             self.result.logged_ddl += 1
-            chunks, indirect = self._split(lg.cls.statements, firings)
+            chunks, indirect = split(lg.cls.statements, firings)
             verdicts, used = self._statement_verdicts(lg, chunks)
             if indirect:
                 # Rows of functions the statement ran (e.g. CREATE TABLE AS SELECT f()).
-                rows = [f for f in indirect if f.event is not None]
+                rows = self._suspect_indirect([f for f in indirect if f.event is not None])
                 if rows:
                     outer = lg.cls.statements[0].command_tag if lg.cls.statements else "?"
                     self._firings_finding(C.INDIRECT_DDL, rows, f"The DDL ran inside {outer}.")
+            role = _impersonated_role(lg, verdicts, used)
+            if role is not None:
+                self._impersonation(lg, used, role, verdicts)
+                continue
+            self._end_impersonation(lg, used)
             if verdicts:
                 self._logged_finding(lg, verdicts, used)
             else:
                 self.result.matched += 1
                 self.result.steps.append(Step(lg.record.time, lg.record, tuple(used), None))
                 self.result.matched_rows += sum(1 for f in used if f.event is not None)
-            del rows_here
+        for run in list(self._impersonations.values()):
+            self._impersonation_finding(run)
+        self._impersonations.clear()
         for ex in executions:
             if not ex.paired:
                 self._unpaired_execution(ex)
         self._other_records()
         self._forged_findings()
+        self._id_gaps()
         self._gap_findings()
         if not self.uses_session:
             self.result.notes.append(
@@ -1067,7 +1243,94 @@ class Matcher:
                 "statements were paired with audit rows on pid, user, database, time and text, "
                 "which is weaker."
             )
+        if left_out:
+            self.result.notes.append(
+                f"{left_out} logged statement(s) printed in the second the window starts in "
+                "(the log prints whole seconds) had no audit row in the window: they ran "
+                "before it and were left out."
+            )
         return self.result
+
+    # -- impersonation: one finding per run of statements as one role -------------------
+    def _impersonation(
+        self,
+        lg: Logged,
+        used: list[Firing],
+        role: str,
+        verdicts: list[tuple[FindingClass, Severity | None, str]],
+    ) -> None:
+        """Add a statement run as ``role`` to its session's open run (or start one).
+
+        ``SET SESSION AUTHORIZATION`` is one act that every later statement of the
+        session inherits (``pg_restore --use-set-session-authorization`` sets it
+        once per object owner): one finding per run of consecutive statements of a
+        session as one role, standing for all of them, says it once.
+        """
+        key = _session_key(lg, used)
+        login = lg.record.user or ""
+        run = self._impersonations.get(key)
+        if run is not None and (run.role, run.login) != (role, login):
+            self._impersonation_finding(self._impersonations.pop(key))
+            run = None
+        if run is None:
+            run = self._impersonations[key] = _ImpersonationRun(key, login, role)
+        run.items.append((lg, used, verdicts[0][2]))
+
+    def _end_impersonation(self, lg: Logged, used: list[Firing]) -> None:
+        """A statement of the session whose rows show another identity ends its run."""
+        if any(f.trusted_event is not None for f in used):
+            run = self._impersonations.pop(_session_key(lg, used), None)
+            if run is not None:
+                self._impersonation_finding(run)
+
+    def _impersonation_finding(self, run: _ImpersonationRun) -> None:
+        first, last = run.items[0][0], run.items[-1][0]
+        firings = [f for _, fs, _ in run.items for f in fs]
+        n = len(run.items)
+        rec = first.record
+        if n == 1:
+            reason = run.items[0][2]
+        else:
+            reason = (
+                f"{n} statements in a row of session {run.key[1]} ran as {run.role!r}, "
+                f"logged in as {run.login!r} (SET SESSION AUTHORIZATION): from "
+                f"{first.text[:80]!r} ({_short(rec.source.file)}:{rec.source.line}) to "
+                f"{last.text[:80]!r} ({_short(last.record.source.file)}:"
+                f"{last.record.source.line})."
+            )
+        tags = [
+            s.command_tag
+            for lg, _, _ in run.items
+            for s in lg.cls.statements
+            if s.schema_change or s.settings
+        ]
+        f = self._add(
+            C.IMPERSONATED_DDL,
+            accounts_log=n,
+            step_record=rec,
+            step_firings=run.items[0][1],
+            key=(_short(rec.source.file), rec.source.offset, rec.source.line, run.role),
+            reason=reason,
+            time=rec.time,
+            **_who_both(rec, firings),
+            command_tags=tags,
+            statement=first.text,
+            audit_event_ids=[f.id for f in firings if f.event is not None],
+            log_file=rec.source.file,
+            log_line=rec.source.line,
+            evidence={
+                "log": _record_view(rec),
+                "audit": [_firing_view(f) for f in firings],
+                "impersonated_role": run.role,
+                "login_user": run.login,
+                "statements": [
+                    {"file": lg.record.source.file, "line": lg.record.source.line, "text": lg.text}
+                    for lg, _, _ in run.items
+                ],
+            },
+        )
+        for lg, fs, _ in run.items[1:]:
+            self.result.steps.append(Step(lg.record.time, lg.record, tuple(fs), f))
 
 
 _RECORD_VALUES = operator.attrgetter(*(f.name for f in fields(LogRecord)))
@@ -1102,6 +1365,56 @@ def _who(rec: LogRecord) -> _Who:
     )
 
 
+@dataclass
+class _ImpersonationRun:
+    """Consecutive statements of one session run as one role (see ``_impersonation``)."""
+
+    key: tuple[str, str]
+    login: str
+    role: str
+    items: list[tuple[Logged, list[Firing], str]] = field(default_factory=list)
+
+
+def _impersonated_role(
+    lg: Logged, verdicts: list[tuple[FindingClass, Severity | None, str]], used: list[Firing]
+) -> str | None:
+    """The role a statement ran as, when impersonation is all that is to say about it."""
+    if not verdicts or any(v[0] != C.IMPERSONATED_DDL for v in verdicts):
+        return None
+    roles = {
+        e.session_user
+        for f in used
+        if (e := f.trusted_event) is not None and e.session_user != lg.record.user
+    }
+    return roles.pop() if len(roles) == 1 else None
+
+
+def _session_key(lg: Logged, used: list[Firing]) -> tuple[str, str]:
+    """The session a logged statement ran in: the log's %c, else its rows' session id."""
+    rec = lg.record
+    if rec.session_id:
+        return (rec.database or "", rec.session_id)
+    e = next((f.trusted_event for f in used if f.trusted_event is not None), None)
+    if e is not None:
+        return (e.database, e.session_id)
+    return (rec.database or "", f"pid {rec.pid}")
+
+
+def _who_both(rec: LogRecord, firings: Sequence[Firing]) -> _Who:
+    """Who ran a logged statement: the log's fields, and its rows' where the prefix
+    has none (no ``%a``, ``%h`` or ``%c``), so allow-lists and filters still apply."""
+    who = _who(rec)
+    e = next((f.trusted_event for f in firings if f.trusted_event is not None), None)
+    if e is not None:
+        if who["application"] is None:
+            who["application"] = e.application_name
+        if who["client"] is None and e.client_addr:
+            who["client"] = e.client_addr
+        if who["session_id"] is None:
+            who["session_id"] = e.session_id
+    return who
+
+
 def forged_marker(context: str | None, schema: str) -> bool:
     """A marker whose CONTEXT shows it was not raised by ``<schema>.record_event()``.
 
@@ -1129,6 +1442,81 @@ def _trigger_context(schema: str) -> re.Pattern[str]:
     return re.compile(
         rf'\s*PL/pgSQL function (?:{name}|"{name}")\.record_event\(\) line \d+ at RAISE\s*(?:\n|$)'
     )
+
+
+#: A record logged this long after a firing shows that the log read reaches past its
+#: marker, and a firing this long before the window's end has its marker in the window:
+#: the audit function writes the marker right after the row, and a backend hands a log
+#: line to the collector within microseconds of printing its time.
+_MARKER_SLACK = timedelta(milliseconds=200)
+#: How far log times of different sessions can be out of order (ids and times race).
+_ORDER_SLACK = timedelta(milliseconds=10)
+#: Values a sequence WAL-logs ahead of use (SEQ_LOG_VALS in sequence.c): lost by a crash.
+_SEQ_LOG_VALS = 32
+#: Lines the postmaster writes when it recovers from a crash.
+_RESTART_LINE = re.compile(
+    r"^(?:database system was interrupted|database system was not properly shut down"
+    r"|all server processes terminated; reinitializing|redo starts at"
+    r"|server process \(PID \d+\) was terminated by signal)"
+)
+
+
+#: The word FUNCTION in any case (ALTER/CREATE FUNCTION may set a search_path).
+_FUNCTION_WORD = re.compile("function", re.I)
+
+
+@cache
+def _names_pattern(ident: AuditorObjects) -> re.Pattern[str]:
+    """Any word that names the auditor's schema or one of its objects."""
+    words = sorted({ident.schema, *ident.names}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.I)
+
+
+@dataclass(frozen=True)
+class _Coverage:
+    """How far the log read reaches, in all and per session."""
+
+    end: datetime | None
+    session_end: Mapping[str, datetime]
+
+    @classmethod
+    def of(cls, records: Sequence[LogRecord], end: datetime | None = None) -> _Coverage:
+        last: dict[str, datetime] = {}
+        for r in records:
+            if r.time is None:
+                continue
+            if end is None or r.time > end:
+                end = r.time
+            if r.session_id and (r.session_id not in last or r.time > last[r.session_id]):
+                last[r.session_id] = r.time
+        return cls(end, last)
+
+    def after(self, t: datetime) -> bool:
+        """Some record was logged well after ``t``."""
+        return self.end is not None and self.end > t + _MARKER_SLACK
+
+    def session_after(self, session: str | None, t: datetime) -> bool:
+        """The session logged something after ``t``."""
+        got = self.session_end.get(session or "")
+        return got is not None and got > t
+
+
+def _unmarked(gaps: Iterable[tuple[int, int]], marked: Sequence[int]) -> list[tuple[int, int]]:
+    """The runs of the gaps ``(first, last)`` that no marker id (sorted) falls in.
+
+    >>> _unmarked([(3, 9), (20, 20)], [4, 5, 9, 20])
+    [(3, 3), (6, 8)]
+    """
+    out: list[tuple[int, int]] = []
+    for first, last in gaps:
+        at = first
+        for m in marked[bisect.bisect_left(marked, first) : bisect.bisect_right(marked, last)]:
+            if m > at:
+                out.append((at, m - 1))
+            at = m + 1
+        if at <= last:
+            out.append((at, last))
+    return out
 
 
 #: The server's own line for a setting a configuration reload changed or removed.

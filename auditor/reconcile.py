@@ -34,9 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditor import __version__
+from auditor.capture import VouchBreach, Vouched
 from auditor.config import Config
+from auditor.encoding import NOT_UTF8
 from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
+from auditor.installs import AuditedDatabase, InstallRow, split_installs
 from auditor.logs.times import pick_log_timezone, wall_clock_zone
 from auditor.matcher import Gap, MatchContext, MatchResult, match
 from auditor.model import (
@@ -54,6 +57,7 @@ from auditor.model import (
     SourceLocation,
     Summary,
 )
+from auditor.tamper import AuditorObjects
 
 if TYPE_CHECKING:
     from auditor.logs.scan import Progress, ServerLogSettings
@@ -146,6 +150,10 @@ class State:
     judged: dict[str, dict[str, str]] = field(default_factory=dict)
     carried_records: list[LogRecord] = field(default_factory=list)
     carried_events: list[tuple[str, int]] = field(default_factory=list)
+    #: The catalog channel's last snapshots and late DDL records (auditor.catalog.judge).
+    catalog: dict[str, Any] = field(default_factory=dict)
+    #: database -> what the run vouched for (hashes of its rows, see capture.vouch).
+    vouched: dict[str, Vouched] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -167,6 +175,10 @@ class State:
                 },
                 carried_records=[_record_from_json(r) for r in data.get("carried_records") or []],
                 carried_events=[(str(d), int(i)) for d, i in data.get("carried_events") or []],
+                catalog=dict(data.get("catalog") or {}),
+                vouched={
+                    str(k): Vouched.from_json(v) for k, v in (data.get("vouched") or {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: damaged state file ({exc})") from None
@@ -181,6 +193,8 @@ class State:
             "judged": self.judged,
             "carried_records": [_record_to_json(r) for r in self.carried_records],
             "carried_events": [list(e) for e in self.carried_events],
+            "catalog": self.catalog,
+            "vouched": {k: v.to_json() for k, v in sorted(self.vouched.items())},
         }
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
@@ -387,7 +401,9 @@ def read_logs(
         side.warnings.extend(str(w) for w in ws)
         # A time that could not be placed exactly is about records that were read:
         # not a stretch of unreadable log.
-        unread = [w for w in ws if w.cause is None]
+        unread = [
+            w for w in ws if w.cause is None and w.message != NOT_UTF8
+        ]  # NOT_UTF8: read in full
         if unread:
             times = sorted(
                 (r.source.offset, r.time)
@@ -509,7 +525,25 @@ class AuditSide:
     xact_status: dict[tuple[str, int], str | None] = field(default_factory=dict)
     drift: list[Finding] = field(default_factory=list)
     server_version_num: int = 150000
-    install_texts: frozenset[str] = frozenset()
+    #: Install history of every database read (auditor.installs recognises installs).
+    audited: list[AuditedDatabase] = field(default_factory=list)
+    #: Settings record_event() pins in every monitored database (None: not read).
+    pinned: frozenset[str] | None = None
+    #: Databases whose audit side could not be read -> one line saying why.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    server: str = ""
+    #: Database -> its server encoding (UTF8, LATIN1, SQL_ASCII, ...).
+    encodings: dict[str, str] = field(default_factory=dict)
+    #: database -> the auditor's own objects (tampering is judged by identity).
+    objects: dict[str, AuditorObjects] = field(default_factory=dict)
+    #: database -> runs of audit ids between the rows read that no row holds.
+    id_gaps: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    #: database -> what this run vouches for (only with a state file).
+    vouched: dict[str, Vouched] = field(default_factory=dict)
+    #: The live log_statement and its per-role/per-database overrides (database, role,
+    #: value): whether the log can hold a statement the trigger saw (REINDEX, PG 17+).
+    log_statement: str | None = None
+    log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
 
 
 def read_audit(
@@ -523,55 +557,210 @@ def read_audit(
     until: datetime | None,
     judged: dict[str, dict[str, str]],
     marker_xids: Mapping[str, set[int]] | Future[Mapping[str, set[int]]],
+    vouched: Mapping[str, Vouched] | None = None,
 ) -> AuditSide:
     """Audit rows, marker statuses and live channel health from a running server.
 
     ``marker_xids`` may be a future: the rows are read first, while the caller is
     still reading the logs (in another thread), and the markers' transaction
-    statuses are asked once the logs are read.
+    statuses are asked once the logs are read.  ``vouched`` (incremental runs: what
+    the previous run vouched for, per database) makes it verify every row vouched
+    for before, whatever its time, and vouch for every row now (capture.vouch).
     """
+    import psycopg
+
     from auditor import capture
-    from auditor.db import connect
+    from auditor.db import connect, sql_text
 
     side = AuditSide()
     report = capture.status(
-        dsn, databases=databases, all_databases=all_databases or not databases, schema=schema
+        dsn,
+        databases=databases,
+        all_databases=all_databases or not databases,
+        schema=schema,
+        role=reader_role,
+        application_name="auditor reconcile",
     )
+    side.server = report.server
     side.server_version_num = report.server_version_num
+    side.log_statement = report.settings.get("log_statement")
+    side.log_statement_overrides = tuple(
+        (r.get("database"), r.get("role"), str(r.get("value")))
+        for r in report.role_settings
+        if r.get("name") == "log_statement"
+    )
+    with connect(dsn, application_name="auditor reconcile") as main:
+        side.encodings = {
+            str(name): str(enc) for name, enc in main.execute(sql_text("database_encodings.sql"))
+        }
     monitored = set()
     for p in report.problems:
         if p.weakens:
-            side.drift.append(_drift_finding(p.message, None, p.channel))
+            side.drift.append(_drift_finding(p.message, None, p.channel, p.critical))
     for db in report.databases:
+        if db.error:
+            # Not "not installed": a reader that cannot look cannot tell.
+            side.unreadable[db.name] = read_failure(db.name, db.error, schema)
+            continue
         if not db.installed:
             side.databases.append(DatabaseSummary(db.name, False, 0))
+            continue
+        skip = {int(i) for i in judged.get(db.name, {})}
+        try:
+            with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
+                capture.set_role(conn, reader_role, db.name)
+                rows = [
+                    e if e.database == db.name else _read_from(e, db.name)
+                    for e in capture.read_audit_events(conn, schema, since=since, until=until)
+                    if e.id not in skip
+                ]
+                pins = _trigger_pins(conn, schema)
+                history = _install_history(conn, db.name, schema)
+                before = vouched.get(db.name) if vouched is not None else None
+                objects = capture.read_auditor_objects(conn, schema)
+                gaps: tuple[tuple[int, int], ...] = ()
+                if rows:
+                    low = min(rows[0].id, before.through) if before is not None else rows[0].id
+                    gaps = tuple(capture.id_gaps(conn, schema, low, max(e.id for e in rows)))
+                vouch = capture.vouch(conn, schema, before) if vouched is not None else None
+        except psycopg.Error as exc:
+            side.unreadable[db.name] = read_failure(db.name, capture._pg_error(exc), schema)
             continue
         monitored.add(db.name)
         for p in db.problems:
             if p.weakens:
-                side.drift.append(_drift_finding(p.message, db.name, p.channel))
-        with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
-            _set_role(conn, db.name, reader_role)
-            skip = {int(i) for i in judged.get(db.name, {})}
-            rows = [
-                e if e.database == db.name else _read_from(e, db.name)
-                for e in capture.read_audit_events(conn, schema, since=since, until=until)
-                if e.id not in skip
-            ]
-            side.events.extend(rows)
-            side.databases.append(DatabaseSummary(db.name, True, len(rows)))
+                side.drift.append(_drift_finding(p.message, db.name, p.channel, p.critical))
+        side.events.extend(rows)
+        side.databases.append(DatabaseSummary(db.name, True, len(rows)))
+        side.pinned = pins if side.pinned is None else side.pinned & pins
+        side.audited.append(history)
+        side.objects[db.name] = objects
+        if gaps:
+            side.id_gaps[db.name] = gaps
+        if vouch is not None:
+            breaches, side.vouched[db.name] = vouch
+            side.drift.extend(_breach_finding(b, db.name, before) for b in breaches)
     xids_by_db = marker_xids.result() if isinstance(marker_xids, Future) else marker_xids
     for d in side.databases:
         xids = xids_by_db.get(d.name, set())
         if not d.installed or not xids:
             continue
-        with connect(dsn, dbname=d.name, application_name="auditor reconcile") as conn:
-            _set_role(conn, d.name, reader_role)
-            for xid, status in capture.xact_status(conn, xids).items():
-                side.xact_status[(d.name, xid)] = status
+        try:
+            with connect(dsn, dbname=d.name, application_name="auditor reconcile") as conn:
+                capture.set_role(conn, reader_role, d.name)
+                statuses = capture.xact_status(conn, xids)
+        except psycopg.Error as exc:
+            side.unreadable[d.name] = read_failure(d.name, capture._pg_error(exc), schema)
+            continue
+        for xid, status in statuses.items():
+            side.xact_status[(d.name, xid)] = status
+    if side.unreadable:
+        # A database read only in part is not judged at all (its rows without their
+        # markers' status would read as deleted).
+        gone = set(side.unreadable)
+        side.events = [e for e in side.events if e.database not in gone]
+        side.databases = [d for d in side.databases if d.name not in gone]
+        side.drift = [f for f in side.drift if f.database not in gone]
+        side.audited = [d for d in side.audited if d.name not in gone]
+        monitored -= gone
     side.monitored = frozenset(monitored)
-    side.install_texts = frozenset(_install_texts(schema))
     return side
+
+
+#: What reconcile reads, as a DBA grants it.
+_READER_NEEDS = (
+    "reconcile needs USAGE on schema {schema} and SELECT on its tables (auditor install "
+    "--reader-role ROLE, then --reader-role ROLE or connect as a member)"
+)
+_XACT_NEEDS = (
+    "reconcile needs EXECUTE on pg_xact_status(xid8), pg_current_snapshot() and "
+    "pg_snapshot_xmax(pg_snapshot) (granted to PUBLIC by default) to tell a rolled-back "
+    "DDL from a deleted audit row"
+)
+
+
+def read_failure(database: str, error: str, schema: str) -> str:
+    """One line for a database whose audit side could not be read, naming what is missing.
+
+    >>> read_failure("app", "permission denied for schema auditor", "auditor")  # doctest: +ELLIPSIS
+    'database app: permission denied for schema auditor: reconcile needs USAGE on schema ...'
+    >>> read_failure("app", "permission denied for function pg_xact_status", "auditor")[:59]
+    'database app: permission denied for function pg_xact_status'
+    """
+    where = f"database {database}: {error}"
+    if "permission denied for database" in error or "not permitted to log in" in error:
+        return f"{where}: reconcile needs CONNECT on database {database}"
+    if "permission denied for function" in error:
+        return f"{where}: {_XACT_NEEDS}"
+    if "permission denied" in error:
+        return f"{where}: {_READER_NEEDS.format(schema=schema)}"
+    return where
+
+
+def _install_history(conn: Any, database: str, schema: str) -> AuditedDatabase:
+    """The database's installs rows and the time of its first audit row."""
+    from auditor.capture import render
+
+    row = conn.execute(render("reconcile_installs.sql", schema)).fetchone()
+    data = row[0] if row and isinstance(row[0], dict) else {}
+    installs = [
+        r
+        for raw in data.get("installs") or []
+        if isinstance(raw, dict) and (r := InstallRow.from_json(database, raw)) is not None
+    ]
+    first: datetime | None = None
+    with contextlib.suppress(TypeError, ValueError):  # an altered row may say 'infinity'
+        first = datetime.fromisoformat(str(data.get("first_event")))
+    return AuditedDatabase(database, tuple(installs), first)
+
+
+def _trigger_pins(conn: Any, schema: str) -> frozenset[str]:
+    """Settings the database's record_event() pins (none when it is missing)."""
+    from auditor.db import sql_text
+    from auditor.weakening import config_names
+
+    rows = conn.execute(sql_text("reconcile_trigger_config.sql"), {"schema": schema}).fetchall()
+    if len(rows) != 1:
+        return frozenset()
+    return config_names(str(c) for c in rows[0][0] or ())
+
+
+def _breach_finding(breach: VouchBreach, database: str, before: Vouched | None) -> Finding:
+    """A block of audit rows that changed after an earlier run vouched for it."""
+    assert before is not None  # a breach is always of something vouched for
+    ids = f"{breach.first_id}-{breach.last_id}"
+    gone = breach.rows_then - breach.rows_now
+    if gone > 0:
+        cls, what = C.AUDIT_ROW_MISSING, f"{gone} of its {breach.rows_then} row(s) are gone"
+    else:
+        cls, what = (
+            C.AUDIT_ROW_ALTERED,
+            (
+                f"its rows were rewritten, removed and put back, or added ({breach.rows_then} "
+                f"then, {breach.rows_now} now)"
+            ),
+        )
+    return make_finding(
+        cls,
+        key=("vouched", database, breach.first_id),
+        reason=(
+            f"Audit ids {ids}, which an earlier run vouched for (snapshot {before.snapshot}, "
+            f"ids up to {before.through}), no longer hash to what that run saw: {what}. "
+            "Compare those ids with a backup or with the markers of older logs."
+        ),
+        severity=Severity.CRITICAL,
+        database=database,
+        command_tags=["?"],
+        evidence={
+            "log": None,
+            "audit": [],
+            "vouched": {
+                "ids": [breach.first_id, breach.last_id],
+                "rows_then": breach.rows_then,
+                "rows_now": breach.rows_now,
+            },
+        },
+    )
 
 
 def _read_from(event: AuditEvent, database: str) -> AuditEvent:
@@ -584,117 +773,19 @@ def _read_from(event: AuditEvent, database: str) -> AuditEvent:
     return replace(event, database=database, database_in_row=event.database)
 
 
-def _set_role(conn: Any, database: str, reader_role: str | None) -> None:
-    from psycopg import sql
-
-    if not reader_role:
-        return
-    try:
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(reader_role)))
-    except Exception as exc:
-        raise AuditorError(
-            f"database {database!r}: cannot SET ROLE {reader_role}: "
-            f"{str(exc).strip().splitlines()[0]}"
-        ) from None
-
-
-def _install_texts(schema: str) -> set[str]:
-    """Query strings that only ``auditor install``/``uninstall`` of this version send."""
-    from auditor import capture
-
-    texts = set()
-    for template in ("capture_install.sql", "capture_event_triggers.sql", "capture_uninstall.sql"):
-        with contextlib.suppress(Exception):
-            texts.add(capture.render(template, schema).strip())
-    return texts
-
-
-def _drift_finding(message: str, database: str | None, channel: str) -> Finding:
+def _drift_finding(
+    message: str, database: str | None, channel: str, critical: bool = True
+) -> Finding:
+    """A live weakening: critical when it hides evidence; high when it only makes the
+    cross-check weaker (a prefix without %c/%v: pairing falls back, nothing is hidden)."""
     return make_finding(
         C.CONFIG_DRIFT,
         key=("live", database, message),
         reason=f"Live server state ({channel} channel): {message}",
-        severity=Severity.CRITICAL,
+        severity=Severity.CRITICAL if critical else Severity.HIGH,
         database=database,
         evidence={"log": None, "audit": [], "live": message},
     )
-
-
-# -- installs in the log ------------------------------------------------------------
-
-
-def _install_sessions(
-    records: Iterable[LogRecord], texts: frozenset[str]
-) -> set[tuple[str | None, str | None]]:
-    """(session id, vxid) of transactions that ran this version's install script."""
-    found = set()
-    for rec in records:
-        if (
-            rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE)
-            and (rec.statement or "").strip() in texts
-        ):
-            found.add((rec.session_id, rec.vxid))
-    return found
-
-
-def _install_view(rec: LogRecord, statements: int) -> dict[str, object]:
-    return {
-        "file": rec.source.file,
-        "line": rec.source.line,
-        "time": rec.time.isoformat() if rec.time else None,
-        "statements": statements,
-        "user": rec.user,
-    }
-
-
-def _split_installs(
-    records: list[LogRecord], texts: frozenset[str]
-) -> tuple[list[LogRecord], list[Finding]]:
-    """Take the statements of auditor's own installs out of the matching; one finding each."""
-    sessions = _install_sessions(records, texts) if texts else set()
-    if not sessions:
-        return records, []
-    keep: list[LogRecord] = []
-    grouped: dict[tuple[str | None, str | None], list[LogRecord]] = {}
-    for rec in records:
-        key = (rec.session_id, rec.vxid)
-        if key in sessions and rec.kind in (
-            MessageKind.STATEMENT,
-            MessageKind.EXECUTE,
-            MessageKind.ERROR,
-        ):
-            grouped.setdefault(key, []).append(rec)
-        else:
-            keep.append(rec)
-    findings = []
-    for (session, vxid), recs in grouped.items():
-        stmts = [r for r in recs if r.kind != MessageKind.ERROR]
-        first = stmts[0] if stmts else recs[0]
-        f = make_finding(
-            C.EVENT_TRIGGER_DDL,
-            key=("install", session, vxid),
-            reason=(
-                f"auditor install/uninstall (version {__version__}) by {first.user!r}: it "
-                "drops and re-creates the auditor's event triggers, so its own "
-                f"{len(stmts)} statement(s) are not audited."
-            ),
-            severity=Severity.HIGH,
-            time=first.time,
-            database=first.database,
-            user=first.user,
-            application=first.application,
-            client=first.client,
-            session_id=session,
-            vxid=vxid,
-            command_tags=["auditor install"],
-            statement=first.statement,
-            log_file=first.source.file,
-            log_line=first.source.line,
-            evidence={"log": _install_view(first, len(stmts)), "audit": []},
-            accounts_logged_ddl=len(stmts),
-        )
-        findings.append(f)
-    return keep, findings
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -708,6 +799,8 @@ class ReconcileResult:
     fail_on: Severity
     mailed: str | None = None  # Message-ID of the report mail, when one was sent
     mail_error: str | None = None  # why the report mail could not be sent
+    #: Why the run is incomplete (then exit 2; the reports say so too).
+    errors: tuple[str, ...] = ()
 
 
 def _marker_xids(records: Iterable[LogRecord], schema: str) -> dict[str, set[int]]:
@@ -732,6 +825,52 @@ def _cluster_wide(rec: LogRecord) -> bool:
     return any(s.command_tag in CLUSTER_WIDE_TAGS for s in classify(rec.statement).statements)
 
 
+def _straddles(rec: LogRecord, since: datetime | None) -> bool:
+    """A line printed before ``since`` whose true time, at the log's precision, may be after.
+
+    ``%t`` prints whole seconds (of a clock a tick late): a line printed 06:10:00 was
+    written in [06:10:00, 06:10:01.02).  It is read, and judged only if audit rows in
+    the window show it belongs there (the matcher leaves it out otherwise).
+    """
+    from auditor.pairing import time_span
+
+    if since is None or rec.time is None or rec.time >= since:
+        return False
+    return rec.time + time_span(rec) > since
+
+
+_TEXT_FIELDS = ("message", "statement", "prepare_text", "detail", "hint", "context")
+
+
+def in_database_encodings(
+    records: list[LogRecord], encodings: Mapping[str, str]
+) -> list[LogRecord]:
+    """Records of databases whose encoding is not UTF8, decoded from their bytes in it.
+
+    The server writes each backend's lines in its database's encoding; the readers
+    kept the bytes (:mod:`auditor.encoding`), so the text reads again exactly as
+    the audit row (read in that encoding) holds it.
+    """
+    from auditor.encoding import in_database_encoding, python_codec
+
+    foreign = {db: enc for db, enc in encodings.items() if python_codec(enc) is not None}
+    if not foreign:
+        return records
+    out = []
+    for rec in records:
+        enc = foreign.get(rec.database or "")
+        if enc is not None:
+            changes: dict[str, Any] = {
+                name: in_database_encoding(value, enc)
+                for name in _TEXT_FIELDS
+                if isinstance(value := getattr(rec, name), str) and not value.isascii()
+            }
+            if changes:
+                rec = replace(rec, **changes)
+        out.append(rec)
+    return out
+
+
 def _in_window(t: datetime | None, since: datetime | None, until: datetime | None) -> bool:
     if t is None:
         return True
@@ -752,6 +891,10 @@ class Analysis:
     events: list[AuditEvent]
     until: datetime
     later: list[LogRecord] = field(default_factory=list)
+    catalog_state: dict[str, Any] = field(default_factory=dict)
+    #: Why the run is incomplete (exit 2): audit sides that could not be read, or none.
+    errors: list[str] = field(default_factory=list)
+    vouched: dict[str, Vouched] = field(default_factory=dict)
 
 
 def _read_window(
@@ -785,7 +928,7 @@ def _read_window(
     if state is not None and until is not None:
         # Read (the offsets move past them) but after the window: the next run's.
         logs.later = [r for r in logs.records if r.time is not None and r.time >= until]
-    records = [r for r in logs.records if _in_window(r.time, since, until)]
+    records = [r for r in logs.records if _in_window(r.time, since, until) or _straddles(r, since)]
     scope = set(cfg["databases"])
     if scope:
         # --database limits the run: log records of other databases are not judged,
@@ -821,14 +964,24 @@ def analyse(
     now: datetime | None = None,
     use_state: bool = True,
     progress: Progress | None = None,
+    catalog: bool = False,
 ) -> Analysis:
-    """Read logs and audit rows, pair them, apply the policy (nothing is written)."""
+    """Read logs and audit rows, pair them, apply the policy.
+
+    Nothing is written, except with ``catalog``: then each audited database's catalog
+    snapshot is taken (and stored in its audit schema) and compared with the previous one.
+    """
     with _gc_paused():
-        return _analyse(cfg, now=now, use_state=use_state, progress=progress)
+        return _analyse(cfg, now=now, use_state=use_state, progress=progress, catalog=catalog)
 
 
 def _analyse(
-    cfg: Config, *, now: datetime | None, use_state: bool, progress: Progress | None = None
+    cfg: Config,
+    *,
+    now: datetime | None,
+    use_state: bool,
+    progress: Progress | None = None,
+    catalog: bool = False,
 ) -> Analysis:
     fail_on = parse_severity(str(cfg["fail_on"]))
     policy = Policy.from_config(cfg["severity"], cfg["allow"])
@@ -853,6 +1006,21 @@ def _analyse(
         since = state.until
     effective_until = until or now
     carry_after = effective_until - CARRY if state is not None else None
+    reader_role = cfg["reader_role"]
+    from auditor.capture import set_role
+
+    taken = None
+    if dsn and catalog:
+        # Before any log is read: every change a snapshot holds was logged (if it was)
+        # before the end of what is read.
+        from auditor.catalog import take_all
+
+        taken = take_all(
+            str(dsn),
+            schema,
+            list(cfg["databases"]),
+            lambda conn, db: set_role(conn, reader_role, db),
+        )
 
     # The audit rows are read in a thread while the logs are read: the log scan's
     # parent mostly waits for its worker processes.  The markers' transaction
@@ -877,6 +1045,7 @@ def _analyse(
                 until=effective_until,
                 judged=state.judged if state else {},
                 marker_xids=xids_wanted,
+                vouched=state.vouched if state is not None else None,
             )
         try:
             logs, records = _read_window(
@@ -889,7 +1058,39 @@ def _analyse(
         audit = audit_job.result() if audit_job is not None else AuditSide()
     from auditor import capture
 
-    records, install_findings = _split_installs(records, audit.install_texts)
+    # Fresh records only: carried ones were decoded by the run that read them.
+    carried = {id(r) for r in state.carried_records} if state is not None else set()
+    records = [
+        *(r for r in records if id(r) in carried),
+        *in_database_encodings([r for r in records if id(r) not in carried], audit.encodings),
+    ]
+    logs.later = in_database_encodings(logs.later, audit.encodings)
+    errors = list(audit.unreadable.values())
+    if audit.unreadable:
+        # Their rows were not read: their log records cannot be judged either
+        # (cluster-wide statements do not depend on one database's rows).
+        records = [r for r in records if r.database not in audit.unreadable or _cluster_wide(r)]
+    if audit_job is not None and not audit.monitored and not audit.unreadable:
+        checked = ", ".join(d.name for d in audit.databases) or "none"
+        errors.append(
+            f"{audit.server}: the auditor is installed in none of the databases checked "
+            f"({checked}): there is no trigger channel to reconcile the log against "
+            "(install it with auditor install, or point --dsn at the audited server)"
+        )
+    # Lines that may lie just before the window (printed in whole seconds) only count
+    # if audit rows place them inside it: never as an install.  Carried records are
+    # always judged: the run before left them to this one.
+    carried_at = frozenset(r.source for r in (state.carried_records if state else ()))
+    straddlers = frozenset(
+        r.source for r in records if _straddles(r, since) and r.source not in carried_at
+    )
+    inside, install_findings = split_installs(
+        [r for r in records if r.source not in straddlers],
+        audit.audited,
+        schema,
+        fired={(e.database, e.session_id, e.vxid) for e in audit.events},
+    )
+    records = [r for r in records if r.source in straddlers] + inside
     gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
     ctx = MatchContext(
         schema=schema,
@@ -898,9 +1099,36 @@ def _analyse(
         server_version_num=audit.server_version_num,
         gaps=tuple(gaps),
         carry_after=carry_after,
+        pinned_settings=audit.pinned,
+        log_formats=frozenset(s.format for s in logs.summaries if s.format != "unreadable"),
+        auditor_objects=audit.objects,
+        id_gaps=audit.id_gaps,
+        window_start=since,
+        window_end=effective_until,
+        log_end=max((last for _, last in logs.coverage), default=None),
+        straddlers=straddlers,
+        log_statement=audit.log_statement,
+        log_statement_overrides=audit.log_statement_overrides,
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift]
+    catalog_notes: list[str] = []
+    catalog_state: dict[str, Any] = {}
+    if taken is not None:
+        from auditor.catalog import judge
+
+        verdict = judge(
+            str(dsn),
+            schema,
+            taken,
+            prepare=lambda conn, db: set_role(conn, reader_role, db),
+            records=itertools.chain(logs.records, state.carried_records if state else ()),
+            spans=logs.coverage,
+            gaps=[(g.start, g.end) for g in gaps],
+            state=state.catalog if state is not None else None,
+        )
+        extra.extend(verdict.findings)
+        catalog_notes, catalog_state = verdict.notes, verdict.state
     findings = policy.apply([*extra, *result.findings])
     findings.sort(key=sort_key)
     logged_ddl = result.logged_ddl + sum(f.accounts_logged_ddl for f in install_findings)
@@ -909,7 +1137,8 @@ def _analyse(
     for f in findings:
         by_class[f.cls.value] = by_class.get(f.cls.value, 0) + 1
         by_severity[f.severity.value] = by_severity.get(f.severity.value, 0) + 1
-    notes = [*zone_notes, *logs.notes, *result.notes]
+    notes = [f"Incomplete: {e}." for e in errors]
+    notes.extend([*zone_notes, *logs.notes, *result.notes, *catalog_notes])
     if not dsn:
         notes.append(
             "No --dsn: the audit table was not read, so only what the log alone shows is "
@@ -955,6 +1184,9 @@ def _analyse(
         audit.events,
         effective_until,
         logs.later,
+        catalog_state,
+        errors,
+        audit.vouched,
     )
 
 
@@ -964,7 +1196,7 @@ def reconcile(
     """The whole nightly job: analyse, write the reports, save the state, exit code."""
     from auditor.report import write_reports
 
-    a = analyse(cfg, now=now, progress=progress)
+    a = analyse(cfg, now=now, progress=progress, catalog=True)
     with _gc_paused():
         paths = write_reports(a.document, Path(str(cfg["out"])))
     if a.state_path is not None and a.state is not None:
@@ -982,11 +1214,16 @@ def reconcile(
                 )
         new_state.carried_records = [*a.result.carried_records, *a.later]
         new_state.carried_events = a.result.carried_events
+        new_state.catalog = a.catalog_state or a.state.catalog
+        # What this run vouched for replaces the previous (it covers it); a database
+        # not read this time keeps its previous vouch, to be verified next time.
+        new_state.vouched = {**a.state.vouched, **a.vouched}
         new_state.save(a.state_path)
     failing = [
         f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank
     ]
-    result = ReconcileResult(a.document, paths, 1 if failing else 0, a.fail_on)
+    code = 2 if a.errors else (1 if failing else 0)
+    result = ReconcileResult(a.document, paths, code, a.fail_on, errors=tuple(a.errors))
     if cfg["report_mail_to"]:
         # The reports are written whatever happens to the mail; a failed mail is
         # reported (exit 2 from the CLI) after the summary, not instead of it.
@@ -1004,7 +1241,13 @@ def mail_report(cfg: Config, result: ReconcileResult) -> str:
 
     doc = result.document
     server = cfg["mail.server_name"] or _server_label(cfg["dsn"])
-    worst = "needs a human" if result.exit_code else "nothing at or above " + result.fail_on.value
+    worst = (
+        "incomplete"
+        if result.errors
+        else "needs a human"
+        if result.exit_code
+        else "nothing at or above " + result.fail_on.value
+    )
     subject = f"auditor reconcile on {server}: {summary_text(doc).split(';')[0]} ({worst})"
     body = "\n".join(summary_lines(result)) + "\n\nThe full report is attached (report.html).\n"
     return send_report(
@@ -1042,9 +1285,15 @@ def summary_lines(result: ReconcileResult) -> list[str]:
         lines.append(f"note: {note}")
     lines.append(f"report: {result.paths.get('html')}")
     worst = [f for f in doc.findings if not f.allowed and f.severity.rank >= result.fail_on.rank]
-    lines.append(
-        f"exit {result.exit_code}: {len(worst)} finding(s) at or above {result.fail_on.value}"
-    )
+    if result.errors:
+        lines.append(
+            f"exit 2: the run is incomplete ({len(result.errors)} error(s)); "
+            f"{len(worst)} finding(s) at or above {result.fail_on.value}"
+        )
+    else:
+        lines.append(
+            f"exit {result.exit_code}: {len(worst)} finding(s) at or above {result.fail_on.value}"
+        )
     return lines
 
 

@@ -93,8 +93,8 @@ CLASS_MEANING: dict[str, str] = {
     "AUDIT_ROW_MISSING": "The trigger's marker is in the log and the transaction committed, "
     "but the audit row is gone.",
     "AUDIT_ROW_ALTERED": "The audit row no longer matches the digest in its marker.",
-    "UNLOGGED_DDL": "Audit row for a top-level statement the log should hold but does not: "
-    "log suppression.",
+    "UNLOGGED_DDL": "Audit row for a top-level statement with no line in the log: log "
+    "suppression, or (low) a statement the log cannot hold (REINDEX on PostgreSQL 17+).",
     "ATTRIBUTION_MISMATCH": "Same statement, but user or database differ between log and trigger.",
     "MARKER_MISSING": "Audit row of a logged statement whose marker is absent although the log "
     "covers its session: the marker was suppressed.",

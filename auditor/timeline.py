@@ -82,7 +82,7 @@ from typing import Any
 
 from auditor.classify import classify
 from auditor.config import Config
-from auditor.errors import ConfigError
+from auditor.errors import AuditorError, ConfigError
 from auditor.findings import MEANING
 from auditor.matcher import Firing, Step
 from auditor.model import AuditEvent, Finding, FindingClass, LogRecord, MessageKind, Severity
@@ -1080,6 +1080,10 @@ def timeline(
     if object_name is not None:
         parse_object_name(object_name)  # a bad name fails before the logs are read
     a = analyse(cfg, now=now, use_state=False, progress=progress)
+    if a.errors:
+        # A story without one database's rows would tell their DDL as unreported.
+        more = f" (and {len(a.errors) - 1} more)" if len(a.errors) > 1 else ""
+        raise AuditorError(a.errors[0] + more)
     return assemble(
         [*a.result.steps, *gap_steps(a.document.findings, a.events)],
         a.extra_findings,

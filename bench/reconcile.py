@@ -242,7 +242,12 @@ class Cloner:
         self.real = real
         self.db = db
         self.span = int((real.t1 - real.t0).total_seconds()) + 2
-        self.stride = max([*real.before, *real.after]) + 1000
+        # Clones follow each other without a hole in the ids (a hole with neither a row
+        # nor a marker is a finding: MARKER_MISSING).
+        ids = {*real.before, *real.after}
+        ids.update(int(m.group(2)) for r in real.rows if (m := _MARKER.match(r[13] or "")))
+        self.first_id = min(ids)
+        self.stride = max(ids) - self.first_id + 1
         self.x_committed = sorted(x for x, s in real.statuses.items() if s != "aborted")
         self.x_aborted = sorted(x for x, s in real.statuses.items() if s == "aborted")
         self.pool_c, self.pool_a = committed, aborted
@@ -253,8 +258,14 @@ class Cloner:
     def xids_per_clone(self) -> tuple[int, int]:
         return len(self.x_committed), len(self.x_aborted)
 
-    def clone(self, c: int) -> tuple[list[Row], list[str]]:
-        """The log rows and the COPY lines of clone ``c``."""
+    def clone(self, c: int, copy_xid: int) -> tuple[list[Row], list[str]]:
+        """The log rows and the COPY lines of clone ``c``.
+
+        ``copy_xid`` is the transaction that will COPY the rows in: it becomes each
+        stored row's xmin, so the markers of stored rows carry it (as the audit
+        trigger's carry the inserting transaction's); markers without a row keep a
+        burnt xid of the right status.
+        """
         real = self.real
         shift = (c + 1) * self.span
         delta = timedelta(seconds=shift)
@@ -333,9 +344,10 @@ class Cloner:
             if m:
                 ident = int(m.group(2))
                 digest = digests.get(ident) or digest_text(f"{c}:{m.group(5)}")
+                xid = copy_xid if ident in real.after else xmap[int(m.group(3))]
                 r[13] = (
                     f"auditor-marker v1 schema={m.group(1)} id={ident + c * self.stride} "
-                    f"xid={xmap[int(m.group(3))]} event={m.group(4)} digest={digest} "
+                    f"xid={xid} event={m.group(4)} digest={digest} "
                     f"tag={m.group(6)}"
                 )
             elif "rb_" in msg:
@@ -360,7 +372,15 @@ def synthesize(cluster: TempCluster, cloner: Cloner, clones: int, out_dir: Path)
     with psycopg.connect(cluster.dsn(cloner.db), autocommit=True) as conn:
         for first in range(0, clones, CLONES_PER_FILE):
             # One file per CLONES_PER_FILE clones, named like the server's rotated files.
-            batches = [cloner.clone(c) for c in range(first, min(clones, first + CLONES_PER_FILE))]
+            # One transaction per file: its xid is the xmin of every row it COPYs in.
+            conn.execute("BEGIN")
+            copy_xid = int(
+                conn.execute("SELECT pg_current_xact_id()::text::bigint % 4294967296").fetchone()[0]
+            )
+            batches = [
+                cloner.clone(c, copy_xid)
+                for c in range(first, min(clones, first + CLONES_PER_FILE))
+            ]
             head = batches[0][0][0][0] or ""
             base = (
                 out_dir
@@ -379,6 +399,7 @@ def synthesize(cluster: TempCluster, cloner: Cloner, clones: int, out_dir: Path)
                     ):
                         cp.write("".join(lines))
                     rows_total += len(lines)
+            conn.execute("COMMIT")
             del batches
         conn.execute(
             f"SELECT setval('{SCHEMA}.events_id_seq', (SELECT max(id) FROM {SCHEMA}.events))"

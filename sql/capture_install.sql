@@ -172,12 +172,33 @@ $auditor$;
 -- Limit (covered by the log channel, which logs the statement): event triggers that
 -- a command drops do not fire for it, so a superuser's DROP SCHEMA <schema> CASCADE or
 -- DROP FUNCTION <schema>.record_event() CASCADE removes the audit without a row.
+--
+-- The SET clauses pin, for the duration of each firing, every setting that decides
+-- whether and how the marker reaches the log, so that neither the session (SET,
+-- set_config(..., true) earlier in the same query string) nor an event trigger that
+-- fires before this one can mute or reshape it (src/backend/utils/error/elog.c):
+--   search_path             pg_catalog first: no session object shadows what this calls
+--   log_min_error_statement whether the marker carries its STATEMENT line (see below)
+--   log_min_messages        fatal or panic would drop the LOG line altogether
+--   log_error_verbosity     terse drops the CONTEXT line, the proof that this function
+--                           (not a RAISE LOG elsewhere) wrote the marker
+--   lc_messages             a translation renames 'LOG', 'CONTEXT' and the PL/pgSQL
+--                           context text that reconcile recognises
+--   backtrace_functions     would append a BACKTRACE to the marker
+-- The function belongs to a superuser, so PGC_SUSET settings apply whoever runs the
+-- DDL (fmgr_security_definer switches to the owner before it applies them).  The rest
+-- of what shapes a log line (log_line_prefix, log_destination, log_timezone, syslog_*)
+-- can only change by a configuration reload, which the log itself records.
 CREATE OR REPLACE FUNCTION {schema}.record_event()
 RETURNS event_trigger
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET log_min_error_statement = error
+SET log_min_messages = warning
+SET log_error_verbosity = 'default'  -- quoted: a bare DEFAULT would drop the clause
+SET lc_messages = 'C'
+SET backtrace_functions = ''
 AS $auditor$
 DECLARE
     r      {schema}.events;
@@ -256,6 +277,11 @@ BEGIN
     -- log_statement never logs those; reconcile reports them as indirect DDL.
     -- (Extension scripts leave no line here; their objects carry in_extension.)
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    -- PostgreSQL 18 adds the frame of an extension script to the stack of each of its
+    -- statements ('SQL statement "..."' and 'extension script file "...", near line N'):
+    -- the script is no caller (in_extension marks its objects); earlier versions print
+    -- no such frame.  (auditor.mailcore.without_script_frames uses the same pattern.)
+    v_ctx := regexp_replace(v_ctx, E'\n(?:SQL statement "(?:(?!\nSQL statement ").)*"\n)?extension script file "[^"\n]*"(?:, near line [0-9]+)?(?=\n|$)', '', 'g');
     r.caller_context := CASE WHEN strpos(v_ctx, E'\n') > 0
                              THEN substr(v_ctx, strpos(v_ctx, E'\n') + 1) END;
     r.statement_time := statement_timestamp();

@@ -8,6 +8,9 @@ WITH ns AS (
 )
 SELECT pg_catalog.jsonb_build_object(
     'schema_exists', EXISTS (SELECT 1 FROM ns),
+    'schema_owner', (SELECT pg_catalog.jsonb_build_object(
+                         'name', pg_catalog.pg_get_userbyid(ns.nspowner), 'superuser', r.rolsuper)
+                       FROM ns JOIN pg_catalog.pg_roles AS r ON r.oid = ns.nspowner),
     'schema_public_privileges', (
         SELECT pg_catalog.jsonb_agg(DISTINCT a.privilege_type)
           FROM ns, pg_catalog.aclexplode(coalesce(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner))) AS a
@@ -16,7 +19,10 @@ SELECT pg_catalog.jsonb_build_object(
         SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'name', e.evtname, 'event', e.evtevent, 'enabled', e.evtenabled,
                    'function_schema', fn.nspname, 'function', p.proname,
-                   'owner', pg_catalog.pg_get_userbyid(e.evtowner), 'tags', e.evttags)
+                   'owner', pg_catalog.pg_get_userbyid(e.evtowner), 'tags', e.evttags,
+                   -- for foreign event triggers: can it change settings before ours runs?
+                   'security_definer', p.prosecdef, 'function_config', p.proconfig,
+                   'function_source', CASE WHEN fn.nspname <> %(schema)s THEN p.prosrc END)
                  ORDER BY e.evtname)
           FROM pg_catalog.pg_event_trigger AS e
           JOIN pg_catalog.pg_proc AS p ON p.oid = e.evtfoid
@@ -38,6 +44,20 @@ SELECT pg_catalog.jsonb_build_object(
         SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'name', c.relname, 'kind', c.relkind, 'row_security', c.relrowsecurity,
                    'owner', pg_catalog.pg_get_userbyid(c.relowner),
+                   'owner_superuser', (SELECT o.rolsuper FROM pg_catalog.pg_roles AS o
+                                        WHERE o.oid = c.relowner),
+                   -- 'u': UNLOGGED (emptied by crash recovery, absent from standbys)
+                   'persistence', c.relpersistence,
+                   -- false: the relcache loads no trigger at all, whatever pg_trigger says
+                   'has_triggers', c.relhastriggers,
+                   'grants', (
+                       SELECT pg_catalog.jsonb_agg(DISTINCT
+                                  CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_catalog.pg_get_userbyid(a.grantee) END
+                                  || ':' || a.privilege_type)
+                         FROM pg_catalog.aclexplode(
+                                  coalesce(c.relacl, pg_catalog.acldefault('r', c.relowner))) AS a
+                        WHERE a.grantee <> c.relowner),
                    'public_privileges', (
                        SELECT pg_catalog.jsonb_agg(DISTINCT a.privilege_type)
                          FROM pg_catalog.aclexplode(
@@ -55,13 +75,14 @@ SELECT pg_catalog.jsonb_build_object(
     'table_triggers', (
         SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                    'table', c.relname, 'name', t.tgname, 'enabled', t.tgenabled,
+                   'internal', t.tgisinternal,
                    'type', t.tgtype, 'has_when', t.tgqual IS NOT NULL,
                    'deferred', t.tgdeferrable AND t.tginitdeferred,
                    'function_schema', fn.nspname, 'function', p.proname)
                  ORDER BY c.relname, t.tgname)
           FROM ns
           JOIN pg_catalog.pg_class AS c ON c.relnamespace = ns.oid
-          JOIN pg_catalog.pg_trigger AS t ON t.tgrelid = c.oid AND NOT t.tgisinternal
+          JOIN pg_catalog.pg_trigger AS t ON t.tgrelid = c.oid
           JOIN pg_catalog.pg_proc AS p ON p.oid = t.tgfoid
           JOIN pg_catalog.pg_namespace AS fn ON fn.oid = p.pronamespace)
 ) AS state;

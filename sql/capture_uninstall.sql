@@ -18,8 +18,10 @@ DROP FUNCTION IF EXISTS {schema}.record_event();
 DROP FUNCTION IF EXISTS {schema}.after_event({schema}.events);
 DROP FUNCTION IF EXISTS {schema}.row_digest({schema}.events);
 DROP FUNCTION IF EXISTS {schema}.canon_text(text);
+DROP FUNCTION IF EXISTS {schema}.catalog_snapshot(text);
 DROP TABLE IF EXISTS {schema}.delivery_events, {schema}.deliveries, {schema}.mail_state,
     {schema}.mail_config;
-DROP TABLE IF EXISTS {schema}.events, {schema}.installs, {schema}.settings;
+DROP TABLE IF EXISTS {schema}.events, {schema}.installs, {schema}.settings,
+    {schema}.catalog_snapshots;
 DROP FUNCTION IF EXISTS {schema}.refuse_change();
 DROP SCHEMA IF EXISTS {schema};

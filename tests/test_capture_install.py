@@ -181,6 +181,50 @@ def test_upgrade_in_place_from_a_drifted_older_copy(db) -> None:
     assert capture.status(db.dsn(), databases=[db.name]).exit_code == 0
 
 
+def test_install_upgrades_an_install_of_schema_version_2_in_place(db) -> None:
+    """Version 2's audit function pinned only search_path and log_min_error_statement."""
+    capture.install(db.dsn())
+    config = dict(capture.expected_configs("auditor"))
+    with db.connect() as conn:
+        live = conn.execute(
+            "SELECT proname, coalesce(proconfig, '{}') FROM pg_proc "
+            "WHERE pronamespace = 'auditor'::regnamespace"
+        ).fetchall()
+    assert {name: tuple(c) for name, c in live} == config  # what status compares with
+    # Make it what version 2 left: fewer SET clauses, and its install record.
+    db.run(
+        "ALTER FUNCTION auditor.record_event() RESET log_min_messages;"
+        "ALTER FUNCTION auditor.record_event() RESET log_error_verbosity;"
+        "ALTER FUNCTION auditor.record_event() RESET lc_messages;"
+        "ALTER FUNCTION auditor.record_event() RESET backtrace_functions;"
+        "INSERT INTO auditor.installs (package_version, schema_version, mail_mode, functions)"
+        " SELECT '0.0.9', 2, mail_mode, functions FROM auditor.installs ORDER BY id DESC LIMIT 1"
+    )
+    old = capture.status(db.dsn(), databases=[db.name])
+    assert old.exit_code == 1  # an old install can have its markers muted
+    messages = [p.message for d in old.databases for p in d.problems]
+    assert any(
+        "record_event() does not pin log_min_messages=warning, log_error_verbosity=default, "
+        "lc_messages=C"
+        in m
+        and "older version: run auditor install" in m
+        for m in messages
+    ), messages
+    report = capture.install(db.dsn())
+    (done,) = report.databases
+    assert done.action == "upgraded" and done.previous_version == "0.0.9"
+    assert f"{db.name}: upgraded auditor" in capture.format_install(report)
+    with db.connect() as conn:
+        (pinned,) = conn.execute(
+            "SELECT proconfig FROM pg_proc WHERE oid = 'auditor.record_event()'::regprocedure"
+        ).fetchone()
+        (version,) = conn.execute(
+            "SELECT schema_version FROM auditor.installs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert tuple(pinned) == config["record_event"] and version == capture.SCHEMA_VERSION == 3
+    assert capture.status(db.dsn(), databases=[db.name]).exit_code == 0
+
+
 def test_dry_run_prints_the_exact_sql_and_changes_nothing(db, cluster) -> None:
     before = snapshot(cluster, db.name)
     result = cli("install", "--dsn", db.dsn(), "--dry-run", "--reader-role", "capture_dry_reader")

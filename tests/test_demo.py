@@ -48,9 +48,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         for f in data["findings"]:
             if f["application"] == step.app:
                 assert f["allowed"] == step.allowed, step.key
-    # Live state and reloads: the downgraded trigger, log_statement none then back.
+    # Live state and reloads: the downgraded trigger, the reload to log_statement none
+    # (the reload back to ddl weakens nothing: no finding).
     untied = Counter(f["class"] for f in data["findings"] if not f["application"])
-    assert untied == Counter({"CONFIG_DRIFT": 3})
+    assert untied == Counter({"CONFIG_DRIFT": 2})
 
     s = data["summary"]
     assert s["logged_ddl"] == s["matched"] + sum(f["accounts_logged_ddl"] for f in data["findings"])
@@ -72,7 +73,12 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     readme = (out / "README.txt").read_text()
     for step in steps():
         assert step.key in readme
-    assert {p.suffix for p in (out / "logs").iterdir()} == {".log", ".csv", ".json"}
+    from auditor.cluster import find_bindir, server_major
+
+    jsonlog = server_major(find_bindir()) >= 15  # jsonlog exists from PostgreSQL 15 on
+    assert {p.suffix for p in (out / "logs").iterdir()} == {".log", ".csv"} | (
+        {".json"} if jsonlog else set()
+    )
 
     # Nothing left behind: no server process, no cluster directory.
     assert _processes_under(tmp) == []

@@ -50,7 +50,7 @@ def test_json_is_one_array_on_stdout_and_the_rest_on_stderr() -> None:
     assert isinstance(rows, list) and rows
     assert set(rows[0]) == set(COLUMNS)
     bad = next(r for r in rows if r["application"] == "badbytes")
-    assert bad["statement"] == 'CREATE TABLE "caf\ufffd" (id int)' and bad["is_ddl"]
+    assert bad["statement"] == 'CREATE TABLE "caf\udce9" (id int)' and bad["is_ddl"]
     assert "warning" in out.stderr and "UTF-8" in out.stderr and "format jsonlog" in out.stderr
     ext = next(r for r in rows if r["statement"] == "CREATE TABLE t_ext (id int)" and r["error"])
     assert ext["kind"] == "execute" and ext["error"].startswith("ERROR 42P07")

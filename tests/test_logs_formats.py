@@ -23,6 +23,7 @@ from logs_helpers import (
     read_fixture,
 )
 
+from auditor.encoding import parseable
 from auditor.errors import PrefixMismatch
 from auditor.marker import parse_marker
 from auditor.model import LogRecord, MessageKind, Protocol
@@ -70,8 +71,11 @@ def test_ddl_records_are_what_the_workload_sent(name: str) -> None:
     sent = [s for s in meta(name)["sent"] if s["ddl"]]
     for fmt in ("stderr", "csvlog", "jsonlog"):
         records, _, sources = read_fixture(name, fmt)
+        # sent.json writes a byte that is not UTF-8 as U+FFFD (as readers showed it when
+        # the fixtures were captured); readers now keep the byte itself, a lone surrogate
+        # (test_logs_badinput checks which): compare as the parser sees both.
         logged = [
-            r.statement
+            parseable(r.statement or "")
             for r in records
             if r.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE) and r.is_ddl
         ]

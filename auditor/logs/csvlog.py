@@ -18,7 +18,9 @@ import csv
 import io
 import re
 
-from auditor.logs.message import build_record, decode, split_host_port
+from auditor.encoding import NOT_UTF8, nul_warning
+from auditor.encoding import decode_log_bytes as decode
+from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, finder
 from auditor.logs.times import LogClock
 from auditor.model import LogRecord, ReadWarning, SourceLocation
@@ -149,7 +151,9 @@ class CsvlogReader:
         warnings: list[str | ReadWarning] = []
         text, bad = decode(buf[rs:re_])
         if bad:
-            warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            warnings.append(NOT_UTF8)
+        if (nul := nul_warning(text)) is not None:
+            return None, [*warnings, nul]
         try:
             row = next(csv.reader(io.StringIO(text, newline="")))
         except (csv.Error, StopIteration) as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from auditor.encoding import NOT_UTF8, nul_warning
 from auditor.logs.message import build_record
 from auditor.logs.prefilter import Finder, finder
 from auditor.logs.times import LogClock
@@ -60,13 +61,17 @@ class JsonlogReader:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            try:  # orjson refuses invalid UTF-8: decode with replacement and retry
-                obj = json.loads(line.decode("utf-8", "replace"))
-                warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            try:  # orjson refuses bytes that are not UTF-8: keep them (surrogates), retry
+                obj = json.loads(line.decode("utf-8", "surrogateescape"))
+                warnings.append(NOT_UTF8)
             except ValueError as exc:
                 return None, [f"not a jsonlog line ({exc.__class__.__name__}: {exc})"]
         if not isinstance(obj, dict) or "error_severity" not in obj:
             return None, ["not a jsonlog record (no error_severity)"]
+        if b"\\u0000" in line:  # a NUL escape: no server writes one (nor a raw NUL)
+            for value in obj.values():
+                if isinstance(value, str) and (nul := nul_warning(value)) is not None:
+                    return None, [*warnings, nul]
         stamp = str(obj.get("timestamp", ""))
         time, issue = self.clock.parse(stamp)
         if issue is not None:

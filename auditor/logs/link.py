@@ -5,7 +5,8 @@ The readers yield records in file order.  An ERROR comes after the
 the error's ``failed_statement`` is the :class:`~auditor.model.SourceLocation`
 of the most recent statement record of the same session (``%c``, or the pid
 when the log has no session id) whose text equals the error's ``STATEMENT:``
-text (when logged) and whose vxid equals the error's (when both are known).
+text (when logged) and whose vxid equals the error's (when both are known; a
+string that spans transactions fails under a later vxid of the same backend).
 Records stay frozen: the linker builds the ERROR record anew with the link.
 
 It also decides, when only the audit-relevant records are wanted, which
@@ -31,6 +32,21 @@ def with_verdict(rec: LogRecord) -> LogRecord:
     """The record with ``is_ddl``/``is_relevant`` of its statement (and prepared) text."""
     verdict = classify_texts((rec.statement, rec.prepare_text))
     return dataclasses.replace(rec, is_ddl=verdict.is_ddl, is_relevant=verdict.is_relevant)
+
+
+def _later_part(vxid: str, stmt: LogRecord) -> bool:
+    """An error in a later transaction of the same string: after a COMMIT inside it, or
+    in a command that commits internally (CREATE INDEX CONCURRENTLY ...): the error's
+    vxid is a later one of the same backend than the one the statement was logged with."""
+    from auditor.classify import classify
+
+    mine, _, lxid = vxid.partition("/")
+    theirs, _, their_lxid = (stmt.vxid or "").partition("/")
+    if mine != theirs or not lxid.isdigit() or not their_lxid.isdigit():
+        return False
+    if int(their_lxid) == 0 or int(lxid) <= int(their_lxid):
+        return False
+    return classify(stmt.statement or "").spans_transactions
 
 
 def _key(rec: LogRecord) -> tuple[str, object] | None:
@@ -75,7 +91,12 @@ class Linker:
             if key is not None and key in self._last:
                 stmt, kept = self._last[key]
                 same_text = rec.statement is None or rec.statement == stmt.statement
-                same_xact = rec.vxid is None or stmt.vxid is None or rec.vxid == stmt.vxid
+                same_xact = (
+                    rec.vxid is None
+                    or stmt.vxid is None
+                    or rec.vxid == stmt.vxid
+                    or _later_part(rec.vxid, stmt)
+                )
                 if same_text and same_xact:
                     linked = (stmt, kept)
             if rec.statement and rec.is_relevant is None:

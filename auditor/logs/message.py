@@ -126,6 +126,7 @@ def build_record(
     backend_type: str | None = None,
     command_tag: str | None = None,
     classify: bool = True,
+    time_resolution_us: int = 1000,
 ) -> LogRecord:
     """Interpret the message and build the record (same rules for every format).
 
@@ -213,6 +214,7 @@ def build_record(
         prepare_text=prepare_text,
         is_ddl=is_ddl,
         is_relevant=is_relevant,
+        time_resolution_us=time_resolution_us,
     )
 
 

@@ -252,9 +252,14 @@ def csv_cells(row: dict[str, Any], fields: Sequence[str]) -> dict[str, str]:
 
 def json_row(row: dict[str, Any]) -> str:
     """A row for ``--format json``: exact values, unsafe characters as ``\\u`` escapes."""
+    import json
+
     import orjson
 
-    return json_text(orjson.dumps(row).decode())
+    try:
+        return json_text(orjson.dumps(row).decode())
+    except TypeError:  # lone surrogates (bytes that were not UTF-8): json escapes them
+        return json_text(json.dumps(row, ensure_ascii=False))
 
 
 __all__ = [

@@ -16,7 +16,9 @@ the first line, and forward to the next first line.
 
 from __future__ import annotations
 
-from auditor.logs.message import build_record, decode, split_host_port
+from auditor.encoding import NOT_UTF8, nul_warning
+from auditor.encoding import decode_log_bytes as decode
+from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, finder
 from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix
 from auditor.logs.times import LogClock, parse_epoch
@@ -44,6 +46,7 @@ class StderrReader:
         self.prefix = prefix
         self.clock = clock or LogClock()
         self.finder: Finder = finder("stderr", prefix.first_bytes)
+        self.time_resolution_us = time_resolution_us(prefix)
 
     def begin(self, buf: bytes) -> None:
         """A new window starts (stateless for stderr)."""
@@ -178,7 +181,9 @@ class StderrReader:
         warnings: list[str | ReadWarning] = []
         text, bad_bytes = decode(buf[rs:re_])
         if bad_bytes:
-            warnings.append("invalid UTF-8 bytes replaced by U+FFFD")
+            warnings.append(NOT_UTF8)
+        if (nul := nul_warning(text)) is not None:
+            return None, [*warnings, nul]
         if text.endswith("\n"):
             text = text[:-1]
         match = self.prefix.text_regex.match
@@ -239,6 +244,7 @@ class StderrReader:
             sqlstate=gd.get("vsqlstate") or _strip(gd.get("sqlstate")),
             backend_type=_strip(gd.get("backend_type")),
             command_tag=_strip(gd.get("command_tag")),
+            time_resolution_us=self.time_resolution_us,
         )
         return record, warnings
 
@@ -253,6 +259,23 @@ class StderrReader:
         if gd.get("epoch"):
             return gd["epoch"].decode("ascii", "replace"), True
         return None, False
+
+
+def time_resolution_us(prefix: CompiledPrefix) -> int:
+    """How finely the prefix prints a line's time: ``%t`` whole seconds, ``%m``/``%n`` ms.
+
+    The record's time comes from the first ``%m``/``%t`` in the prefix, else ``%n``.
+
+    >>> from auditor.logs.prefix import compile_prefix
+    >>> [time_resolution_us(compile_prefix(p)) for p in ("%t [%p] ", "%m [%p] ", "%n ", "%t %m ")]
+    [1000000, 1000, 1000, 1000000]
+    """
+    for escape in prefix._escapes:
+        if escape == "t":
+            return 1_000_000
+        if escape == "m":
+            return 1000
+    return 1000
 
 
 def _int(text: str | None) -> int | None:
