@@ -273,13 +273,18 @@ class LogSide:
 
 
 def _warning_gaps(
-    name: str, warnings: list[ReadWarning], times: list[tuple[int, datetime]]
+    name: str,
+    warnings: list[ReadWarning],
+    times: list[tuple[int, datetime]],
+    before: datetime | None = None,
 ) -> list[Gap]:
     """Consecutive unreadable lines of one file become one gap.
 
     Its time span runs from the last readable record before the lines to the
     first one after them (``times``: (offset, time) of the file's records, in
     order), so that only audit rows in that stretch are held against the gap.
+    Lines at the head of a file start after ``before``, the last record of the
+    file read before it (when there is one): they do not swallow its stretch.
     """
     gaps: list[Gap] = []
     run: list[ReadWarning] = []
@@ -296,7 +301,7 @@ def _warning_gaps(
         )
         i = bisect.bisect_left(offsets, first.source.offset)
         j = bisect.bisect_right(offsets, last.source.offset)
-        start = times[i - 1][1] if i > 0 else None
+        start = times[i - 1][1] if i > 0 else before
         end = times[j][1] if j < len(times) else None
         gaps.append(
             Gap(
@@ -433,6 +438,7 @@ def read_logs(
     except LogInputError as exc:
         side.warnings.append(str(exc))
         side.gaps.append(Gap(None, None, f"{exc}.", None, None))
+    previous_end: datetime | None = None  # the last record of the file read before
     for st in stream.sources:
         ws = warnings_by_file.get(st.source, [])
         side.summaries.append(
@@ -452,7 +458,9 @@ def read_logs(
                 for r in side.records
                 if r.source.file == st.source and r.time is not None
             )
-            side.gaps.extend(_warning_gaps(st.source, unread, times))
+            side.gaps.extend(_warning_gaps(st.source, unread, times, previous_end))
+        if st.last_time is not None:
+            previous_end = st.last_time
         if st.records:
             side.usable += 1
         if st.prefix is not None and "%c" not in st.prefix:

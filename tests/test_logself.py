@@ -189,3 +189,48 @@ def test_a_deep_expression_from_a_nobody_writes_every_report(adb: Audited) -> No
             assert_accounts(result)
     finally:
         adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+# ------------------------------------------------------------ 3. no input stops the report
+
+
+def test_a_file_with_another_prefix_stops_nothing_else(adb: Audited) -> None:
+    with adb.session("quiet") as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET log_statement = 'none'")
+        cur.execute("CREATE TABLE unlogged_one (id int)")
+    other = Path(__file__).parent.parent / "fixtures" / "n_prefix" / "postgresql.log"
+    logs = [str(other), str(adb.cluster.log_dir / "*.log")]
+    result = adb.reconcile("stderr", logs=logs, log_line_prefix=adb.cluster.log_line_prefix)
+    assert_reports(result)
+    (unlogged,) = only(result, C.UNLOGGED_DDL)
+    assert unlogged.application == "quiet" and unlogged.severity == Severity.CRITICAL
+    (gap,) = only(result, C.LOG_GAP)
+    assert gap.log_file == str(other) and "matches no line" in gap.explanation
+    summaries = {s.path: s for s in result.document.logs}
+    assert summaries[str(other)].format == "unreadable"
+    assert any(s.format == "stderr" and s.records for s in result.document.logs)
+    assert result.exit_code == 1  # the run is complete: only the one file was unreadable
+    assert_accounts(result)
+
+
+def test_garbage_at_the_head_of_a_file_does_not_swallow_the_file_before(adb: Audited) -> None:
+    with adb.session("quiet") as conn:
+        cur = psycopg.ClientCursor(conn)
+        cur.execute("SET log_statement = 'none'")
+        cur.execute("CREATE TABLE unlogged_two (id int)")
+    time.sleep(0.2)
+    adb.cluster.flush_logs()
+    adb.cluster.rotate_logs()
+    # Bytes a superuser sends through the collector's pipe land first in the new file.
+    adb.run("COPY (SELECT 'not a log line at all') TO PROGRAM 'cat >&2'", app="pipe")
+    adb.run("CREATE TABLE after_the_garbage (id int)", app="later")
+    result = adb.reconcile("stderr")
+    assert_reports(result)
+    (unlogged,) = only(result, C.UNLOGGED_DDL)
+    assert unlogged.application == "quiet" and unlogged.severity == Severity.CRITICAL
+    (gap,) = only(result, C.LOG_GAP)
+    assert "could not be read" in gap.explanation and gap.log_line == 1
+    assert gap.audit_event_ids == ()
+    assert result.document.summary.matched == 1
+    assert_accounts(result)
