@@ -284,3 +284,50 @@ COMMON_PREFIXES = (
     "%m ",
     "",  # PostgreSQL 9.x default
 )
+
+
+def session_line_regex(prefix: str) -> tuple[bytes, str] | None:
+    """The part of a prefix that numbers a process's lines: a regex, from a line's start,
+    with groups ``key`` (``%c``, else ``%p``) and ``line`` (``%l``); and which escape
+    the key is.  None when the prefix has no ``%l`` or neither ``%c`` nor ``%p``.
+
+    Lines of processes without a session stop at ``%q``; the regex reads the
+    session lines, whose prefix is whole.
+
+    >>> rx, key = session_line_regex("%m [%p] %q%c %l %v ")
+    >>> m = re.match(rx, b"2026-11-26 03:15:21.505 UTC [42] 6b07a44b.2a 7 3/1 LOG:  x")
+    >>> m["key"], m["line"], key
+    (b'6b07a44b.2a', b'7', 'c')
+    >>> session_line_regex("%m [%p] ") is None
+    True
+    """
+    items = _parse(prefix)
+    escapes = [v for k, v, _ in items if k == "esc"]
+    if "l" not in escapes:
+        return None
+    key = "c" if "c" in escapes else "p" if "p" in escapes else None
+    if key is None:
+        return None
+    parts: list[bytes] = []
+    need = {key, "l"}
+    for kind, value, padding in items:
+        if not need:
+            break
+        if kind == "lit":
+            parts.append(re.escape(value).encode())
+            continue
+        spec = _ESCAPES.get(value)
+        if spec is None or value == "q":
+            continue
+        rx = spec[1]
+        if value in need:
+            group = b"(?P<" + (b"key" if value == key else b"line") + b">" + rx + b")"
+            need.discard(value)
+        else:
+            group = b"(?:" + rx + b")"
+        if padding > 0:
+            group = b" *" + group
+        elif padding < 0:
+            group = group + b" *"
+        parts.append(group)
+    return b"".join(parts), key

@@ -236,6 +236,12 @@ copyreg.pickle(LogRecord, _reduce_record)
 
 def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -> SourceStats:
     first, last = parts[0], parts[-1]
+    sequence = first.sequence
+    shift = first.lines
+    for p in parts[1:]:
+        if sequence is not None and p.sequence is not None:
+            sequence = sequence.then(p.sequence.shifted(shift), "piece")
+        shift += p.lines
     return dataclasses.replace(
         last,
         start_offset=start_offset,
@@ -251,6 +257,7 @@ def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -
         foreign_lines=sum(p.foreign_lines for p in parts),
         prefix=first.prefix,
         format=first.format,
+        sequence=sequence,
     )
 
 
