@@ -34,7 +34,8 @@ import numpy as np
 from auditor.logs.prefix import CompiledPrefix, session_line_regex
 
 _SESSION = rb"[0-9a-f]{1,16}\.[0-9a-f]{1,8}"
-_JSON = re.compile(rb'"session_id":"(' + _SESSION + rb')","line_num":([0-9]{1,18})')
+_JSON_SEP = b'","line_num":'
+_JSON = re.compile(rb'"session_id":"(' + _SESSION + _JSON_SEP + rb"[0-9]{1,18})")
 _Q = rb'(?:"(?:[^"]|"")*")?'
 _CSV_BODY = (
     rb"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [^,\n]*," + _Q + b"," + _Q + rb",[0-9]*," + _Q + b",("
@@ -152,13 +153,19 @@ class LineTracker:
         self.head: re.Pattern[bytes] | None = None
         self.body: re.Pattern[bytes] | None = None
         self.positions = fmt == "csvlog"  # quoted fields: each hit's place is checked
+        #: The regexes' one group holds key, ``sep`` and number (None: two groups).
+        self.sep: bytes | None = None
         key = "c"
         if fmt == "jsonlog":
-            self.body = _JSON
+            self.body, self.sep = _JSON, _JSON_SEP
         elif fmt == "csvlog":
             self.head, self.body = _CSV_HEAD, _CSV
         elif fmt == "stderr" and prefix is not None:  # cnpg's JSON: not tracked yet
-            found = session_line_regex(prefix.text)
+            found = session_line_regex(prefix.text, joint=True)
+            if found is not None:
+                self.sep = b" "
+            else:
+                found = session_line_regex(prefix.text)
             if found is not None:
                 rx, key = found
                 self.head = re.compile(rx)
@@ -186,8 +193,11 @@ class LineTracker:
             return
         track = self.track
         track.records += len(keys)
-        lines = np.array(nums, dtype="S20").astype(np.int64)
-        uniq, inv = np.unique(np.array(keys, dtype="S32"), return_inverse=True)
+        n = len(keys)
+        lines = np.fromiter(map(int, nums), dtype=np.int64, count=n)
+        codes: dict[bytes, int] = {}
+        add = codes.setdefault
+        inv = np.fromiter((add(k, len(codes)) for k in keys), dtype=np.int64, count=n)
         order = np.argsort(inv, kind="stable")
         grouped = inv[order]
         sorted_lines = lines[order]
@@ -200,7 +210,7 @@ class LineTracker:
         if by_pid:
             bad &= sorted_lines[1:] != 1  # a new process with a reused pid starts at 1
         located: list[int] | None = where
-        names = [u.decode("ascii", "replace") for u in uniq]
+        names = [u.decode("ascii", "replace") for u in codes]  # code order
 
         def place(index: int) -> tuple[int, int, datetime | None]:
             nonlocal located
@@ -238,6 +248,16 @@ class LineTracker:
     def _extract(self, buf: bytes, end: int) -> tuple[tuple[Any, ...], tuple[Any, ...], Any]:
         """Keys, numbers (as bytes) and, for csvlog, the places of the records of a window."""
         assert self.body is not None
+        if not self.positions and self.sep is not None:
+            found = self.body.findall(buf, 0, end)
+            if self.head is not None:
+                m = self.head.match(buf, 0, end)
+                if m is not None:
+                    found.insert(0, m.group(1))
+            if not found:
+                return (), (), None
+            parts = self.sep.join(found).split(self.sep)  # the key holds no separator
+            return tuple(parts[0::2]), tuple(parts[1::2]), None
         if not self.positions:
             pairs = self.body.findall(buf, 0, end)
             if self.head is not None:
