@@ -117,6 +117,7 @@ def judge(
     }
     for chain in chains:
         _sequence(chain, records, by_place, statements, out)
+    _unnumbered(records, sources, out)
     _impossible(records, chains, inexact, out)
     firsts = [t for st in sources if (t := getattr(st, "first_time", None)) is not None]
     _lifecycle(records, min(firsts, default=None), LogClock(log_timezone), inexact, out)
@@ -208,6 +209,47 @@ def _sequence(
         _break_finding(chain, brk, by_place, statements, out)
 
 
+def _unnumbered(records: Sequence[LogRecord], sources: Sequence[object], out: Verdict) -> None:
+    """Records the readers parsed but the line-number pass did not see: not written the
+    way the server writes them (spaces or another key order in a JSON line, ...)."""
+    seen: dict[str, LineTrack] = {}
+    for st in sources:
+        track: LineTrack | None = getattr(st, "sequence", None)
+        if track is not None and track.key == "c":
+            seen[str(getattr(st, "source", ""))] = track
+    for r in records:
+        track = seen.get(r.source.file)
+        if track is None or not r.session_id or r.line_num is None:
+            continue
+        if r.session_id in track.sessions:
+            first, last, _ = track.sessions[r.session_id]
+            if first <= r.line_num <= last:
+                continue
+        if r.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE):
+            out.forged.add(r.source)
+        out.findings.append(
+            make_finding(
+                C.LOG_TAMPERED,
+                key=("unnumbered", r.source.file, r.source.offset),
+                reason=(
+                    f"{r.source} claims session {r.session_id}, line {r.line_num}, but is not "
+                    "written the way the server writes its lines (its session and number are "
+                    "not where the server puts them): something else than the server wrote it"
+                    + (", and it is not paired with the audit rows." if r.is_ddl else ".")
+                ),
+                time=r.time,
+                database=r.database,
+                user=r.user,
+                application=r.application,
+                session_id=r.session_id,
+                statement=r.statement,
+                log_file=r.source.file,
+                log_line=r.source.line,
+                evidence={"log": _view(r), "audit": []},
+            )
+        )
+
+
 def _meeting_finding(
     chain: _Chain, prev_file: str, file: str, gap: bool, brks: list[Break], out: Verdict
 ) -> None:
@@ -225,21 +267,21 @@ def _meeting_finding(
             "files is missing (a rotated file deleted, the first one cut short, or a file "
             "left out of --log)."
         )
-        cls, severity = C.LOG_GAP, Severity.HIGH
+        # reconcile reports the gap as a LOG_GAP of its own, holding the rows in it.
         out.gaps.append(TrustGap(last, first, reason, file))
+        return
     else:
         reason = (
             f"{file} of the {chain.fmt} log repeats or goes back on the line numbers of "
             f"{len(brks)} {who}(s) of {prev_file} ({sample}): the same lines read twice, "
             "files given out of order, or lines written by something else than the server."
         )
-        cls, severity = C.LOG_TAMPERED, Severity.HIGH
     out.findings.append(
         make_finding(
-            cls,
+            C.LOG_TAMPERED,
             key=("meeting", chain.fmt, prev_file, file, gap),
             reason=reason,
-            severity=severity,
+            severity=Severity.HIGH,
             time=first or last,
             log_file=file,
             command_tags=[],
@@ -295,7 +337,6 @@ def _break_finding(
         if brk.kind == "back" and brk.offset is not None and (brk.file, brk.offset) in statements:
             out.forged.add(_location(by_place, brk))
     is_statement = rec is not None and rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE)
-    forged = rec is not None and rec.source in out.forged
     out.findings.append(
         make_finding(
             cls,
@@ -313,7 +354,6 @@ def _break_finding(
             statement=rec.statement if is_statement and rec else None,
             log_file=brk.file,
             log_line=brk.phys_line,
-            accounts_logged_ddl=int(forged and bool(rec and rec.is_ddl)),
             evidence={
                 "log": _view(rec) if rec else None,
                 "audit": [],
@@ -413,7 +453,6 @@ def _impossible(
                 statement=r.statement if is_statement else None,
                 log_file=r.source.file,
                 log_line=r.source.line,
-                accounts_logged_ddl=int(is_statement and bool(r.is_ddl)),
                 evidence={"log": _view(r), "audit": []},
             )
         )
@@ -470,15 +509,7 @@ def _lifecycle(
                         "fire in single-user mode; compare the catalog."
                     ),
                 )
-                out.gaps.append(
-                    TrustGap(
-                        last or at,
-                        r.time,
-                        f"The cluster ran without this log until {r.time}.",
-                        r.source.file,
-                    )
-                )
-            else:
+            elif last is not None:  # (the log's first start is no restart)
                 when = f"shut down at {at.isoformat()}" if at else "shut down"
                 _life(
                     out,

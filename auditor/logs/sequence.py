@@ -36,10 +36,10 @@ from auditor.logs.prefix import CompiledPrefix, session_line_regex
 _SESSION = rb"[0-9a-f]{1,16}\.[0-9a-f]{1,8}"
 _JSON_SEP = b'","line_num":'
 _JSON = re.compile(rb'"session_id":"(' + _SESSION + _JSON_SEP + rb"[0-9]{1,18})")
-_Q = rb'(?:"(?:[^"]|"")*")?'
+_Q = rb'(?:"(?:[^"]|"")*"|[^,"\n]*)'  # the server quotes text; anyone else may not
 _CSV_BODY = (
-    rb"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [^,\n]*," + _Q + b"," + _Q + rb",[0-9]*," + _Q + b",("
-    + _SESSION + rb"),([0-9]{1,18}),"
+    rb"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [^,\n]*," + _Q + b"," + _Q + rb',"?[0-9]*"?,' + _Q
+    + b',"?(' + _SESSION + rb')"?,"?([0-9]{1,18})"?,'
 )  # fmt: skip
 _CSV = re.compile(rb"\n" + _CSV_BODY)
 _CSV_HEAD = re.compile(_CSV_BODY)
