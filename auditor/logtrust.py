@@ -126,7 +126,9 @@ def judge(
 
 def _chains(sources: Sequence[object]) -> list[_Chain]:
     chains: dict[str, _Chain] = {}
-    for st in sources:
+    # In the order the server wrote them (several --log specs are read as given).
+    far = datetime.max.replace(tzinfo=UTC)
+    for st in sorted(sources, key=lambda st: getattr(st, "first_time", None) or far):
         track: LineTrack | None = getattr(st, "sequence", None)
         name = str(getattr(st, "source", ""))
         first = getattr(st, "first_time", None)

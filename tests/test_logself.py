@@ -482,3 +482,39 @@ def _harmless(adb: Audited) -> None:
         assert loud == [], (fmt, [(f.cls, f.explanation[:200]) for f in loud])
         assert not only(result, C.LOG_TAMPERED)
         assert_accounts(result)
+
+
+def test_a_line_of_a_session_no_process_had_is_log_tampered(adb: Audited) -> None:
+    with adb.session("quiet") as conn:
+        conn.execute("SET log_statement = 'none'")
+        conn.execute("CREATE TABLE covered_up (id int)")
+    time.sleep(0.3)
+    adb.cluster.flush_logs()
+    for fmt in formats(adb.cluster):
+        if fmt == "stderr":
+            continue  # %p and %c are read from the same process there: see the csv/json
+        (path,) = [adb.cluster.current_logfiles()[fmt]]
+        last = path.read_text(encoding="utf-8").splitlines()[-1]
+        # A made-up session numbered from 1, whose id names another pid than its line.
+        fake = f"{int(time.time()):x}.{0x7FFF:x}"
+        if fmt == "csvlog":
+            row = next(csv.reader([last]))
+            row[3], row[5], row[6] = "4242", fake, "1"
+            row[13], row[18], row[19] = "statement: CREATE TABLE covered_up (id int)", "", ""
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerow(row)
+            text = out.getvalue()
+        else:
+            rec = json.loads(last)
+            rec.update(pid=4242, session_id=fake, line_num=1)
+            rec.update(message="statement: CREATE TABLE covered_up (id int)")
+            text = json.dumps(rec, separators=(",", ":")) + "\n"
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+        result = adb.reconcile(fmt)
+        (tampered,) = only(result, C.LOG_TAMPERED)
+        assert tampered.severity == Severity.CRITICAL and tampered.session_id == fake, fmt
+        assert "belongs to process 32767, not to 4242" in tampered.explanation
+        (unlogged,) = only(result, C.UNLOGGED_DDL)
+        assert unlogged.statement == "CREATE TABLE covered_up (id int)"
+        assert_accounts(result)
