@@ -381,6 +381,18 @@ class Matcher:
             where = (
                 f"{s.command_tag}" if len(lg.cls.statements) == 1 else f"statement {s.text[:80]!r}"
             )
+            if s.unparsed is not None:
+                major = self.ctx.server_version_num // 10000
+                verdicts.append(
+                    (
+                        C.UNPARSED_STATEMENT,
+                        None,
+                        f"{where}: the parser cannot read it for PostgreSQL {major} "
+                        f"({s.unparsed}), so what it did is unknown: it is never counted as "
+                        "matched; read the statement.",
+                    )
+                )
+                continue
             drift = self._setting_drift(s.settings)
             if s.event_trigger is not None:
                 ours = bool(set(s.event_trigger.names) & self.ctx.trigger_names)
@@ -863,6 +875,11 @@ class Matcher:
         cls = classify(query, server_version_num=self.ctx.server_version_num)
         chunks, indirect = split(cls.statements, rows)
         top = [f for chunk in chunks for f in chunk]
+        if cls.unparsed:
+            # The client's string cannot be read: only the call stack tells which rows
+            # a function ran; the others are the string's own.
+            top = [f for f in rows if not f.nested]
+            indirect = [f for f in rows if f.nested]
         if top:
             gap = self._gap_for(ex.time)
             if gap is not None:
@@ -1569,6 +1586,10 @@ class Matcher:
             self.result.logged_ddl += 1
             chunks, indirect = split(lg.cls.statements, firings)
             verdicts, used = self._statement_verdicts(lg, chunks)
+            if indirect and lg.cls.unparsed:
+                # Rows that no parsed statement explains may be the unparsed one's.
+                used = [*used, *indirect]
+                indirect = []
             if indirect:
                 # Rows of functions the statement ran (e.g. CREATE TABLE AS SELECT f()).
                 rows = self._suspect_indirect([f for f in indirect if f.event is not None])
