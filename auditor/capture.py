@@ -50,7 +50,11 @@ if TYPE_CHECKING:
 #: 3: the audit function pins the settings its marker depends on (log_min_messages,
 #:    log_error_verbosity, lc_messages, backtrace_functions).
 #:    It also leaves PostgreSQL 18's extension-script frame out of caller_context.
-SCHEMA_VERSION = 3
+#: 4: the audit function survives a sequence set back by a restore of a dump (pg_dump's
+#:    setval): it moves the sequence past the table's highest id, never writes over a
+#:    row, and says so in the marker (``behind=``); the catalog snapshot and the mail
+#:    claim cope the same way, and install moves the other serials on.
+SCHEMA_VERSION = 4
 #: The events the audit trigger function is attached to.
 EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).
@@ -319,6 +323,15 @@ class DatabaseStatus:
     mail: outbox.MailStatus | None = None
     #: The catalog channel: how many snapshots, the latest.
     catalog: SnapshotStatus | None = None
+    #: The superuser that owns every object of the install (None: several owners, or
+    #: one that is not a superuser); what an ``OWNER TO`` restates (auditor.restore).
+    owner: str | None = None
+    #: The reader and notify roles the latest install names.
+    reader_role: str | None = None
+    notify_role: str | None = None
+    #: The database the audit table's first row names, when it is another one: rows
+    #: copied in with a template or by a restore of that database's dump.
+    copied_from: str | None = None
 
     @property
     def weakened(self) -> bool:
@@ -1076,6 +1089,36 @@ def _ownership_problems(state: Mapping[str, Any], schema: str) -> list[tuple[str
     return out
 
 
+def install_owner(state: Mapping[str, Any], schema: str) -> str | None:
+    """The one superuser that owns the schema, its relations and functions and the
+    auditor's event triggers; None when they have several owners or it is no superuser.
+
+    >>> install_owner({"schema_owner": {"name": "postgres", "superuser": True},
+    ...     "relations": [{"owner": "postgres", "owner_superuser": True}]}, "auditor")
+    'postgres'
+    >>> install_owner({"schema_owner": {"name": "postgres", "superuser": True},
+    ...     "relations": [{"owner": "app", "owner_superuser": False}]}, "auditor") is None
+    True
+    """
+    schema_owner = state.get("schema_owner") or {}
+    owners = {schema_owner.get("name")}
+    supers = [bool(schema_owner.get("superuser"))]
+    for rel in state.get("relations") or []:
+        owners.add(rel.get("owner"))
+        supers.append(rel.get("owner_superuser") is True)
+    for f in state.get("functions") or []:
+        owners.add(f.get("owner"))
+        supers.append(f.get("owner_superuser") is True)
+    names = set(event_trigger_names(schema).values())
+    for t in state.get("event_triggers") or []:
+        if t.get("name") in names:
+            owners.add(t.get("owner"))  # PostgreSQL allows superusers only
+    if len(owners) != 1 or not all(supers):
+        return None
+    (owner,) = owners
+    return str(owner) if owner else None
+
+
 def _assess_database(
     name: str, schema: str, state: Mapping[str, Any], info: Mapping[str, Any]
 ) -> DatabaseStatus:
@@ -1292,6 +1335,17 @@ def _assess_database(
             weakens=False,
         )
     protections_ok = len(problems) == n_before
+    copied_from = info.get("first_event_database")
+    if copied_from is not None and copied_from != name:
+        bad(
+            f"the audit table's first row names database {copied_from!r}: the rows up to "
+            f"this database's own were copied in (with its template, or by a restore of a "
+            f"dump of {copied_from}) and are {copied_from}'s evidence, with the install "
+            "history that came with them; reconcile judges them as copies",
+            weakens=False,
+        )
+    else:
+        copied_from = None
     mail_status = info.get("mail")
     if isinstance(mail_status, outbox.MailStatus):
         for message, weakens in outbox.mail_problems(mail_status, mail_mode, datetime.now(tz=UTC)):
@@ -1310,6 +1364,10 @@ def _assess_database(
         functions_ok=functions_ok,
         problems=tuple(problems),
         mail=mail_status if isinstance(mail_status, outbox.MailStatus) else None,
+        owner=install_owner(state, schema),
+        reader_role=install_row.get("reader_role"),
+        notify_role=install_row.get("notify_role"),
+        copied_from=copied_from,
     )
 
 

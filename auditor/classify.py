@@ -325,6 +325,9 @@ class StatementClass:
     #: DETACH PARTITION ... CONCURRENTLY``: the command commits and starts transactions
     #: itself, so its triggers fire under a later vxid than the one its log line shows.
     commits_internally: bool = False
+    #: Set (to the parser's error) for a statement the parser cannot read that may be
+    #: DDL or change a watched setting (it holds a pre-filter token): never matched.
+    unparsed: str | None = None
 
     @property
     def objects(self) -> tuple[str, ...]:
@@ -352,8 +355,9 @@ class StatementClass:
 
     @property
     def schema_change(self) -> bool:
-        """DDL in the audit sense: DDL-level, or REINDEX (logged only under 'all')."""
-        return self.is_ddl or self.command_tag == "REINDEX"
+        """DDL in the audit sense: DDL-level, or REINDEX (logged only under 'all'), or
+        a statement that may be either but cannot be parsed."""
+        return self.is_ddl or self.command_tag == "REINDEX" or self.unparsed is not None
 
     @property
     def runs_code(self) -> bool:
@@ -388,6 +392,11 @@ class QueryClassification:
     @property
     def settings(self) -> tuple[SettingChange, ...]:
         return tuple(c for s in self.statements for c in s.settings)
+
+    @property
+    def unparsed(self) -> tuple[StatementClass, ...]:
+        """Statements the parser cannot read that may matter: never counted as matched."""
+        return tuple(s for s in self.statements if s.unparsed is not None)
 
     @property
     def is_relevant(self) -> bool:
@@ -599,7 +608,8 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
         elif name == "DropStmt":
             for obj in node.get("objects") or ():
                 add(*_parts(obj))
-        elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt"):
+        elif name in ("RenameStmt", "AlterOwnerStmt", "AlterObjectSchemaStmt", "CommentStmt",
+                      "SecLabelStmt"):  # fmt: skip
             add(*_parts(node.get("object")))
             if name == "RenameStmt":
                 rel = _parts(node.get("relation")) if node.get("relation") else ()
@@ -665,6 +675,8 @@ def statement_objects(text: str) -> tuple[str, ...]:
 
     >>> statement_objects("ALTER TABLE s.orders RENAME TO orders_old")
     ('s.orders_old', 's.orders')
+    >>> statement_objects("COMMENT ON TABLE auditor.events IS 'x'")
+    ('auditor.events',)
     """
     return tuple(dict.fromkeys(".".join(n) for n in statement_object_names(text)))
 
@@ -684,10 +696,14 @@ def statement_object_names(text: str) -> tuple[tuple[str, ...], ...]:
 
 
 def _parse_statements(text: str) -> list[Tree]:
-    """The wrapped statement nodes of a text ([] when it does not parse)."""
+    """The wrapped statement nodes of a text ([] when it does not parse).
+
+    The text is one statement the classifier read, maybe only with an older
+    server's keywords quoted (the words of PostgreSQL 15, which has the fewest).
+    """
     try:
-        tree = orjson.loads(parse_sql_json(parseable(text)))
-    except ParseError:
+        tree, _ = _parse_as_server(parseable(text), 150000)
+    except Unreadable:
         return []
     return [raw.get("stmt") or {} for raw in tree.get("stmts", ())]
 
@@ -1001,49 +1017,264 @@ def classify_statement(
     )
 
 
-# -- fallback for text pglast cannot parse ----------------------------------------
+# -- parsing as the server would ------------------------------------------------------
+#
+# pglast carries one grammar, PostgreSQL 18's.  A word that grammar reserves
+# but an older server does not know as a keyword (``system_user`` from PG 16,
+# the SQL/JSON words from PG 16 and 17, ...) is an identifier to that server:
+# ``SELECT 1 FROM pg_class system_user`` runs on PG 15 and fails to parse here.
+# Such a word is written as the quoted identifier it is to the server (its
+# lower-case spelling, which is what an unquoted identifier folds to), which
+# means exactly the same to that server's grammar, and parsed again.  What
+# still does not parse is split into its statements by the scanner (which
+# needs no grammar) and each piece is parsed on its own, so one piece the
+# parser cannot read hides nothing else of the string; a piece that still
+# does not parse is an ``Unparsed`` statement, never a matched one.
 
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_FALLBACK_DDL = re.compile(
-    r"^\s*(CREATE|ALTER|DROP|GRANT|REVOKE|COMMENT|SECURITY\s+LABEL|CLUSTER|REFRESH|IMPORT|"
-    r"REASSIGN|TRUNCATE|REINDEX)\b|\bINTO\b",
-    re.IGNORECASE,
+#: Keywords of pglast's grammar (PostgreSQL 18, ``kwlist.h``) that each older major
+#: does not have; for PostgreSQL 13 and 14 the PostgreSQL 15 list is used (what they
+#: lack beyond it stays unparsed: reported, never matched).
+_NEWER_KEYWORDS: dict[int, frozenset[str]] = {
+    17: frozenset({"enforced", "objects", "period", "virtual"}),
+    16: frozenset(
+        {
+            "conditional", "empty", "enforced", "error", "json_exists", "json_query",
+            "json_scalar", "json_serialize", "json_table", "json_value", "keep",
+            "merge_action", "nested", "objects", "omit", "path", "period", "plan", "quotes",
+            "source", "string", "target", "unconditional", "virtual",
+        }
+    ),
+    15: frozenset(
+        {
+            "absent", "conditional", "empty", "enforced", "error", "format", "indent", "json",
+            "json_array", "json_arrayagg", "json_exists", "json_object", "json_objectagg",
+            "json_query", "json_scalar", "json_serialize", "json_table", "json_value", "keep",
+            "keys", "merge_action", "nested", "objects", "omit", "path", "period", "plan",
+            "quotes", "scalar", "source", "string", "system_user", "target", "unconditional",
+            "virtual",
+        }
+    ),
+}  # fmt: skip
+
+#: Nesting (of the JSON parse tree) beyond orjson's limit is read by the standard
+#: library with this recursion limit; deeper trees are unparsed statements.
+_DEEP_TREE_LIMIT = 60000
+
+
+class Unreadable(Exception):
+    """The parser cannot read a text (a syntax error, or a tree too deep to load)."""
+
+
+def newer_keywords(server_version_num: int) -> frozenset[str]:
+    """The words pglast's grammar reserves that this server's grammar does not know.
+
+    >>> "system_user" in newer_keywords(150000), newer_keywords(180000)
+    (True, frozenset())
+    >>> sorted(newer_keywords(170004))
+    ['enforced', 'objects', 'period', 'virtual']
+    """
+    major = server_version_num // 10000
+    if major >= 18:
+        return frozenset()
+    return _NEWER_KEYWORDS[min(max(major, 15), 17)]
+
+
+def parse_tree(text: str) -> Tree:
+    """libpg_query's JSON tree of ``text``; raises :class:`Unreadable`.
+
+    orjson refuses trees nested deeper than 1024 levels (a 600-deep expression
+    is more): those are loaded by the standard library with a higher recursion
+    limit, in this thread only for as long as it takes.
+    """
+    try:
+        raw = parse_sql_json(text)
+    except ParseError as exc:
+        raise Unreadable(str(exc)) from None
+    try:
+        tree: Tree = orjson.loads(raw)
+        return tree
+    except orjson.JSONDecodeError:
+        pass
+    import json
+    import sys
+
+    old = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old, _DEEP_TREE_LIMIT))
+        deep: Tree = json.loads(raw)
+        return deep
+    except (RecursionError, ValueError, MemoryError):
+        raise Unreadable("the statement is nested too deeply for the parser") from None
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def _tokens(text: str) -> list[Any]:
+    """The scanner's tokens (character offsets, ``end`` inclusive); raises :class:`Unreadable`."""
+    from pglast.parser import scan
+
+    try:
+        return list(scan(text))
+    except ParseError as exc:
+        raise Unreadable(str(exc)) from None
+
+
+def _for_server(text: str, words: frozenset[str]) -> tuple[str, list[int]] | None:
+    """``text`` with each of ``words`` used as a keyword quoted as the identifier it is
+    to the server; and the UTF-8 byte offsets (in ``text``) of the quoted words.
+    None when there is nothing to quote.
+
+    >>> _for_server("SELECT 1 FROM pg_class System_User LIMIT 1", frozenset({"system_user"}))
+    ('SELECT 1 FROM pg_class "system_user" LIMIT 1', [23])
+    >>> _for_server("SELECT 'system_user'", frozenset({"system_user"})) is None
+    True
+    """
+    if not words:
+        return None
+    low = text.lower()
+    if not any(w in low for w in words):
+        return None
+    edits = [
+        (tok.start, tok.end + 1)
+        for tok in _tokens(text)
+        if tok.kind != "NO_KEYWORD" and low[tok.start : tok.end + 1] in words
+    ]
+    if not edits:
+        return None
+    out: list[str] = []
+    at = 0
+    for a, b in edits:
+        out += [text[at:a], '"', low[a:b], '"']
+        at = b
+    out.append(text[at:])
+    return "".join(out), [len(text[:a].encode("utf-8")) for a, _ in edits]
+
+
+def _pieces(text: str) -> list[tuple[int, int]]:
+    """Character ranges of the statements of a string, found by the scanner.
+
+    Cut at each ``;`` outside parentheses and ``BEGIN ATOMIC ... END`` bodies; no
+    grammar needed, so it splits what the parser cannot read.
+
+    >>> q = "CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2); SELECT 3"
+    >>> [q[a:b] for a, b in _pieces(q)]
+    ['CREATE RULE r AS ON INSERT TO t DO ALSO (SELECT 1; SELECT 2)', ' SELECT 3']
+    """
+    out: list[tuple[int, int]] = []
+    depth = 0
+    atomic = 0
+    start = 0
+    previous = ""
+    for tok in _tokens(text):
+        name = tok.name
+        if name == "ASCII_40":
+            depth += 1
+        elif name == "ASCII_41":
+            depth = max(0, depth - 1)
+        elif name == "ATOMIC" and previous == "BEGIN_P":
+            atomic += 1
+        elif name == "END_P" and atomic:
+            atomic -= 1
+        elif name == "ASCII_59" and depth == 0 and not atomic:
+            out.append((start, tok.start))
+            start = tok.end + 1
+        previous = name
+    out.append((start, len(text)))
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
+_DDL_WORD = re.compile(
+    r"\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
+    r"(CREATE|ALTER|DROP|GRANT|REVOKE|COMMENT|SECURITY\s+LABEL|CLUSTER|REFRESH|IMPORT|"
+    r"REASSIGN|REINDEX)\b|\bINTO\b",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
-def _fallback(query: str, error: str) -> QueryClassification:
-    """Conservative keyword classification when the parser rejects the text.
+def _unparsed(text: str, location: int, error: str) -> StatementClass:
+    """A statement the parser cannot read: conservatively DDL when it may be DDL."""
+    from auditor.logs.prefilter import has_token
 
-    The server parsed whatever it logged as a statement, so a parse error here
-    means a newer grammar or a damaged line: treat anything that may be DDL as
-    DDL (a false positive is reported and explained; a false negative is lost).
+    m = _DDL_WORD.match(text) or _DDL_WORD.search(text)
+    words = text.split()
+    first = words[0].upper() if words else "???"
+    return StatementClass(
+        text=text,
+        location=location,
+        node="Unparsed",
+        command_tag=f"{first} (unparsed)",
+        log_level=LogLevel.DDL if m else LogLevel.ALL,
+        fires_ddl_command_end=False,
+        may_fire_sql_drop=False,
+        may_fire_table_rewrite=False,
+        unauditable_reason=None,
+        unparsed=error if has_token(text) else None,
+    )
+
+
+def _statements(
+    tree: Tree, query: str, valid: str, quoted: list[int], version: int
+) -> list[StatementClass]:
+    """The classified statements of the parsed tree of ``query``.
+
+    ``valid`` is ``query`` as the parser read it (:func:`auditor.encoding.parseable`);
+    ``quoted`` the byte offsets where :func:`_for_server` put a word in quotes (two
+    bytes more each: the tree's offsets count them).
     """
-    text = _COMMENT.sub(" ", query)
-    parts = [p for p in text.split(";") if p.strip()] or [text]
-    statements = []
-    for part in parts:
-        m = _FALLBACK_DDL.search(part)
-        first = part.split(None, 1)[0].upper() if part.split() else "???"
-        tag = f"{first} (unparsed)"
-        statements.append(
-            StatementClass(
-                text=part.strip(),
-                location=max(0, query.find(part.strip())),
-                node="Unparsed",
-                command_tag=tag,
-                log_level=LogLevel.DDL if m else LogLevel.ALL,
-                fires_ddl_command_end=False,
-                may_fire_sql_drop=False,
-                may_fire_table_rewrite=False,
-                unauditable_reason=None,
-            )
-        )
-    return QueryClassification(query, tuple(statements), parse_error=error)
+    data = valid.encode("utf-8")
+    ascii_only = query.isascii()  # then byte offsets are character offsets
+
+    def orig(offset: int) -> int:
+        return offset - 2 * sum(1 for i, at in enumerate(quoted) if at + 2 * i < offset)
+
+    out = []
+    for raw in tree.get("stmts", ()):
+        # libpg_query's offsets count bytes of the UTF-8 text.
+        first = int(raw.get("stmt_location", 0))
+        length = int(raw.get("stmt_len", 0))
+        start = orig(first)
+        end = orig(first + length) if length else len(data)
+        if ascii_only:
+            text, location = query[start:end].strip(), start
+        else:
+            location = len(data[:start].decode("utf-8", "replace"))
+            stop = len(data[:end].decode("utf-8", "replace"))
+            text = query[location:stop].strip()
+        name, body = _unwrap(raw.get("stmt"))
+        if name is None:
+            continue
+        try:
+            out.append(classify_statement(name, body, text, location, version))
+        except (RecursionError, LookupError, TypeError, ValueError, AttributeError) as exc:
+            # A tree shape this module does not know: read it by hand, never matched.
+            out.append(_unparsed(text, location, f"cannot classify {name}: {exc!r}"))
+    return out
+
+
+def _parse_as_server(text: str, version: int) -> tuple[Tree, list[int]]:
+    """Parse ``text`` with pglast's grammar, or as the server's grammar reads it."""
+    try:
+        return parse_tree(text), []
+    except Unreadable as first:
+        try:
+            quoted = _for_server(text, newer_keywords(version))
+        except Unreadable:
+            raise first from None
+        if quoted is None:
+            raise
+        try:
+            return parse_tree(quoted[0]), quoted[1]
+        except Unreadable:
+            raise first from None
 
 
 @lru_cache(maxsize=8192)
 def classify(query: str, *, server_version_num: int = 150000) -> QueryClassification:
     """Split a query string into statements and classify each one.
+
+    Never raises: what the parser cannot read is split by the scanner and each
+    piece parsed on its own; a piece that still does not parse is an
+    ``Unparsed`` statement (see :attr:`QueryClassification.unparsed`).
 
     >>> c = classify("BEGIN; CREATE TABLE t (id int); COMMIT")
     >>> [s.command_tag for s in c.statements], c.is_ddl
@@ -1060,31 +1291,42 @@ def classify(query: str, *, server_version_num: int = 150000) -> QueryClassifica
     (SettingChange(name='log_statement', value='none', scope='session', kind='set'),)
     >>> classify("SELECT 1").is_relevant
     False
+    >>> q = "CREATE ROLE x SUPERUSER; SELECT 1 FROM pg_class system_user"
+    >>> [s.command_tag for s in classify(q, server_version_num=150000).statements]
+    ['CREATE ROLE', 'SELECT']
+    >>> [s.command_tag for s in classify(q, server_version_num=160000).statements]
+    ['CREATE ROLE', 'SELECT (unparsed)']
     """
     # Bytes of the log that were not UTF-8 are lone surrogates (auditor.encoding): the
     # parser reads U+FFFD in their place, one for one, and the texts keep them.
     valid = parseable(query)
     try:
-        tree = orjson.loads(parse_sql_json(valid))
-    except ParseError as exc:
-        return _fallback(query, str(exc))
-    ascii_only = query.isascii()  # then byte offsets are character offsets
-    data = query if ascii_only else valid.encode("utf-8")
-    statements = []
-    for raw in tree.get("stmts", ()):
-        # libpg_query's offsets count bytes of the UTF-8 text.
-        start = int(raw.get("stmt_location", 0))
-        length = int(raw.get("stmt_len", 0))
-        end = start + length if length else len(data)
-        if ascii_only:
-            text, location = query[start:end].strip(), start
-        else:
-            assert isinstance(data, bytes)
-            location = len(data[:start].decode("utf-8", "replace"))
-            stop = len(data[:end].decode("utf-8", "replace"))
-            text = query[location:stop].strip()
-        name, body = _unwrap(raw.get("stmt"))
-        if name is None:
+        tree, quoted = _parse_as_server(valid, server_version_num)
+    except Unreadable as exc:
+        error = str(exc)
+    else:
+        return QueryClassification(
+            query, tuple(_statements(tree, query, valid, quoted, server_version_num))
+        )
+    try:
+        pieces = _pieces(valid)
+    except Unreadable:
+        pieces = [(0, len(valid))]
+    statements: list[StatementClass] = []
+    for a, b in pieces:
+        part, original = valid[a:b], query[a:b]
+        try:
+            tree, quoted = _parse_as_server(part, server_version_num)
+        except Unreadable as exc:
+            lead = len(original) - len(original.lstrip())
+            statements.append(_unparsed(original.strip(), a + lead, str(exc)))
             continue
-        statements.append(classify_statement(name, body, text, location, server_version_num))
-    return QueryClassification(query, tuple(statements))
+        for st in _statements(tree, original, part, quoted, server_version_num):
+            statements.append(_moved(st, a))
+    return QueryClassification(query, tuple(statements), parse_error=error)
+
+
+def _moved(s: StatementClass, by: int) -> StatementClass:
+    from dataclasses import replace
+
+    return replace(s, location=s.location + by)

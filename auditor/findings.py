@@ -108,7 +108,8 @@ MEANING: dict[FindingClass, str] = {
     C.CONFIG_DRIFT: (
         "A setting or object one of the two audit channels depends on was changed "
         "(logging settings, the audit triggers, the audit table's protections), or a "
-        "log line was forged to look like the server's or the audit trigger's."
+        "log line was forged to look like the server's or the audit trigger's; at info, "
+        "DDL on the auditor's objects only stated again what install left (nothing changed)."
     ),
     C.LOG_GAP: (
         "Part of the window is not covered by readable log; DDL in that stretch cannot "

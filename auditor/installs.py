@@ -101,6 +101,7 @@ class AuditedDatabase:
     name: str
     installs: tuple[InstallRow, ...] = ()
     first_event: datetime | None = None  # statement time of its lowest audit row id
+    first_event_database: str | None = None  # the database that row names
 
 
 # -- the statements an install sends ----------------------------------------------------
@@ -271,9 +272,16 @@ def split_installs(
     databases: Sequence[AuditedDatabase],
     schema: str,
     fired: Iterable[tuple[str, str, str | None]] = (),
+    restored: Mapping[str, datetime] | None = None,
 ) -> tuple[list[LogRecord], list[Finding]]:
     """Take the auditor's own installs and upgrades (and the roles they created) out of
-    the matching, one info finding each; and DDL from before the first install."""
+    the matching, one info finding each; and DDL from before the first install.
+
+    ``restored``: databases whose auditor a restore of a dump created in the window
+    (auditor.restore.restored_auditors), with the time its ddl_command_end trigger was
+    created: there the install history and rows the dump brought are no sign of an
+    auditor, and DDL before that time (but the restore's own statements on the
+    auditor, which the matcher judges by their effect) ran with no trigger."""
     rows = {d.name: d.installs for d in databases}
     all_rows = [row for d in databases for row in d.installs]
     groups: dict[tuple[str, str, str], list[LogRecord]] = {}
@@ -338,7 +346,9 @@ def split_installs(
         if id(rec) in role_recs:
             continue
         keep.append(rec)
-    keep, early = _before_first_install(keep, databases, starts, schema, set(fired))
+    keep, early = _before_first_install(
+        keep, databases, starts, schema, set(fired), dict(restored or {})
+    )
     return keep, findings + early
 
 
@@ -424,8 +434,11 @@ def _before_first_install(
     install_starts: Mapping[str, datetime],
     schema: str,
     fired: set[tuple[str, str, str | None]],
+    restored: Mapping[str, datetime] | None = None,
 ) -> tuple[list[LogRecord], list[Finding]]:
     from auditor.classify import classify
+
+    restored = restored or {}
 
     # Transactions that left a marker or an audit row ran with a trigger in place (their
     # statement line comes first, their firings after it): never "before".
@@ -446,12 +459,14 @@ def _before_first_install(
             first_install[d.name] = min(d.installs, key=lambda r: r.installed_at)
         if times:
             boundary[d.name] = min(times)
+    # An auditor a restore created: its copied history is no sign; its triggers' time is.
+    boundary.update(restored)
     if not boundary:
         return records, []
     failed = {r.failed_statement for r in records if r.kind == MessageKind.ERROR}
     for rec in records:  # the log's own signs of the auditor move the boundary earlier
         db = rec.database or ""
-        if db not in boundary or rec.time is None or rec.time >= boundary[db]:
+        if db in restored or db not in boundary or rec.time is None or rec.time >= boundary[db]:
             continue
         if rec.kind == MessageKind.MARKER or (
             rec.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE)
@@ -472,17 +487,26 @@ def _before_first_install(
             and (db, rec.session_id, rec.vxid) not in fired
             and rec.source not in failed
         )
+        if early and db in restored and re.search(rf"\b{re.escape(schema)}\b", rec.statement or ""):
+            early = False  # the restore building the auditor: judged by its effect
         cls = classify(rec.statement or "") if early else None
         if cls is None or not _only_audited_ddl(cls):
             keep.append(rec)
             continue
         row = first_install.get(db)
-        since = (
-            f"its first install ({schema}.installs row {row.id}, {row.installed_at.isoformat()} "
-            f"by {row.installed_by!r})"
-            if row is not None
-            else "the first sign of it"
-        )
+        if db in restored:
+            since = (
+                f"a restore of a dump created the auditor there, its ddl_command_end trigger "
+                f"at {restored[db].isoformat()} (the install history in {schema}.installs "
+                "came with the dump)"
+            )
+        elif row is not None:
+            since = (
+                f"its first install ({schema}.installs row {row.id}, "
+                f"{row.installed_at.isoformat()} by {row.installed_by!r})"
+            )
+        else:
+            since = "the first sign of it"
         assert limit is not None
         findings.append(
             make_finding(

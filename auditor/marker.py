@@ -9,7 +9,11 @@ The audit trigger writes, for every row it inserts, one server-log message::
 * ``id`` is the audit row's id, ``xid`` the id of the (sub)transaction that
   inserted it (the row's ``xmin``, so a rolled-back savepoint is told apart
   from a deleted row), ``event`` the event trigger event,
-* ``digest`` the SHA-256 of the row's canonical text, and
+* ``digest`` the SHA-256 of the row's canonical text,
+* ``behind=<first>-<last>`` only when the id sequence stood behind the table (a
+  restore of a dump sets it back with pg_dump's ``setval()``): it gave ``first``,
+  which a row held, while rows held ids up to ``last``; the function moved it past
+  ``last`` and the row got the next id (schema version 4), and
 * ``tag`` the command tag, last because it contains spaces.
 
 The digest (normative text: the header of ``sql/capture_install.sql``; Python:
@@ -47,7 +51,8 @@ MARKER_VERSION = "v1"
 
 _MARKER = re.compile(
     r"auditor-marker v1 schema=(?P<schema>\S+) id=(?P<id>\d+) xid=(?P<xid>\d+) "
-    r"event=(?P<event>[a-z_]+) digest=(?P<digest>[0-9a-f]{64}) tag=(?P<tag>.+)$"
+    r"event=(?P<event>[a-z_]+) digest=(?P<digest>[0-9a-f]{64})"
+    r"(?: behind=(?P<first>\d+)-(?P<last>\d+))? tag=(?P<tag>.+)$"
 )
 
 
@@ -59,6 +64,8 @@ class Marker:
     event: str
     digest: str
     tag: str
+    #: (first id the sequence gave, highest id rows held) when it stood behind the table.
+    behind: tuple[int, int] | None = None
 
 
 def parse_marker(message: str) -> Marker | None:
@@ -70,18 +77,27 @@ def parse_marker(message: str) -> Marker | None:
     (42, 751, 'ddl_command_end', 'CREATE TABLE')
     >>> parse_marker("statement: CREATE TABLE t()") is None
     True
+    >>> parse_marker("auditor-marker v1 schema=auditor id=41 xid=9 event=ddl_command_end "
+    ...              "digest=" + "ab" * 32 + " behind=19-40 tag=ALTER TABLE").behind
+    (19, 40)
     """
     if not message.startswith(MARKER_LEAD):
         return None
     m = _MARKER.match(message.strip())
     if m is None:
         return None
-    schema, ident, xid, event, digest, tag = m.groups()
+    schema, ident, xid, event, digest, first, last, tag = m.groups()
     same = _SAME.setdefault
     if len(_SAME) > 10_000:
         _SAME.clear()
     return Marker(
-        same(schema, schema), int(ident), int(xid), same(event, event), digest, same(tag, tag)
+        same(schema, schema),
+        int(ident),
+        int(xid),
+        same(event, event),
+        digest,
+        same(tag, tag),
+        (int(first), int(last)) if first is not None else None,
     )
 
 

@@ -47,6 +47,7 @@ from auditor.model import (
 )
 from auditor.pairing import Anchors, Execution, Logged, group_executions, pair, split
 from auditor.pairing import Firing as Firing  # re-exported: timeline.py imports it from here
+from auditor.restore import Installed, RestoredAuditor, RestoreTraces, restated
 from auditor.tamper import (
     AuditorObjects,
     identified,
@@ -123,6 +124,12 @@ class MatchContext:
     #: False when the audit table was not read (no ``--dsn``): a marker then proves its
     #: trigger fired, not that its row was deleted.
     audit_read: bool = True
+    #: The live auditor per database (auditor.restore): what a statement on it restates.
+    installed: Mapping[str, Installed] = field(default_factory=dict)
+    #: Databases whose auditor a restore of a dump created in the window.
+    restored: Mapping[str, RestoredAuditor] = field(default_factory=dict)
+    #: Where the log shows a restore of a dump touching an audit table.
+    restore_traces: RestoreTraces = field(default_factory=RestoreTraces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +293,24 @@ class Matcher:
             else:
                 self.others.append(rec)
         self.logged = self._logged_statements(statements, errors)
-        self.firings = self._firings(list(events), markers, xact_status)
+        every = list(events)
+        # Rows that name another database than the one they are in, and that no marker of
+        # this database claims, are copies (a restore of that database's dump, a
+        # template): judged as copies, never paired with this database's statements.
+        claimed = {(rec.database or "", m.id) for rec, m in markers}
+        self.copies = [
+            e for e in every if e.database_in_row is not None and (e.database, e.id) not in claimed
+        ]
+        self._copy_markers = {
+            (rec.database or "", m.id): m
+            for rec, m in markers
+            if rec.database in {e.database_in_row for e in self.copies}
+        }
+        copied = {id(e) for e in self.copies}
+        self.firings = self._firings(
+            [e for e in every if id(e) not in copied], markers, xact_status
+        )
+        self.result.audit_rows = len(every)
         #: A marker without a database (a stderr prefix without %d) cannot be told
         #: apart from another database's: no row's marker is then judged absent.
         self._markers_unattributed = any(rec.database is None for rec, _ in markers)
@@ -357,20 +381,51 @@ class Matcher:
             where = (
                 f"{s.command_tag}" if len(lg.cls.statements) == 1 else f"statement {s.text[:80]!r}"
             )
+            if s.unparsed is not None:
+                major = self.ctx.server_version_num // 10000
+                verdicts.append(
+                    (
+                        C.UNPARSED_STATEMENT,
+                        None,
+                        f"{where}: the parser cannot read it for PostgreSQL {major} "
+                        f"({s.unparsed}), so what it did is unknown: it is never counted as "
+                        "matched; read the statement.",
+                    )
+                )
+                continue
             drift = self._setting_drift(s.settings)
             if s.event_trigger is not None:
                 ours = bool(set(s.event_trigger.names) & self.ctx.trigger_names)
-                sev = Severity.CRITICAL if ours else None
                 what = "the auditor's own trigger" if ours else "an event trigger"
-                verdicts.append(
-                    (
-                        C.EVENT_TRIGGER_DDL,
-                        sev,
-                        f"{where} ({s.event_trigger.action} of {what}: "
-                        f"{', '.join(s.event_trigger.names)}).",
+                said = f"{where} ({s.event_trigger.action} of {what}: "
+                said += f"{', '.join(s.event_trigger.names)})"
+                why = self._restated(s, db) if ours else None
+                if why is not None:
+                    # It cannot weaken the trigger, and status checks the live one.  After a
+                    # DISABLE (or DROP) in the window it ends an evasion judged on its own:
+                    # the class's default; else it restates (a restore of a dump).
+                    earlier = self._earlier_trigger_change(lg, s.event_trigger.names)
+                    verdicts.append(
+                        (
+                            C.EVENT_TRIGGER_DDL,
+                            Severity.HIGH if earlier else Severity.MEDIUM,
+                            f"{said} sets the installed state: {why}. It weakens nothing"
+                            + (
+                                f"; it ends {earlier}, which is judged on its own."
+                                if earlier
+                                else " (a restore of a dump re-issues it); the live trigger "
+                                "is as install leaves it."
+                            ),
+                        )
                     )
-                )
+                else:
+                    sev = Severity.CRITICAL if ours else None
+                    verdicts.append((C.EVENT_TRIGGER_DDL, sev, f"{said}."))
             elif s.is_ddl and (touched := self._tampering(s, chunk, db)) is not None:
+                why = self._restated(s, db)
+                if why is not None:
+                    verdicts.extend(self._restated_verdicts(lg, s, chunk, where, touched, why))
+                    continue
                 verdicts.append(
                     (
                         C.CONFIG_DRIFT,
@@ -477,6 +532,8 @@ class Matcher:
             return [
                 (C.UNMONITORED_DATABASE, None, f"{where} ran in database {lg.record.database!r}.")
             ]
+        if (before := self._before_triggers(lg.record)) is not None:
+            return [(C.UNMONITORED_DATABASE, Severity.INFO, f"{where} {before}")]
         return [
             (
                 C.UNREPORTED_DDL,
@@ -484,6 +541,53 @@ class Matcher:
                 f"{where} left no audit row and no marker.{self._why_unreported(lg)}",
             )
         ]
+
+    def _before_triggers(self, rec: LogRecord) -> str | None:
+        """Why a statement left no row: it ran before a restore created the auditor's
+        triggers in its database (auditor.restore.restored_auditors); else None."""
+        r = self.ctx.restored.get(rec.database or "")
+        if r is None or rec.time is None or not r.schema_created <= rec.time <= r.triggers_created:
+            return None
+        return (
+            "ran before the auditor's event triggers existed in database "
+            f"{r.database!r}: a restore of a dump created the auditor there, its "
+            f"ddl_command_end trigger at {r.triggers_created.isoformat()}, so no row is "
+            "expected."
+        )
+
+    def _restated(self, s: StatementClass, database: str) -> str | None:
+        """What of the installed auditor a statement sets again (auditor.restore), or None."""
+        live = self.ctx.installed.get(database)
+        return restated(s.text, live) if live is not None else None
+
+    def _restated_verdicts(
+        self,
+        lg: Logged,
+        s: StatementClass,
+        chunk: list[Firing],
+        where: str,
+        touched: str,
+        why: str,
+    ) -> list[tuple[FindingClass, Severity | None, str]]:
+        """A statement on the auditor's objects that leaves them as installed: an info
+        CONFIG_DRIFT saying so, beside what its rows (or their absence) say."""
+        text = (
+            f"{where} restated the installed state of the auditor's own {touched}: {why}. "
+            "It changes nothing (a restore of a dump re-issues such statements)."
+        )
+        eligible: list[tuple[FindingClass, Severity | None, str]] = []
+        if s.fires_ddl_command_end:
+            before = self._before_triggers(lg.record) if not chunk else None
+            if before is not None:
+                text += f" It {before}"
+            else:
+                unmonitored = (
+                    self.ctx.monitored is not None
+                    and (lg.record.database or "") not in self.ctx.monitored
+                )
+                eligible = self._eligible_verdict(lg, s, chunk, where, unmonitored)
+                eligible = self._vouch_verdicts(chunk, where, eligible)
+        return [*eligible, (C.CONFIG_DRIFT, Severity.INFO, text)]
 
     def _attribution(
         self, lg: Logged, rows: list[Firing], where: str
@@ -573,6 +677,25 @@ class Matcher:
                         break
             self._trigger_change_list = found
         return self._trigger_change_list
+
+    def _earlier_trigger_change(self, lg: Logged, names: Sequence[str]) -> str | None:
+        """The latest DISABLE, ENABLE [REPLICA] or DROP of one of ``names`` logged in the
+        same database before ``lg``, as a phrase; None when there is none."""
+        here = _time_key(lg.record)
+        found = None
+        for other, st in self._trigger_changes():
+            et = st.event_trigger
+            if (
+                et is not None
+                and set(et.names) & set(names)
+                and other.record.database == lg.record.database
+                and _time_key(other.record) < here
+            ):
+                found = (
+                    f"'{st.text[:80]}' ({_short(other.record.source.file)}:"
+                    f"{other.record.source.line})"
+                )
+        return found
 
     @property
     def _situation(self) -> Situation:
@@ -752,6 +875,11 @@ class Matcher:
         cls = classify(query, server_version_num=self.ctx.server_version_num)
         chunks, indirect = split(cls.statements, rows)
         top = [f for chunk in chunks for f in chunk]
+        if cls.unparsed:
+            # The client's string cannot be read: only the call stack tells which rows
+            # a function ran; the others are the string's own.
+            top = [f for f in rows if not f.nested]
+            indirect = [f for f in rows if f.nested]
         if top:
             gap = self._gap_for(ex.time)
             if gap is not None:
@@ -1134,6 +1262,33 @@ class Matcher:
                 explained = self._explain_gap(db, start, end, hi - lo + 1)
                 if explained:
                     continue
+                trace = self.ctx.restore_traces.before(db, end)
+                if trace is not None:
+                    self._add(
+                        C.CONFIG_DRIFT,
+                        key=(db, "ids", lo, hi),
+                        reason=(
+                            f"Audit id(s) {lo}{'-' + str(hi) if hi != lo else ''} of "
+                            f"{self.ctx.schema}.events_id_seq were never drawn: the sequence "
+                            f"jumped between rows {before.id} and {after.id} ({start.isoformat()} "
+                            f"to {end.isoformat()}) while a restore of a dump touched "
+                            f"{self.ctx.schema}.events in database {db!r} (from "
+                            f"{trace.isoformat()}): pg_dump's setval() sets the sequence to the "
+                            "dumped database's value. A row removed there would still leave its "
+                            "marker (AUDIT_ROW_MISSING)."
+                        ),
+                        severity=Severity.MEDIUM,
+                        time=start,
+                        database=db,
+                        command_tags=["?"],
+                        evidence={
+                            "log": None,
+                            "audit": [],
+                            "ids": [lo, hi],
+                            "between_rows": [before.id, after.id],
+                        },
+                    )
+                    continue
                 self._add(
                     C.MARKER_MISSING,
                     key=(db, "ids", lo, hi),
@@ -1155,6 +1310,103 @@ class Matcher:
                         "between_rows": [before.id, after.id],
                     },
                 )
+
+    # -- what a restore of a dump leaves (auditor.restore) ------------------------------------
+    def _copied_findings(self) -> None:
+        """Rows naming another database: copies of its rows, vouched for by its markers.
+
+        A restore of a dump of database S (or a database created from S as template)
+        brings S's audit rows along.  A copy keeps S's name, id and content, so S's
+        marker for that id (same digest) vouches for it: evidence of DDL in S, not here
+        (info).  A copy that differs from S's marker is altered; one that no marker of
+        S in the logs read vouches for (S's logs not read, or rows put there by hand)
+        is no evidence at all (high).
+        """
+        groups: dict[tuple[str, str, str], list[AuditEvent]] = defaultdict(list)
+        for e in sorted(self.copies, key=lambda e: (e.database, e.id)):
+            source = e.database_in_row or "?"
+            m = self._copy_markers.get((source, e.id))
+            verdict = (
+                "vouched"
+                if m is not None and m.digest == e.digest
+                else ("altered" if m is not None else "unvouched")
+            )
+            groups[(e.database, source, verdict)].append(e)
+        for (db, source, verdict), rows in groups.items():
+            firings = [Firing(db, e.id, e, None, None, None) for e in rows]
+            ids = _id_ranges([e.id for e in rows])
+            if verdict == "vouched":
+                cls, sev = C.ATTRIBUTION_MISMATCH, Severity.INFO
+                why = (
+                    f"Audit row(s) {ids} of database {db!r} name database {source!r}: copies of "
+                    f"{source}'s rows (a restore of a dump of {source}, or a database created "
+                    f"from it as template), each vouched for by {source}'s marker of the same "
+                    f"id and digest. They are evidence of DDL in {source}, not in {db}."
+                )
+            elif verdict == "altered":
+                cls, sev = C.AUDIT_ROW_ALTERED, Severity.CRITICAL
+                why = (
+                    f"Audit row(s) {ids} of database {db!r} name database {source!r}, but "
+                    f"differ from {source}'s markers of the same ids: copies that were changed, "
+                    "or rows written to look like copies."
+                )
+            else:
+                cls, sev = C.ATTRIBUTION_MISMATCH, Severity.HIGH
+                why = (
+                    f"Audit row(s) {ids} of database {db!r} name database {source!r}, and no "
+                    f"marker of {source}'s in the logs read vouches for them: copied from a "
+                    f"database whose logs were not read (a restore of a dump from another "
+                    "server?) or put there by hand. They are no evidence of DDL in "
+                    f"{db}; compare them with {source}'s own logs."
+                )
+            self._firings_finding(cls, firings, why, sev)
+
+    def _sequence_findings(self) -> None:
+        """A marker that says the id sequence stood behind the table (``behind=``).
+
+        record_event() found the id it drew already held, moved the sequence past the
+        table's highest id and drew again: someone set the sequence back.  pg_dump's
+        setval() does (a restore sets it to the dumped database's value), and a
+        restore's own statements in that database before it say so (medium); without
+        them it is a setval() by hand (high).  No row was written over.
+        """
+        for f in self.firings:
+            m, rec = f.marker, f.marker_record
+            if m is None or m.behind is None or rec is None or rec.time is None:
+                continue
+            first, last = m.behind
+            trace = self.ctx.restore_traces.before(f.database, rec.time)
+            if trace is not None:
+                sev = Severity.MEDIUM
+                cause = (
+                    f" A restore of a dump touched {self.ctx.schema}.events in database "
+                    f"{f.database!r} before it (from {trace.isoformat()}): pg_dump's setval() "
+                    "sets the sequence to the dumped database's value."
+                )
+            else:
+                sev = Severity.HIGH
+                cause = (
+                    " Nothing in the log read explains it: a setval() by hand, or a restore "
+                    "whose statements were not read."
+                )
+            self._add(
+                C.CONFIG_DRIFT,
+                step_record=rec,
+                key=(f.database, "behind", f.id),
+                reason=(
+                    f"{self.ctx.schema}.events_id_seq had been set back: for audit row {f.id} "
+                    f"it gave id {first}, which a row already held, while rows held ids up to "
+                    f"{last}; the audit function moved it past {last} and stored the row as "
+                    f"{f.id} (no row was written over, the DDL was not refused).{cause}"
+                ),
+                severity=sev,
+                time=rec.time,
+                **_who(rec),
+                command_tags=[m.tag],
+                log_file=rec.source.file,
+                log_line=rec.source.line,
+                evidence={"log": _record_view(rec), "audit": [], "behind": [first, last]},
+            )
 
     def _explain_gap(self, database: str, start: datetime, end: datetime, size: int) -> bool:
         """Whether errors of the audit function or crash restarts account for ``size`` ids.
@@ -1334,6 +1586,10 @@ class Matcher:
             self.result.logged_ddl += 1
             chunks, indirect = split(lg.cls.statements, firings)
             verdicts, used = self._statement_verdicts(lg, chunks)
+            if indirect and lg.cls.unparsed:
+                # Rows that no parsed statement explains may be the unparsed one's.
+                used = [*used, *indirect]
+                indirect = []
             if indirect:
                 # Rows of functions the statement ran (e.g. CREATE TABLE AS SELECT f()).
                 rows = self._suspect_indirect([f for f in indirect if f.event is not None])
@@ -1360,6 +1616,8 @@ class Matcher:
                 self._unpaired_execution(ex)
         self._other_records()
         self._forged_findings()
+        self._copied_findings()
+        self._sequence_findings()
         self._id_gaps()
         self._gap_findings()
         if not self.uses_session:
@@ -1624,6 +1882,21 @@ class _Coverage:
         """The session logged something after ``t``."""
         got = self.session_end.get(session or "")
         return got is not None and got > t
+
+
+def _id_ranges(ids: Sequence[int]) -> str:
+    """Sorted ids as ranges.
+
+    >>> _id_ranges([1, 2, 3, 7, 9, 10])
+    '1-3, 7, 9-10'
+    """
+    out: list[str] = []
+    for i in ids:
+        if out and out[-1].split("-")[-1] == str(i - 1):
+            out[-1] = out[-1].split("-")[0] + f"-{i}"
+        else:
+            out.append(str(i))
+    return ", ".join(out)
 
 
 def _unmarked(gaps: Iterable[tuple[int, int]], marked: Sequence[int]) -> list[tuple[int, int]]:

@@ -41,6 +41,7 @@ from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
 from auditor.installs import AuditedDatabase, InstallRow, split_installs
 from auditor.logs.times import pick_log_timezone, wall_clock_zone
+from auditor.logtrust import Verdict
 from auditor.matcher import Gap, MatchContext, MatchResult, match
 from auditor.model import (
     AuditEvent,
@@ -57,6 +58,7 @@ from auditor.model import (
     SourceLocation,
     Summary,
 )
+from auditor.restore import Installed, restore_traces, restored_auditors
 from auditor.tamper import AuditorObjects
 
 if TYPE_CHECKING:
@@ -270,16 +272,25 @@ class LogSide:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     usable: int = 0
     session_ids: bool = True
+    #: What each file read says about itself (line numbers: auditor.logtrust).
+    sources: list[Any] = field(default_factory=list)
+    #: Files with times that could not be placed exactly (no time-based tamper check).
+    inexact: set[str] = field(default_factory=set)
 
 
 def _warning_gaps(
-    name: str, warnings: list[ReadWarning], times: list[tuple[int, datetime]]
+    name: str,
+    warnings: list[ReadWarning],
+    times: list[tuple[int, datetime]],
+    before: datetime | None = None,
 ) -> list[Gap]:
     """Consecutive unreadable lines of one file become one gap.
 
     Its time span runs from the last readable record before the lines to the
     first one after them (``times``: (offset, time) of the file's records, in
     order), so that only audit rows in that stretch are held against the gap.
+    Lines at the head of a file start after ``before``, the last record of the
+    file read before it (when there is one): they do not swallow its stretch.
     """
     gaps: list[Gap] = []
     run: list[ReadWarning] = []
@@ -296,7 +307,7 @@ def _warning_gaps(
         )
         i = bisect.bisect_left(offsets, first.source.offset)
         j = bisect.bisect_right(offsets, last.source.offset)
-        start = times[i - 1][1] if i > 0 else None
+        start = times[i - 1][1] if i > 0 else before
         end = times[j][1] if j < len(times) else None
         gaps.append(
             Gap(
@@ -433,8 +444,12 @@ def read_logs(
     except LogInputError as exc:
         side.warnings.append(str(exc))
         side.gaps.append(Gap(None, None, f"{exc}.", None, None))
+    previous_end: datetime | None = None  # the last record of the file read before
+    side.sources = list(stream.sources)
     for st in stream.sources:
         ws = warnings_by_file.get(st.source, [])
+        if any(w.cause is not None for w in ws):
+            side.inexact.add(st.source)
         side.summaries.append(
             LogSourceSummary(
                 st.source, st.format, st.records, st.ddl_statements, tuple(str(w) for w in ws[:50])
@@ -452,7 +467,9 @@ def read_logs(
                 for r in side.records
                 if r.source.file == st.source and r.time is not None
             )
-            side.gaps.extend(_warning_gaps(st.source, unread, times))
+            side.gaps.extend(_warning_gaps(st.source, unread, times, previous_end))
+        if st.last_time is not None:
+            previous_end = st.last_time
         if st.records:
             side.usable += 1
         if st.prefix is not None and "%c" not in st.prefix:
@@ -603,6 +620,8 @@ class AuditSide:
     #: value): whether the log can hold a statement the trigger saw (REINDEX, PG 17+).
     log_statement: str | None = None
     log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
+    #: database -> the live auditor as status saw it (what a statement restates).
+    installed: dict[str, Installed] = field(default_factory=dict)
 
 
 def read_audit(
@@ -686,6 +705,17 @@ def read_audit(
             side.unreadable[db.name] = read_failure(db.name, capture._pg_error(exc), schema)
             continue
         monitored.add(db.name)
+        side.installed[db.name] = Installed(
+            schema,
+            True,
+            db.owner,
+            db.triggers_ok,
+            db.functions_ok,
+            db.protections_ok,
+            db.mail_mode,
+            db.reader_role,
+            db.notify_role,
+        )
         for p in db.problems:
             if p.weakens:
                 side.drift.append(_drift_finding(p.message, db.name, p.channel, p.critical))
@@ -770,7 +800,8 @@ def _install_history(conn: Any, database: str, schema: str) -> AuditedDatabase:
     first: datetime | None = None
     with contextlib.suppress(TypeError, ValueError):  # an altered row may say 'infinity'
         first = datetime.fromisoformat(str(data.get("first_event")))
-    return AuditedDatabase(database, tuple(installs), first)
+    named = data.get("first_event_database")
+    return AuditedDatabase(database, tuple(installs), first, str(named) if named else None)
 
 
 def _trigger_pins(conn: Any, schema: str) -> frozenset[str]:
@@ -1000,6 +1031,20 @@ def _read_window(
     return logs, records
 
 
+def _log_trust(
+    logs: LogSide, since: datetime | None, until: datetime | None, log_timezone: str | None
+) -> Verdict:
+    """What the log says about itself (auditor.logtrust), kept to the window: a break
+    outside it was reported by the run whose window held it."""
+    from auditor.logtrust import judge
+
+    verdict = judge(
+        logs.sources, logs.records, log_timezone=log_timezone, inexact=frozenset(logs.inexact)
+    )
+    verdict.findings = [f for f in verdict.findings if _in_window(f.time, since, until)]
+    return verdict
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a run builds its evidence.
@@ -1152,14 +1197,38 @@ def _analyse(
     straddlers = frozenset(
         r.source for r in records if _straddles(r, since) and r.source not in carried_at
     )
+    # A restore of a dump that created the auditor in a database: its copied history is
+    # no sign of an auditor there, and nothing fired before its triggers existed.
+    own_rows: dict[str, datetime] = {}
+    for e in audit.events:
+        if e.database_in_row is None and (
+            e.database not in own_rows or e.statement_time < own_rows[e.database]
+        ):
+            own_rows[e.database] = e.statement_time
+    restored = restored_auditors(
+        records,
+        schema,
+        own_rows_before=own_rows,
+        first_row_database={d.name: d.first_event_database for d in audit.audited},
+    )
     inside, install_findings = split_installs(
         [r for r in records if r.source not in straddlers],
         audit.audited,
         schema,
         fired={(e.database, e.session_id, e.vxid) for e in audit.events},
+        restored={db: r.triggers_created for db, r in restored.items()},
     )
     records = [r for r in records if r.source in straddlers] + inside
-    gaps = list(logs.gaps) + _coverage_gaps(logs, since, audit.events)
+    trust = _log_trust(logs, since, effective_until, log_timezone)
+    if trust.forged:
+        # Lines no server process wrote stand in their LOG_TAMPERED finding: they are
+        # not paired with the audit rows of the session they claim.
+        records = [r for r in records if r.source not in trust.forged]
+    gaps = (
+        list(logs.gaps)
+        + [Gap(g.start, g.end, g.reason, g.file, None) for g in trust.gaps]
+        + _coverage_gaps(logs, since, audit.events)
+    )
     ctx = MatchContext(
         schema=schema,
         trigger_names=frozenset(capture.event_trigger_names(schema).values()),
@@ -1178,9 +1247,12 @@ def _analyse(
         log_statement=audit.log_statement,
         log_statement_overrides=audit.log_statement_overrides,
         audit_read=bool(dsn),
+        installed=audit.installed,
+        restored=restored,
+        restore_traces=restore_traces(records, schema),
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
-    extra = [*install_findings, *audit.drift]
+    extra = [*install_findings, *audit.drift, *trust.findings]
     catalog_notes: list[str] = []
     catalog_state: dict[str, Any] = {}
     if taken is not None:

@@ -38,9 +38,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import orjson
-from pglast.parser import ParseError, parse_sql_json
-
+from auditor.classify import Unreadable, parse_tree
 from auditor.model import AuditObject
 
 #: The audit function's search_path as install pins it.
@@ -301,8 +299,8 @@ def path_changes(text: str) -> list[tuple[str, tuple[str, ...] | None]]:
     if "function" not in low or not any(f in low for f in PATH_FUNCTIONS):
         return []
     try:
-        tree = orjson.loads(parse_sql_json(text))
-    except ParseError:
+        tree = parse_tree(text)
+    except Unreadable:
         return []
     out: list[tuple[str, tuple[str, ...] | None]] = []
     for raw in tree.get("stmts", ()):

@@ -206,6 +206,10 @@ DECLARE
     v_key  text;
     v_ctx  text;
     v_act  record;
+    v_from bigint;         -- the first id the sequence gave that a row already held
+    v_max  bigint;         -- the table's highest id when the sequence was moved past it
+    v_seen text := '';     -- the marker's behind= field (empty: the sequence was ahead)
+    v_tries integer := 0;
 BEGIN
     IF tg_event = 'ddl_command_end' THEN
         SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -303,11 +307,36 @@ BEGIN
     r.session_id := to_hex(trunc(extract(epoch FROM v_act.backend_start))::bigint) || '.'
                     || to_hex(pg_backend_pid());
 
-    INSERT INTO {schema}.events SELECT r.* RETURNING xmin INTO v_xmin;
-    IF v_xmin IS NULL THEN
-        RAISE EXCEPTION 'auditor: the audit row for % was not stored (something on %.events suppressed it), so the command is refused (fail closed)',
-            tg_tag, {schema_name};
-    END IF;
+    -- The row is inserted under an id no row holds.  The sequence can stand behind the
+    -- table: a restore of a dump runs pg_dump's setval(), which sets it to the value the
+    -- dumped database had, below the ids this database's own rows (the restore's
+    -- statements before it) already hold.  The primary key never lets a row be written
+    -- over; ON CONFLICT DO NOTHING (no subtransaction, unlike an EXCEPTION block) lets
+    -- this function see the conflict instead of refusing every DDL until the sequence has
+    -- passed the old ids: it moves the sequence past the table's highest id, draws again,
+    -- and says so in the marker (behind=<first id given>-<highest id held>), so that the
+    -- rewind stays evidence.  A row not stored for any other reason (something on the
+    -- table suppressed it) still refuses the command (fail closed).
+    LOOP
+        INSERT INTO {schema}.events SELECT r.* ON CONFLICT DO NOTHING RETURNING xmin INTO v_xmin;
+        EXIT WHEN v_xmin IS NOT NULL;
+        IF NOT EXISTS (SELECT 1 FROM {schema}.events AS e WHERE e.id = r.id) THEN
+            RAISE EXCEPTION 'auditor: the audit row for % was not stored (something on %.events suppressed it), so the command is refused (fail closed)',
+                tg_tag, {schema_name};
+        END IF;
+        v_tries := v_tries + 1;
+        IF v_tries > 10 THEN
+            -- Moved past the highest id ten times and still given held ids: something
+            -- keeps setting the sequence back while this runs.
+            RAISE EXCEPTION 'auditor: %.events_id_seq keeps giving ids that rows of %.events hold (%), so % is refused (fail closed)',
+                {schema_name}, {schema_name}, r.id, tg_tag;
+        END IF;
+        v_from := coalesce(v_from, r.id);
+        SELECT max(e.id) INTO v_max FROM {schema}.events AS e;
+        PERFORM setval('{schema}.events_id_seq'::regclass, greatest(v_max, r.id));
+        r.id := nextval('{schema}.events_id_seq'::regclass);
+        v_seen := ' behind=' || v_from::text || '-' || v_max::text;
+    END LOOP;
 
     PERFORM {schema}.after_event(r);
 
@@ -327,7 +356,7 @@ BEGIN
         PERFORM set_config('log_min_error_statement', 'panic', true);
     END IF;
     RAISE LOG 'auditor-marker v1 schema=% id=% xid=% event=% digest=% tag=%',
-        {schema_name}, r.id, v_xmin, tg_event, {schema}.row_digest(r), tg_tag;
+        {schema_name}, r.id, v_xmin, tg_event, {schema}.row_digest(r) || v_seen, tg_tag;
 END
 $auditor$;
 

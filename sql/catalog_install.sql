@@ -402,6 +402,12 @@ BEGIN
                        pg_catalog.md5(v_cluster::text)];
     SELECT s.database_digest, s.builtin_digest, s.cluster_digest INTO v_prev
       FROM {schema}.catalog_snapshots AS s ORDER BY s.id DESC LIMIT 1;
+    -- A restore of a dump sets the serial to the dumped database's value (pg_dump's
+    -- setval), which can be behind this table's own rows: move it past them first.
+    PERFORM setval('{schema}.catalog_snapshots_id_seq'::regclass, m.id)
+       FROM (SELECT max(s.id) AS id FROM {schema}.catalog_snapshots AS s) AS m,
+            {schema}.catalog_snapshots_id_seq AS q
+      WHERE m.id >= CASE WHEN q.is_called THEN q.last_value + 1 ELSE q.last_value END;
     INSERT INTO {schema}.catalog_snapshots (
         taken_at, reason, taken_by, database_name, server_version_num, xid_snapshot,
         oldest_xact_start, database_digest, builtin_digest, cluster_digest,

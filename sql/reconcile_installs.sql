@@ -8,5 +8,7 @@
 SELECT pg_catalog.jsonb_build_object(
     'installs', (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(i) ORDER BY i.id)
                    FROM {schema}.installs AS i),
-    'first_event', (SELECT e.statement_time FROM {schema}.events AS e ORDER BY e.id LIMIT 1)
+    'first_event', (SELECT e.statement_time FROM {schema}.events AS e ORDER BY e.id LIMIT 1),
+    -- another database's name: rows copied in (a template, a restore of its dump)
+    'first_event_database', (SELECT e.database_name FROM {schema}.events AS e ORDER BY e.id LIMIT 1)
 ) AS history;

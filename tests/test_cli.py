@@ -193,7 +193,9 @@ def test_timeline_shows_hostile_names_as_tags_in_every_format(hostile: Hostile) 
     )
     # Without a connection, the names parsed from the statements.
     bare = hostile.run("timeline", *hostile.log_args(), "--object", f'"t{EVIL}"')
-    assert "1 step(s)" in " ".join(bare.stdout.split()) and "<U+001B>" in bare.stdout
+    # Its two steps: the CREATE TABLE and the COMMENT ON TABLE (the statement names it).
+    flat = " ".join(bare.stdout.split())
+    assert "2 step(s)" in flat and "COMMENT ON TABLE" in flat and "<U+001B>" in bare.stdout
 
 
 def test_status_install_uninstall_notify_show_hostile_database_names_as_tags(

@@ -284,3 +284,67 @@ COMMON_PREFIXES = (
     "%m ",
     "",  # PostgreSQL 9.x default
 )
+
+
+def session_line_regex(prefix: str, *, joint: bool = False) -> tuple[bytes, str] | None:
+    """The part of a prefix that numbers a process's lines: a regex, from a line's start,
+    with groups ``key`` (``%c``, else ``%p``) and ``line`` (``%l``); and which escape
+    the key is.  None when the prefix has no ``%l`` or neither ``%c`` nor ``%p``.
+
+    ``joint``: one group ``pair`` instead, the key, one space and the line (what a
+    regex's ``findall`` returns fastest); None when the prefix does not print them so.
+
+    Lines of processes without a session stop at ``%q``; the regex reads the
+    session lines, whose prefix is whole.
+
+    >>> rx, key = session_line_regex("%m [%p] %q%c %l %v ")
+    >>> m = re.match(rx, b"2026-11-26 03:15:21.505 UTC [42] 6b07a44b.2a 7 3/1 LOG:  x")
+    >>> m["key"], m["line"], key
+    (b'6b07a44b.2a', b'7', 'c')
+    >>> rx, key = session_line_regex("%m [%p] %q%c %l %v ", joint=True)
+    >>> re.match(rx, b"2026-11-26 03:15:21.505 UTC [42] 6b07a44b.2a 7 3/1 LOG:  x")["pair"]
+    b'6b07a44b.2a 7'
+    >>> session_line_regex("%m [%p] ") is None
+    True
+    """
+    items = _parse(prefix)
+    escapes = [v for k, v, _ in items if k == "esc"]
+    if "l" not in escapes:
+        return None
+    key = "c" if "c" in escapes else "p" if "p" in escapes else None
+    if key is None:
+        return None
+    if joint:
+        found = session_line_regex(prefix)
+        pair = f"%{key} %l"
+        if found is None or pair not in prefix or prefix.count(f"%{key}") != 1:
+            return None
+        rx = found[0]
+        keyrx = rx[rx.index(b"(?P<key>") + 8 : rx.index(b")\\ (?P<line>")]
+        start = rx.index(b"(?P<key>")
+        end = rx.index(b")", rx.index(b"(?P<line>")) + 1
+        linerx = rx[rx.index(b"(?P<line>") + 9 : end - 1]
+        return rx[:start] + b"(?P<pair>" + keyrx + b" " + linerx + b")" + rx[end:], key
+    parts: list[bytes] = []
+    need = {key, "l"}
+    for kind, value, padding in items:
+        if not need:
+            break
+        if kind == "lit":
+            parts.append(re.escape(value).encode())
+            continue
+        spec = _ESCAPES.get(value)
+        if spec is None or value == "q":
+            continue
+        rx = spec[1]
+        if value in need:
+            group = b"(?P<" + (b"key" if value == key else b"line") + b">" + rx + b")"
+            need.discard(value)
+        else:
+            group = b"(?:" + rx + b")"
+        if padding > 0:
+            group = b" *" + group
+        elif padding < 0:
+            group = group + b" *"
+        parts.append(group)
+    return b"".join(parts), key

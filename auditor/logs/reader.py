@@ -32,6 +32,7 @@ from auditor.logs.jsonlog import CnpgReader, JsonlogReader
 from auditor.logs.link import Linker
 from auditor.logs.prefilter import CONT, HIT, ODD_END, ODD_LINE, Finder
 from auditor.logs.prefix import CompiledPrefix, compile_prefix
+from auditor.logs.sequence import LineTrack, LineTracker
 from auditor.logs.sources import Damaged, LogSource, RawStream, peek
 from auditor.logs.stderr import StderrReader
 from auditor.logs.times import LogClock, parse_epoch
@@ -96,6 +97,8 @@ class SourceStats:
     foreign_lines: int = 0
     #: The compressed data is cut short or corrupt: what follows the damage is lost.
     damaged: bool = False
+    #: Every record's per-process line number, checked (None: not tracked).
+    sequence: LineTrack | None = None
 
 
 @dataclass
@@ -520,6 +523,12 @@ class SourceRead:
         columnar: WindowReader | None = None
         limit = self.end_offset
         damage: Damaged | None = None
+        tracker: LineTracker | None = None
+
+        def when(buf: bytes, pos: int) -> datetime | None:
+            assert reader is not None
+            return _time(reader.time_at(buf, pos), self.clock)
+
         try:
             stream: RawStream | None = self.source.open(self.start_offset)
         except Damaged as exc:
@@ -567,6 +576,9 @@ class SourceRead:
                 win = columnar(reader, buf, **args) if columnar is not None else None
                 if win is None:
                     win = scan_window(reader, buf, **args)  # type: ignore[arg-type]
+                if tracker is None:
+                    tracker = LineTracker(reader.fmt, self.source.name, self.prefix)
+                tracker.feed(buf, win.consumed, offset, line, when)
                 for item in win.items:
                     if isinstance(item, ReadWarning):
                         shown = warn.take(item)
@@ -605,10 +617,23 @@ class SourceRead:
             if stream is not None:
                 stream.close()
         self.stats = self._stats(
-            acc, offset, line, warn.count, reader.finder.engine if reader else ""
+            acc,
+            offset,
+            line,
+            warn.count,
+            reader.finder.engine if reader else "",
+            tracker.track if tracker is not None and tracker.enabled else None,
         )
 
-    def _stats(self, acc: _Acc, offset: int, line: int, warnings: int, engine: str) -> SourceStats:
+    def _stats(
+        self,
+        acc: _Acc,
+        offset: int,
+        line: int,
+        warnings: int,
+        engine: str,
+        sequence: LineTrack | None = None,
+    ) -> SourceStats:
         stderr_like = self.fmt in ("stderr", *ENVELOPES)
         return SourceStats(
             source=self.source.name,
@@ -632,6 +657,7 @@ class SourceRead:
             prefix_how=self.decision.how if (self.decision is not None and stderr_like) else "",
             foreign_lines=acc.foreign,
             damaged=acc.damaged,
+            sequence=sequence,
         )
 
     def _run_envelope(self) -> Iterator[LogRecord | ReadWarning]:

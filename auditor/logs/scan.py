@@ -236,6 +236,12 @@ copyreg.pickle(LogRecord, _reduce_record)
 
 def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -> SourceStats:
     first, last = parts[0], parts[-1]
+    sequence = first.sequence
+    shift = first.lines
+    for p in parts[1:]:
+        if sequence is not None and p.sequence is not None:
+            sequence = sequence.then(p.sequence.shifted(shift), "piece")
+        shift += p.lines
     return dataclasses.replace(
         last,
         start_offset=start_offset,
@@ -251,6 +257,7 @@ def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -
         foreign_lines=sum(p.foreign_lines for p in parts),
         prefix=first.prefix,
         format=first.format,
+        sequence=sequence,
     )
 
 
@@ -343,9 +350,12 @@ class _Scan:
             offset, line = self.starts.get(source.name, (0, 1))
             try:
                 decision = self.resolve(source, offset, line)
-            except LogInputError as exc:
-                failed.append(exc)
-                self.skipped.append(Skipped(source.name, str(exc), "error", source.explicit))
+            except (LogInputError, OSError) as exc:
+                # One file that cannot be read (another prefix, unreadable) stops
+                # nothing else: it is reported, the others are read.
+                reason = _reason(source.name, exc)
+                failed.append(exc if isinstance(exc, LogInputError) else LogInputError(reason))
+                self.skipped.append(Skipped(source.name, reason, "error", source.explicit))
                 continue
             fmt, prefix = decision.fmt, decision.prefix
             ptext = prefix.text if prefix is not None else None
@@ -408,6 +418,9 @@ class _Scan:
             def submit_more(upto: int) -> None:
                 nonlocal submitted
                 while pool is not None and submitted < min(upto, len(order)):
+                    if submitted < index:  # a piece of a file that failed: not needed
+                        submitted += 1
+                        continue
                     gi, ti = order[submitted]
                     task = groups[gi][ti]
                     if task.source.kind == "file":
@@ -421,6 +434,8 @@ class _Scan:
                 dupes = 0
                 expected = group[0].start
                 redo_from: int | None = None
+                failed = False
+                ti = 0
                 for ti, task in enumerate(group):
                     submit_more(index + ahead)
                     fut = futures.pop(index, None)
@@ -429,7 +444,20 @@ class _Scan:
                         if fut is not None:
                             fut.cancel()
                         continue
-                    result = fut.result() if fut is not None else _run_task(task)
+                    try:
+                        result = fut.result() if fut is not None else _run_task(task)
+                    except (LogInputError, OSError) as exc:
+                        self.skipped.append(
+                            Skipped(
+                                task.source.name,
+                                _reason(task.source.name, exc),
+                                "error",
+                                task.source.explicit,
+                            )
+                        )
+                        redo_from = None
+                        failed = True
+                        break
                     if result.stats.start_offset != expected and fut is not None:
                         # The previous piece did not end where this one starts (a
                         # csv split inside a quoted field): read the rest in one go.
@@ -459,6 +487,13 @@ class _Scan:
                         and ti + 1 < len(group)
                     ):
                         redo_from = result.stats.end_offset
+                if failed:
+                    for _ in range(ti + 1, len(group)):  # the rest of that file
+                        fut = futures.pop(index, None)
+                        index += 1
+                        if fut is not None:
+                            fut.cancel()
+                    continue
                 if redo_from is not None:
                     tail = _Task(
                         group[0].source,
@@ -493,6 +528,14 @@ class _Scan:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _reason(name: str, exc: BaseException) -> str:
+    """One line for a source that could not be read, naming it."""
+    text = str(exc)
+    if isinstance(exc, OSError):
+        text = f"{name}: cannot read ({exc.strerror or exc})"
+    return text if name in text else f"{name}: {text}"
 
 
 def scan(

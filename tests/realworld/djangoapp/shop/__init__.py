@@ -1,0 +1,1 @@
+"""A small shop app: its migrations are the Django workload's own DDL."""
