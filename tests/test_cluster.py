@@ -101,9 +101,13 @@ def test_nothing_left_behind_when_the_body_fails() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_nothing_left_behind_on_ctrl_c_or_kill(tmp_path: Path, sig: signal.Signals) -> None:
+    # Ctrl-C as a terminal delivers it: a suite started in the background by a shell
+    # without job control (CI, nohup, `cmd &` in a script) inherits SIGINT ignored, and
+    # Python keeps an inherited SIG_IGN, so the child would sleep through the signal.
     script = textwrap.dedent(
         """
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from auditor.cluster import TempCluster, sigterm_as_exit
         with sigterm_as_exit(), TempCluster() as c:
             print(c.root, flush=True)
