@@ -2,7 +2,7 @@
 
 It needs nothing but PostgreSQL server binaries: it starts a throwaway cluster
 (as an unprivileged OS user when run as root) that logs stderr, csvlog and
-jsonlog with ``log_statement = 'ddl'``, installs the auditor in two databases
+jsonlog (PG 15+) with ``log_statement = 'ddl'``, installs the auditor in two databases
 (``shop`` and ``hr``) and leaves a third one (``scratch``) unmonitored, starts
 a local SMTP sink and the mail worker, and plays a scripted working day from
 several sessions and roles: ordinary migrations, failures, rollbacks, DDL from
@@ -258,7 +258,18 @@ def _wait_for_mails(directory: Path, quiet: float = 2.0, timeout: float = 60.0) 
     return last
 
 
-def _readme(doc: FindingsDocument, steps: Sequence[Step], html: Path) -> str:
+def _and(items: Sequence[str]) -> str:
+    """English enumeration.
+
+    >>> _and(["stderr", "csvlog", "jsonlog"]), _and(["stderr", "csvlog"])
+    ('stderr, csvlog and jsonlog', 'stderr and csvlog')
+    """
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _readme(
+    doc: FindingsDocument, steps: Sequence[Step], html: Path, formats: Sequence[str]
+) -> str:
     by_app = {s.app: s for s in steps}
     lines = [
         "auditor demo: what happened and what the auditor found",
@@ -266,7 +277,7 @@ def _readme(doc: FindingsDocument, steps: Sequence[Step], html: Path) -> str:
         "",
         f"Report: {html.name} (open it in a browser; it works offline).",
         "Also here: findings.json, findings.csv, mails/*.eml (the DBA team's e-mails),",
-        "logs/ (the server's stderr, csvlog and jsonlog files).",
+        f"logs/ (the server's {_and(formats)} files).",
         "",
         f"Counts: {doc.summary.logged_ddl} logged DDL statements, {doc.summary.audit_rows} audit "
         f"rows, {doc.summary.matched} statements matched, {len(doc.findings)} findings.",
@@ -362,8 +373,10 @@ def run_demo(out: Path, echo: Callable[[str], None] = print) -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
     day = steps()
     with sigterm_as_exit(), TempCluster() as cluster:
+        # jsonlog exists from PostgreSQL 15 on: the cluster logs what its server can write.
+        formats = [f.strip() for f in cluster.log_destination.split(",")]
         echo(f"throwaway PostgreSQL {cluster.version_num} on port {cluster.port} "
-             f"(logs: stderr, csvlog, jsonlog; log_statement = ddl)")  # fmt: skip
+             f"(logs: {', '.join(formats)}; log_statement = ddl)")  # fmt: skip
         for db, stmt in _setup_sql():
             cluster.execute(stmt, dbname=db, application_name="demo-setup")
         report = capture.install(
@@ -406,7 +419,8 @@ def run_demo(out: Path, echo: Callable[[str], None] = print) -> DemoResult:
         )
         result = reconcile(cfg)
     readme = out / "README.txt"
-    readme.write_text(_readme(result.document, day, result.paths["html"]), encoding="utf-8")
+    text = _readme(result.document, day, result.paths["html"], formats)
+    readme.write_text(text, encoding="utf-8")
     elapsed = time.monotonic() - started
     lines = summary_lines(result)
     lines.insert(

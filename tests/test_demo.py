@@ -91,6 +91,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert {p.suffix for p in (out / "logs").iterdir()} == {".log", ".csv"} | (
         {".json"} if jsonlog else set()
     )
+    written = "stderr, csvlog and jsonlog" if jsonlog else "stderr and csvlog"
+    assert f"logs/ (the server's {written} files)" in readme
 
     # Nothing left behind: no server process, no cluster directory.
     assert _processes_under(tmp) == []

@@ -814,7 +814,8 @@ def bindir_without_plpython() -> Iterator[Path]:
         major = real.parent.name
         share = Path(f"/usr/share/postgresql/{major}")
         if not (share / "extension").is_dir() or real.parent.parent.name != "postgresql":
-            pytest.skip("needs the Debian layout of the server binaries")
+            yield _relocatable_copy_without_plpython(real, root)
+            return
         bin_ = root / "lib/postgresql" / major / "bin"
         lib = root / "lib/postgresql" / major / "lib"
         bin_.mkdir(parents=True)
@@ -834,6 +835,29 @@ def bindir_without_plpython() -> Iterator[Path]:
         yield bin_
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _relocatable_copy_without_plpython(real: Path, root: Path) -> Path:
+    """The same for a relocatable build (PyPI's and npm's: ``bin/ lib/ share/`` under one
+    prefix, found from the binary's own path): the three programs copied, every other file
+    a symlink, every ``plpython*`` file left out."""
+    prefix = real.parent
+    if not (prefix / "share").is_dir() or not (prefix / "lib").is_dir():
+        pytest.skip(f"{prefix}: neither the Debian layout nor bin/ lib/ share/ under one prefix")
+    shutil.copytree(
+        prefix,
+        root / "pg",
+        symlinks=True,
+        ignore=lambda d, names: [n for n in names if n.startswith("plpython")],
+        copy_function=os.symlink,
+    )
+    bin_ = root / "pg" / real.name
+    for name in ("postgres", "initdb", "pg_ctl"):
+        (bin_ / name).unlink()
+        shutil.copy2(real / name, bin_ / name)
+    for d, _, _ in os.walk(root):
+        os.chmod(d, 0o755)
+    return bin_
 
 
 def test_install_says_so_where_plpython_is_missing_and_changes_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +86,21 @@ def test_sql_loads_through_importlib_resources() -> None:
         text = sql_text(path.name)
         assert text == path.read_text(encoding="utf-8")
         assert text.startswith("--"), f"{path.name} needs a header comment"
+
+
+def test_ci_second_major_slice_has_every_version_aware_test_file() -> None:
+    """CI runs a slice of the suite on its second major (.ci/run): a test file that asserts
+    what a given major does (it reads ``.major``) and is missing from the slice would only
+    ever run on PostgreSQL 15 there."""
+    root = Path(__file__).resolve().parent.parent
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    block = re.search(r"^SLICE=\((.*?)^\)", ci, re.S | re.M)
+    assert block is not None, "no SLICE=(...) in .ci/run"
+    slice_files = set(block.group(1).split())
+    assert all((root / f).is_file() for f in slice_files), slice_files
+    aware = {
+        f"tests/{p.name}"
+        for p in (root / "tests").glob("test_*.py")
+        if re.search(r"\w\.major\b", p.read_text(encoding="utf-8"))
+    }
+    assert aware and aware <= slice_files, sorted(aware - slice_files)
