@@ -205,6 +205,9 @@ UNTIED_CONFIG_DRIFT = 2
 
 def trace_demo(f: Finding, steps: Sequence[Step], runs: dict[str, StepRun]) -> Step | None:
     """The demo step behind a finding: application name, else statement text and time."""
+    for s in steps:
+        if s.silent and s.owns(f):  # a catalog finding names its object, not a session
+            return s
     apps = [f.application or "", *_evidence_apps(f)]
     for s in steps:
         if s.app in apps:
@@ -221,8 +224,19 @@ def trace_demo(f: Finding, steps: Sequence[Step], runs: dict[str, StepRun]) -> S
     return timed[0] if len(timed) == 1 else None
 
 
-def judge_demo(doc: FindingsDocument, steps: Sequence[Step], runs: dict[str, StepRun]) -> Verdict:
-    """Each scripted step's findings must be the demo's classes (step 19: either class)."""
+def judge_demo(
+    doc: FindingsDocument,
+    steps: Sequence[Step],
+    runs: dict[str, StepRun],
+    *,
+    catalog_compared: bool = True,
+) -> Verdict:
+    """Each scripted step's findings must be the demo's classes (step 19: either class).
+
+    ``catalog_compared`` is False for a group's later reconciles of the same window: the
+    catalog channel compares each new snapshot with the latest stored one, so a silent
+    change is reported by the first reconcile after it only (step 22 expects nothing then).
+    """
     verdict = Verdict(len(doc.findings), dict(Counter(f.cls.value for f in doc.findings)))
     verdict.accounting = accounting_problems(doc)
     got: dict[str, Counter[str]] = {s.key: Counter() for s in steps}
@@ -235,6 +249,8 @@ def judge_demo(doc: FindingsDocument, steps: Sequence[Step], runs: dict[str, Ste
             got[step.key][f.cls.value] += 1
     for s in steps:
         want = Counter(c.value for c in s.expect)
+        if s.silent and not catalog_compared:
+            want -= Counter({C.SILENT_SCHEMA_CHANGE.value: want[C.SILENT_SCHEMA_CHANGE.value]})
         have = got[s.key]
         if have != want:
             alts = EQUIVALENT.get(s.key)
