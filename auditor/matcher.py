@@ -881,22 +881,7 @@ class Matcher:
             top = [f for f in rows if not f.nested]
             indirect = [f for f in rows if f.nested]
         if top:
-            gap = self._gap_for(ex.time)
-            if gap is not None:
-                self._gap_rows[gap].extend(top)
-            elif (why := self._log_cannot_hold(top)) is not None:
-                self._firings_finding(C.UNLOGGED_DDL, top, why, Severity.LOW)
-            else:
-                with_marker = all(f.marker is not None for f in top)
-                reason = (
-                    "Logging was suppressed for that session (e.g. SET log_statement = "
-                    "'none'): the trigger's markers are in the log, but the statement line "
-                    "is not."
-                    if with_marker
-                    else "Neither the statement line nor the trigger's markers are in the log "
-                    "(logging suppressed for that session, or the row was inserted by hand)."
-                )
-                self._firings_finding(C.UNLOGGED_DDL, top, reason)
+            self._unlogged(ex.time, top)
         indirect = self._suspect_indirect(indirect)
         if indirect:
             outer = ", ".join(s.command_tag for s in cls.statements) or "?"
@@ -1064,6 +1049,26 @@ class Matcher:
                 return found
         return None
 
+    def _unlogged(self, when: datetime | None, top: list[Firing], aside: str = "") -> None:
+        """Firings the client's statements caused that no statement line explains:
+        inside a log gap they wait for it, else UNLOGGED_DDL with the likeliest reason
+        (``aside`` is said beside it)."""
+        gap = self._gap_for(when)
+        if gap is not None:
+            self._gap_rows[gap].extend(top)
+        elif (why := self._log_cannot_hold(top)) is not None:
+            self._firings_finding(C.UNLOGGED_DDL, top, why + aside, Severity.LOW)
+        else:
+            reason = (
+                "Logging was suppressed for that session (e.g. SET log_statement = "
+                "'none'): the trigger's markers are in the log, but the statement line "
+                "is not" + aside + "."
+                if all(f.marker is not None for f in top)
+                else "Neither the statement line nor the trigger's markers are in the log "
+                "(logging suppressed for that session, or the row was inserted by hand)."
+            )
+            self._firings_finding(C.UNLOGGED_DDL, top, reason)
+
     def _markers_alone(self, ex: Execution, firings: list[Firing]) -> None:
         """Judge markers no statement line explains when the audit table was not read.
 
@@ -1076,19 +1081,7 @@ class Matcher:
         top = [f for f in firings if not f.nested]
         unread = " (the audit table was not read: no --dsn)"
         if top:
-            gap = self._gap_for(ex.time)
-            if gap is not None:
-                self._gap_rows[gap].extend(top)
-            elif (why := self._log_cannot_hold(top)) is not None:
-                self._firings_finding(C.UNLOGGED_DDL, top, why + unread, Severity.LOW)
-            else:
-                self._firings_finding(
-                    C.UNLOGGED_DDL,
-                    top,
-                    "Logging was suppressed for that session (e.g. SET log_statement = "
-                    "'none'): the trigger's markers are in the log, but the statement line "
-                    "is not" + unread + ".",
-                )
+            self._unlogged(ex.time, top, unread)
         if nested:
             self._firings_finding(
                 C.INDIRECT_DDL,
@@ -1263,10 +1256,21 @@ class Matcher:
                 if explained:
                     continue
                 trace = self.ctx.restore_traces.before(db, end)
+                where: dict[str, Any] = {
+                    "key": (db, "ids", lo, hi),
+                    "time": start,
+                    "database": db,
+                    "command_tags": ["?"],
+                    "evidence": {
+                        "log": None,
+                        "audit": [],
+                        "ids": [lo, hi],
+                        "between_rows": [before.id, after.id],
+                    },
+                }
                 if trace is not None:
                     self._add(
                         C.CONFIG_DRIFT,
-                        key=(db, "ids", lo, hi),
                         reason=(
                             f"Audit id(s) {lo}{'-' + str(hi) if hi != lo else ''} of "
                             f"{self.ctx.schema}.events_id_seq were never drawn: the sequence "
@@ -1278,20 +1282,11 @@ class Matcher:
                             "marker (AUDIT_ROW_MISSING)."
                         ),
                         severity=Severity.MEDIUM,
-                        time=start,
-                        database=db,
-                        command_tags=["?"],
-                        evidence={
-                            "log": None,
-                            "audit": [],
-                            "ids": [lo, hi],
-                            "between_rows": [before.id, after.id],
-                        },
+                        **where,
                     )
                     continue
                 self._add(
                     C.MARKER_MISSING,
-                    key=(db, "ids", lo, hi),
                     reason=(
                         f"Audit id(s) {lo}{'-' + str(hi) if hi != lo else ''} of "
                         f"{self.ctx.schema}.events_id_seq were drawn between rows {before.id} "
@@ -1300,15 +1295,7 @@ class Matcher:
                         "the audit function or server restart explains it: rows whose markers "
                         "were suppressed were removed, or the sequence was advanced by hand."
                     ),
-                    time=start,
-                    database=db,
-                    command_tags=["?"],
-                    evidence={
-                        "log": None,
-                        "audit": [],
-                        "ids": [lo, hi],
-                        "between_rows": [before.id, after.id],
-                    },
+                    **where,
                 )
 
     # -- what a restore of a dump leaves (auditor.restore) ------------------------------------
