@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -999,6 +1000,41 @@ def _when(t: datetime) -> str:
     return t.isoformat(timespec="seconds")
 
 
+def _back_to(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    prev: Snapshot,
+    since: datetime | None,
+    notes: list[str],
+) -> list[Snapshot]:
+    """The stored snapshots before ``prev`` back to the last one at or before ``since``.
+
+    Oldest first; empty without ``since`` or when ``prev`` is not later than it.  The
+    walk stops at a snapshot copied from another database or taken by another major
+    (a baseline the comparison cannot cross).
+    """
+    if since is None or prev.taken_at <= since:
+        return []
+    back: list[Snapshot] = []
+    at = prev
+    while at.taken_at > since:
+        older = previous_snapshot(conn, schema, at.id)
+        if (
+            older is None
+            or older.database != prev.database
+            or older.server_version_num // 10000 != prev.server_version_num // 10000
+        ):
+            notes.append(
+                f"catalog channel: database {prev.database!r} holds no snapshot at or before "
+                f"{_when(since)}: changes are compared from snapshot #{at.id} of "
+                f"{_when(at.taken_at)}, the oldest usable one."
+            )
+            break
+        back.append(older)
+        at = older
+    return back[::-1]
+
+
 def judge(
     dsn: str,
     schema: str,
@@ -1009,13 +1045,18 @@ def judge(
     spans: Sequence[tuple[datetime, datetime]],
     gaps: Sequence[tuple[datetime | None, datetime | None]],
     state: Mapping[str, Any] | None,
+    since: datetime | None = None,
 ) -> Verdict:
     """Compare each new snapshot with the previous one and explain every change.
 
     ``records`` are every log record this run read (and carried), ``spans`` the
     times the logs read cover, ``gaps`` the stretches they do not (LOG_GAP);
     ``state`` what the previous run kept (its snapshots, and its DDL records late
-    enough to explain changes after its snapshots).
+    enough to explain changes after its snapshots).  ``since`` is a window the user
+    asked for: when the previous snapshot is later than its start (a re-run over a
+    night already reconciled), the stored snapshots back to the last one at or
+    before it are compared pair by pair too, so that the report of a window does not
+    depend on how often it was reconciled.
     """
     verdict = Verdict(notes=list(taken.notes))
     saved = dict(state or {})
@@ -1039,7 +1080,7 @@ def judge(
             spans.append((b, max(b, min(x for x, _ in spans[:-1]))))
     new_blobs: dict[str, str] = {}
     kept: dict[str, Any] = {}
-    cluster_pair: tuple[Snapshot, Snapshot] | None = None
+    cluster_pairs: list[tuple[Snapshot, Snapshot]] | None = None
     for db, new in sorted(taken.snapshots.items()):
         prev: Snapshot | None = None
         from_state = (saved.get("databases") or {}).get(db)
@@ -1079,36 +1120,43 @@ def judge(
                     "is a new baseline (an upgrade rewrites the catalog)."
                 )
                 continue
-            events = interval_events(conn, schema, prev, new)
-        if cluster_pair is None:
-            cluster_pair = (prev, new)
-        old_objs = prev.objects("database", "builtin", "cluster")
-        new_objs = new.objects("database", "builtin", "cluster")
-        index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
-        changes = changes_between(
-            {k: v for k, v in old_objs.items() if v.classid not in CLUSTER_CATALOGS},
-            {k: v for k, v in new_objs.items() if v.classid not in CLUSTER_CATALOGS},
-        )
-        logs = [e for e in _interval_logs(evidence, prev, new) if e.database in (db, None)]
-        holes = _interval_holes(prev, new, spans, gaps, verdict.notes)
-        verdict.findings.extend(_judge_changes(changes, index, events, logs, holes, db, prev, new))
-    if cluster_pair is not None:
+            chain = [*_back_to(conn, schema, prev, since, verdict.notes), prev, new]
+            pairs = [
+                (s0, s1, interval_events(conn, schema, s0, s1))
+                for s0, s1 in itertools.pairwise(chain)
+            ]
+        if cluster_pairs is None:
+            cluster_pairs = [(s0, s1) for s0, s1, _ in pairs]
+        for s0, s1, events in pairs:
+            old_objs = s0.objects("database", "builtin", "cluster")
+            new_objs = s1.objects("database", "builtin", "cluster")
+            index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
+            changes = changes_between(
+                {k: v for k, v in old_objs.items() if v.classid not in CLUSTER_CATALOGS},
+                {k: v for k, v in new_objs.items() if v.classid not in CLUSTER_CATALOGS},
+            )
+            logs = [e for e in _interval_logs(evidence, s0, s1) if e.database in (db, None)]
+            holes = _interval_holes(s0, s1, spans, gaps, verdict.notes)
+            verdict.findings.extend(_judge_changes(changes, index, events, logs, holes, db, s0, s1))
+    if cluster_pairs:
         # Shared objects once per cluster (from the first database compared), explained
         # by statements of any database: event triggers never see them.
-        prev, new = cluster_pair
-        if saved.get("cluster"):
+        if len(cluster_pairs) == 1 and saved.get("cluster"):
             with contextlib.suppress(KeyError, ValueError, TypeError, zlib.error):
-                prev = Snapshot.from_state(saved["cluster"], blobs)
-        old_objs = prev.objects("cluster")
-        new_objs = new.objects("cluster")
-        index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
-        logs = _interval_logs(evidence, prev, new)
-        holes = _interval_holes(prev, new, spans, gaps, [])
-        verdict.findings.extend(
-            _judge_changes(
-                changes_between(old_objs, new_objs), index, [], logs, holes, None, prev, new
+                cluster_pairs = [
+                    (Snapshot.from_state(saved["cluster"], blobs), cluster_pairs[0][1])
+                ]
+        for prev, new in cluster_pairs:
+            old_objs = prev.objects("cluster")
+            new_objs = new.objects("cluster")
+            index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
+            logs = _interval_logs(evidence, prev, new)
+            holes = _interval_holes(prev, new, spans, gaps, [])
+            verdict.findings.extend(
+                _judge_changes(
+                    changes_between(old_objs, new_objs), index, [], logs, holes, None, prev, new
+                )
             )
-        )
     if taken.snapshots and state is not None:
         first = min(taken.snapshots.items())[1]
         horizon = min(s.horizon for s in taken.snapshots.values()) - SLACK

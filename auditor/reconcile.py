@@ -1110,6 +1110,7 @@ def _analyse(
     since = parse_when(cfg["since"], "--since", wall)
     until = parse_when(cfg["until"], "--until", wall)
     check_window(since, until)
+    asked_since = since  # a window the user named, not the state's resume point
     state_path = Path(cfg["state"]) if (cfg["state"] and use_state) else None
     if state_path is not None:
         check_state_path(state_path)
@@ -1267,6 +1268,7 @@ def _analyse(
             spans=logs.coverage,
             gaps=[(g.start, g.end) for g in gaps],
             state=state.catalog if state is not None else None,
+            since=asked_since,
         )
         extra.extend(verdict.findings)
         catalog_notes, catalog_state = verdict.notes, verdict.state

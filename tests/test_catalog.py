@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +377,34 @@ def test_no_snapshot_without_the_catalog_function_is_a_note(adb: Audited) -> Non
     assert silent(result) == []
     # status names the missing function (a weakened install), reconcile goes on without it.
     assert any("catalog_snapshot" in f.explanation for f in result.document.findings)
+
+
+def test_a_rerun_over_a_reconciled_window_reports_the_silent_change_again(adb: Audited) -> None:
+    """An incident re-run of last night must not depend on last night's run having happened."""
+    adb.reconcile()
+    time.sleep(1.1)
+    start = datetime.now(UTC)
+    time.sleep(1.1)
+    adb.session(
+        "SET log_statement = 'none'",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+        "CREATE TABLE hidden_twice (id int)",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    )
+    nightly = naming(adb.reconcile(), "public.hidden_twice ")
+    assert nightly.severity == Severity.CRITICAL
+    # The next ordinary run compares with the snapshot the nightly run stored: reported once.
+    assert silent(adb.reconcile()) == []
+    # A re-run over the window (--since before the change) finds it again, as the same
+    # finding, from the stored snapshots; and nothing before the window comes back.
+    rerun = adb.reconcile(since=start.isoformat())
+    again = naming(rerun, "public.hidden_twice ")
+    assert again.id == nightly.id and again.severity == Severity.CRITICAL
+    assert again.evidence["catalog"] == nightly.evidence["catalog"]
+    assert len(silent(rerun)) == len(silent(adb.reconcile(since=start.isoformat())))
+    assert_accounts(rerun)
+    # A window that starts after the change does not report it.
+    time.sleep(1.1)
+    late = datetime.now(UTC)
+    time.sleep(1.1)
+    assert [f for f in silent(adb.reconcile(since=late.isoformat()))] == []

@@ -242,13 +242,13 @@ def run_group(
             t3 = whole_second()
             result.seconds["demo"] = time.monotonic() - t
             result.runs.extend(demo_runs.values())
-        for n, cell in enumerate(group.cells()):
+        for cell in group.cells():
             wv, r1, spent = first[cell]
             t = time.monotonic()
             dv = None
             if demo:
                 r2 = _reconcile(cluster, cell, t2, t3, work / cell.fmt / "demo")
-                dv = judge_demo(r2.document, day, demo_runs, catalog_compared=n == 0)
+                dv = judge_demo(r2.document, day, demo_runs)
             result.cells.append(
                 CellResult(
                     cell, wv, dv, spent + time.monotonic() - t, r1.document.notes,
