@@ -433,7 +433,10 @@ def read_logs(
         skipped=skipped,
     )
     warnings_by_file: dict[str, list[ReadWarning]] = {}
+    from auditor.pairing import time_span
+
     untimed = 0
+    span_of: dict[str, timedelta] = {}  # how much later than printed a file's lines may be
     try:
         for item in stream:
             if isinstance(item, ReadWarning):
@@ -441,6 +444,8 @@ def read_logs(
                 continue
             untimed += item.time is None
             side.records.append(item)
+            if item.source.file not in span_of:  # one prefix per file: one precision
+                span_of[item.source.file] = time_span(item)
     except LogInputError as exc:
         side.warnings.append(str(exc))
         side.gaps.append(Gap(None, None, f"{exc}.", None, None))
@@ -476,7 +481,8 @@ def read_logs(
             side.session_ids = False
         first, last = st.first_time, st.last_time
         if first and last:
-            side.coverage.append((first, last))
+            # Its last line may have been written up to its precision after its printed time.
+            side.coverage.append((first, last + span_of.get(st.source, timedelta(0))))
         found = next((s for s in sources if s.name == st.source), None)
         if found is not None and found.kind != "stdin":
             src = found
@@ -549,7 +555,9 @@ def _coverage_gaps(
                 None,
             )
         )
-    slack = timedelta(seconds=5)  # the collector writes within milliseconds
+    # Before the first line: a statement's line is printed after its statement time
+    # (a long string is parsed first), so a row a little earlier may still be logged here.
+    slack = timedelta(seconds=5)
     before = [e.statement_time for e in events if e.statement_time < merged[0][0] - slack]
     if before and not gaps:
         gaps.append(
@@ -562,7 +570,12 @@ def _coverage_gaps(
                 None,
             )
         )
-    after = [e.statement_time for e in events if e.statement_time > merged[-1][1] + slack]
+    # After the last line no slack (the spans end at their last line's latest possible
+    # time): a row's statement line and its marker are both written after its statement
+    # time, so a row later than every line read has nothing in the logs read, not even the
+    # marker no session setting mutes. The logs do not reach it (a rotated file missing
+    # from --log): a LOG_GAP, never UNLOGGED_DDL.
+    after = [e.statement_time for e in events if e.statement_time > merged[-1][1]]
     if after:
         gaps.append(
             Gap(

@@ -1381,3 +1381,21 @@ def test_state_keeps_log_records_read_past_the_window_end(adb: Audited, tmp_path
     assert [f.cls for f in second.document.findings] == [C.FAILED_DDL]
     assert second.document.summary.matched == 1
     assert_accounts(second)
+
+
+def test_ddl_just_after_the_last_line_read_is_a_gap_not_unlogged(adb: Audited) -> None:
+    """The newest rotated file left out of --log: its first seconds are not 'unlogged'."""
+    adb.run("CREATE TABLE before_rotation (id int)", app="app")
+    adb.cluster.flush_logs()
+    old = adb.cluster.current_logfiles()
+    adb.cluster.rotate_logs()
+    adb.run("CREATE TABLE after_rotation (id int)", app="app")  # well within 5 s
+    adb.cluster.flush_logs()
+    for fmt, path in old.items():
+        result = adb.reconcile(logs=[str(path)])
+        assert_accounts(result)
+        got = [(f.cls, f.severity) for f in result.document.findings]
+        assert got == [(C.LOG_GAP, Severity.HIGH)], (fmt, got)
+        (gap,) = result.document.findings
+        assert "after_rotation" in (gap.statement or "") or gap.audit_event_ids, fmt
+        assert result.document.summary.matched == 1
