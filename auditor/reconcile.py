@@ -356,7 +356,13 @@ def read_logs(
     Times are placed in ``log_timezone`` (chosen by ``pick_log_timezone``);
     ``progress(done, total)`` is told the bytes read (the CLI's progress bar)."""
     from auditor.logs.scan import scan_sources
-    from auditor.logs.sources import LogSource, Skipped, open_sources
+    from auditor.logs.sources import (
+        LogSource,
+        Skipped,
+        SourceList,
+        drop_named_twice,
+        open_sources,
+    )
 
     side = LogSide()
     sources: list[LogSource] = []
@@ -370,6 +376,10 @@ def read_logs(
             side.warnings.append(str(exc))
             side.gaps.append(Gap(None, None, f"{exc}.", spec, None))
             side.summaries.append(LogSourceSummary(spec, "unreadable", 0, 0, (str(exc),)))
+    if len(specs) > 1:  # each spec was opened alone: one may name another's files again
+        every = SourceList(sources, skipped)
+        drop_named_twice(every, log_timezone)
+        sources, skipped = list(every), every.skipped
     starts: dict[str, tuple[int, int]] = {}
     known = dict(state.files) if state else {}
     identities: dict[str, dict[str, Any]] = {}

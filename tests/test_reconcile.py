@@ -1399,3 +1399,21 @@ def test_ddl_just_after_the_last_line_read_is_a_gap_not_unlogged(adb: Audited) -
         (gap,) = result.document.findings
         assert "after_rotation" in (gap.statement or "") or gap.audit_event_ids, fmt
         assert result.document.summary.matched == 1
+
+
+def test_a_log_named_twice_is_read_once(adb: Audited) -> None:
+    """A directory and a file in it, or one file twice: each statement is still one."""
+    adb.run("CREATE TABLE named_twice (id int)", app="app")
+    adb.cluster.flush_logs()
+    files = adb.cluster.current_logfiles()
+    once = adb.reconcile(logs=[str(adb.cluster.log_dir)])
+    want = [(f.cls, f.severity, f.statement) for f in once.document.findings]
+    assert all(f.severity != Severity.CRITICAL for f in once.document.findings)
+    for path in files.values():
+        for logs in ([str(path), str(path)], [str(adb.cluster.log_dir), str(path)]):
+            result = adb.reconcile(logs=logs)
+            got = [(f.cls, f.severity, f.statement) for f in result.document.findings]
+            assert got == want, (logs, got)
+            assert result.document.summary.matched == once.document.summary.matched
+            assert_accounts(result)
+            assert any("read once" in n or "not read again" in n for n in result.document.notes)

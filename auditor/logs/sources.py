@@ -25,6 +25,7 @@ import fnmatch
 import glob
 import hashlib
 import io
+import itertools
 import lzma
 import os
 import stat
@@ -523,7 +524,86 @@ def open_sources(
         if not os.path.exists(spec):
             raise LogInputError(f"{spec}: no such file or directory")
         out.append(_file_source(spec))
+    if len(specs) > 1:
+        drop_named_twice(out, log_timezone)
     return out
+
+
+def drop_named_twice(sources: SourceList, tz: str | None) -> None:
+    """Drop a file that more than one ``--log`` spec names (a directory and a file in it,
+    overlapping globs), and a file that holds, in another format, the same log as a file of
+    another spec in the same directory.
+
+    Read twice, every statement would be two statements, and the second copy of each
+    a DDL that no audit row explains: a false critical from a typing slip.  Kept: the
+    first one named, or, for two formats, the one :data:`PREFERRED` ranks first (as
+    within a directory).
+    """
+    from auditor.logs.detect import _first_lines, first_time, vote_format
+
+    kept: list[LogSource] = []
+    files: dict[tuple[int, int], LogSource] = {}
+    for src in sources:
+        if src.kind == "file" and src.path is not None:
+            try:
+                st = os.stat(src.path)
+            except OSError:
+                kept.append(src)  # the reader reports it
+                continue
+            first = files.get((st.st_dev, st.st_ino))
+            if first is not None:
+                sources.skipped.append(
+                    Skipped(
+                        src.name,
+                        f"{src.name}: the same file as {first.name}, named twice in --log: "
+                        "read once",
+                        "duplicate",
+                    )
+                )
+                continue
+            files[(st.st_dev, st.st_ino)] = src
+        kept.append(src)
+    facts: dict[int, tuple[str, float | None]] = {}
+    for i, src in enumerate(kept):
+        if src.kind != "file" or src.path is None:
+            continue
+        fmt = src.detected
+        try:
+            head = peek(src, 65536)
+        except (Damaged, LogInputError):
+            continue
+        if fmt is None:
+            fmt = vote_format(_first_lines(head, 50), src.hint).fmt
+        when = first_time(head, fmt, tz)
+        facts[i] = (fmt, when.timestamp() if when is not None else None)
+    rank = {f: i for i, f in enumerate(PREFERRED)}
+    dropped: set[int] = set()
+    for i, j in itertools.combinations(sorted(facts), 2):
+        a, b = kept[i], kept[j]
+        (fa, ta), (fb, tb) = facts[i], facts[j]
+        if (
+            i in dropped
+            or j in dropped
+            or fa == fb
+            or a.path is None
+            or b.path is None
+            or os.path.dirname(os.path.abspath(a.path)) != os.path.dirname(os.path.abspath(b.path))
+            or stem(a.name) != stem(b.name)
+            or (ta is not None and tb is not None and abs(ta - tb) > 60)
+        ):
+            continue
+        first_wins = rank.get(fa, 99) <= rank.get(fb, 99)
+        keep, drop, fk, fd = (a, j, fa, fb) if first_wins else (b, i, fb, fa)
+        dropped.add(drop)
+        sources.skipped.append(
+            Skipped(
+                kept[drop].name,
+                f"{kept[drop].name}: the same log as {keep.name} (read as {fk}), "
+                f"not read again as {fd}",
+                "duplicate",
+            )
+        )
+    sources[:] = [s for i, s in enumerate(kept) if i not in dropped]
 
 
 def _found(paths: Sequence[str], skipped: list[Skipped]) -> list[LogSource]:
