@@ -69,7 +69,22 @@ CATALOGS: dict[int, str] = {
     1213: "pg_tablespace",
     2964: "pg_db_role_setting",
     6243: "pg_parameter_acl",
+    6104: "pg_publication",
+    6106: "pg_publication_rel",
+    6237: "pg_publication_namespace",
+    6100: "pg_subscription",
+    826: "pg_default_acl",
+    2328: "pg_foreign_data_wrapper",
+    1417: "pg_foreign_server",
+    1418: "pg_user_mapping",
+    2605: "pg_cast",
+    2612: "pg_language",
 }
+#: What a snapshot of an install older than the ``catalogs`` column follows.
+FIRST_CATALOGS = frozenset(
+    {1259, 1255, 2617, 1247, 2606, 2620, 3466, 2615, 3079, 3256, 2618, 1260, 1261, 1262, 1213}
+    | {2964, 6243}
+)
 #: Shared catalogs: one per cluster, explained by the log alone.
 CLUSTER_CATALOGS = frozenset({1260, 1261, 1262, 1213, 2964, 6243})
 #: Catalogs whose rows only DDL writes: a new xmin with the same fields is a change undone.
@@ -154,6 +169,8 @@ class Snapshot:
     reason: str
     digests: Mapping[str, str]
     parts: Mapping[str, str] = field(repr=False)
+    #: The catalogs (classids) it follows (``FIRST_CATALOGS`` for older installs' rows).
+    catalogs: frozenset[int] = FIRST_CATALOGS
 
     @property
     def horizon(self) -> datetime:
@@ -162,10 +179,13 @@ class Snapshot:
             return self.oldest_xact_start
         return self.taken_at
 
-    def objects(self, *parts: str) -> dict[Key, CatalogObject]:
+    def objects(self, *parts: str, only: frozenset[int] | None = None) -> dict[Key, CatalogObject]:
+        """The parts' objects; with ``only``, of those catalogs alone."""
         out: dict[Key, CatalogObject] = {}
         for part in parts:
             out.update(parse_objects(self.parts.get(part)))
+        if only is not None:
+            out = {k: v for k, v in out.items() if v.classid in only}
         return out
 
     def to_state(self, blobs: dict[str, str]) -> dict[str, Any]:
@@ -186,6 +206,7 @@ class Snapshot:
             ),
             "reason": self.reason,
             "digests": dict(self.digests),
+            "catalogs": sorted(self.catalogs),
         }
 
     @classmethod
@@ -205,6 +226,7 @@ class Snapshot:
             str(data.get("reason") or ""),
             dict(data["digests"]),
             parts,
+            frozenset(int(c) for c in data["catalogs"]) if data.get("catalogs") else FIRST_CATALOGS,
         )
 
 
@@ -248,7 +270,18 @@ def _read_snapshot(
         str(row[6]),
         digests,
         parts,
+        _followed(row[13]),
     )
+
+
+def _followed(text: str | None) -> frozenset[int]:
+    """A row's ``catalogs`` (jsonb text); a row without them follows the first set.
+
+    >>> sorted(_followed("[826, 1259]")), _followed("null") == FIRST_CATALOGS
+    ([826, 1259], True)
+    """
+    value = orjson.loads(text) if text else None
+    return frozenset(int(c) for c in value) if isinstance(value, list) else FIRST_CATALOGS
 
 
 def take_snapshot(conn: psycopg.Connection[Any], schema: str, reason: str) -> Snapshot:
@@ -743,8 +776,12 @@ class _Index:
                     out.add((o.name, self.schema_name(o.fields.get("schema"))))
         if obj.name:
             out.add((obj.name, self.schema_name(obj.fields.get("schema"))))
-        if obj.classid in (1261, 2964):  # memberships and settings: their roles and database
-            for k in ("role", "member", "database"):
+        if obj.classid in (1261, 2964, 1418, 826, 2605, 6106, 6237):
+            # Objects without a name of their own: memberships, settings, user mappings,
+            # default privileges, casts and what publications publish go by the roles,
+            # database, server, schema, types, publication and table they join.
+            for k in ("role", "member", "database", "server", "schema", "source", "target",
+                      "publication", "table"):  # fmt: skip
                 v = obj.fields.get(k)
                 if v is not None:
                     out.add((self.roles_new.name(v), None))
@@ -752,6 +789,8 @@ class _Index:
                     for o in self.by_oid.get(int(v), ()):
                         if o.name:
                             out.add((o.name, None))
+            if obj.classid == 826:  # ALTER DEFAULT PRIVILEGES ... TO grantee
+                out.update((g, None) for g, _, _ in acl_entries(obj.fields.get("acl")) if g)
         return out
 
     def role_names(self, change: Change) -> set[str]:
@@ -1000,6 +1039,19 @@ def _when(t: datetime) -> str:
     return t.isoformat(timespec="seconds")
 
 
+def _followed_by_both(old: Snapshot, new: Snapshot, notes: list[str]) -> frozenset[int]:
+    """The catalogs two snapshots both follow; an upgrade that follows more says so once."""
+    added = new.catalogs - old.catalogs
+    if added:
+        names = ", ".join(sorted(CATALOGS.get(c, str(c)) for c in added))
+        notes.append(
+            f"catalog channel: snapshot #{new.id} of database {new.database!r} follows "
+            f"catalogs that snapshot #{old.id} did not ({names}): they are compared from "
+            f"snapshot #{new.id} on."
+        )
+    return old.catalogs & new.catalogs
+
+
 def _back_to(
     conn: psycopg.Connection[Any],
     schema: str,
@@ -1128,8 +1180,9 @@ def judge(
         if cluster_pairs is None:
             cluster_pairs = [(s0, s1) for s0, s1, _ in pairs]
         for s0, s1, events in pairs:
-            old_objs = s0.objects("database", "builtin", "cluster")
-            new_objs = s1.objects("database", "builtin", "cluster")
+            both = _followed_by_both(s0, s1, verdict.notes)
+            old_objs = s0.objects("database", "builtin", "cluster", only=both)
+            new_objs = s1.objects("database", "builtin", "cluster", only=both)
             index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
             changes = changes_between(
                 {k: v for k, v in old_objs.items() if v.classid not in CLUSTER_CATALOGS},
@@ -1147,8 +1200,9 @@ def judge(
                     (Snapshot.from_state(saved["cluster"], blobs), cluster_pairs[0][1])
                 ]
         for prev, new in cluster_pairs:
-            old_objs = prev.objects("cluster")
-            new_objs = new.objects("cluster")
+            both = prev.catalogs & new.catalogs
+            old_objs = prev.objects("cluster", only=both)
+            new_objs = new.objects("cluster", only=both)
             index = _Index(old_objs, new_objs, Roles.of(old_objs), Roles.of(new_objs))
             logs = _interval_logs(evidence, prev, new)
             holes = _interval_holes(prev, new, spans, gaps, [])

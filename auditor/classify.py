@@ -659,6 +659,26 @@ def _objects(stmt: Tree) -> tuple[tuple[str, ...], ...]:
             add(*_parts(node.get("func")))
         elif name in ("CreatePolicyStmt", "AlterPolicyStmt"):
             add(node.get("policy_name"))
+        elif name in ("CreatePublicationStmt", "AlterPublicationStmt"):
+            add(node.get("pubname"))
+        elif name in ("CreateSubscriptionStmt", "AlterSubscriptionStmt", "DropSubscriptionStmt"):
+            add(node.get("subname"))
+        elif name in ("CreateFdwStmt", "AlterFdwStmt"):
+            add(node.get("fdwname"))
+        elif name in ("CreateForeignServerStmt", "AlterForeignServerStmt", "CreateUserMappingStmt",
+                      "AlterUserMappingStmt", "DropUserMappingStmt"):  # fmt: skip
+            add(node.get("servername"))  # a mapping's role is a RoleSpec
+        elif name == "CreatePLangStmt":
+            add(node.get("plname"))
+        elif name == "CreateCastStmt":
+            add(*_parts(node.get("sourcetype")))
+            add(*_parts(node.get("targettype")))
+        elif name == "AlterDefaultPrivilegesStmt":
+            for opt in node.get("options") or ():
+                body = _unwrap(opt)[1]
+                if isinstance(body, dict) and body.get("defname") == "schemas":
+                    for schema in _parts(body.get("arg")):
+                        add(schema)
         elif name == "GrantStmt":
             # Schemas, databases, types, parameters ... (tables are RangeVars above).
             for obj in node.get("objects") or ():

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS {schema}.catalog_snapshots (
     builtin_objects    jsonb,
     cluster_objects    jsonb
 );
+-- The catalogs (by classid) a snapshot follows; NULL: the first set (auditor <= 0.17:
+-- no publications, subscriptions, default privileges, foreign servers, user mappings,
+-- casts or languages).  Two snapshots are compared on the catalogs both follow.
+ALTER TABLE {schema}.catalog_snapshots ADD COLUMN IF NOT EXISTS catalogs integer[];
 COMMENT ON TABLE {schema}.catalog_snapshots IS
     'auditor: catalog snapshots (the third witness); append-only';
 
@@ -278,6 +282,88 @@ BEGIN
           FROM pg_catalog.pg_rewrite AS w
           JOIN pg_catalog.pg_class AS c ON c.oid = w.ev_class
          WHERE c.relpersistence <> 't'
+        UNION ALL
+        -- publications (logical replication of this database's rows to elsewhere) and
+        -- what they publish; the version's own columns through to_jsonb
+        SELECT 6104, b.oid, NULL::oid, b.xmin::text::bigint,
+               pg_catalog.jsonb_build_object('name', b.pubname, 'owner', b.pubowner)
+                   || (pg_catalog.to_jsonb(b) - 'oid' - 'pubname' - 'pubowner'),
+               NULL::text
+          FROM pg_catalog.pg_publication AS b
+        UNION ALL
+        SELECT 6106, pr.oid, c.relnamespace, pr.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'publication', pr.prpubid, 'table', pr.prrelid,
+                   'where', pg_catalog.md5((pg_catalog.to_jsonb(pr) ->> 'prqual')),
+                   'columns', pg_catalog.to_jsonb(pr) -> 'prattrs'),
+               NULL::text
+          FROM pg_catalog.pg_publication_rel AS pr
+          JOIN pg_catalog.pg_class AS c ON c.oid = pr.prrelid
+        @pubschemas@
+        UNION ALL
+        -- this database's subscriptions (pg_subscription is shared, one row per
+        -- database); the connection string as a hash (it may hold a password); not
+        -- subenabled, subskiplsn and subtwophasestate, which the apply worker writes itself
+        SELECT 6100, u.oid, NULL::oid, u.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'name', u.subname, 'owner', u.subowner,
+                   'conninfo', pg_catalog.md5(u.subconninfo))
+                   || (pg_catalog.to_jsonb(u) - 'oid' - 'subname' - 'subowner' - 'subdbid'
+                       - 'subconninfo' - 'subenabled' - 'subskiplsn' - 'subtwophasestate'),
+               NULL::text
+          FROM pg_catalog.pg_subscription AS u
+         WHERE u.subdbid = (SELECT d.oid FROM pg_catalog.pg_database AS d
+                             WHERE d.datname = pg_catalog.current_database())
+        UNION ALL
+        -- default privileges (what future objects grant, and to whom)
+        SELECT 826, da.oid, nullif(da.defaclnamespace, 0), da.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'role', da.defaclrole, 'schema', nullif(da.defaclnamespace, 0),
+                   'objtype', da.defaclobjtype, 'acl', da.defaclacl::text),
+               NULL::text
+          FROM pg_catalog.pg_default_acl AS da
+        UNION ALL
+        -- foreign data wrappers, servers and user mappings (a way out of the database;
+        -- a mapping's options hold passwords: a hash)
+        SELECT 2328, fw.oid, NULL::oid, fw.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'name', fw.fdwname, 'owner', fw.fdwowner, 'handler', fw.fdwhandler,
+                   'validator', fw.fdwvalidator, 'acl', fw.fdwacl::text,
+                   'options', fw.fdwoptions::text),
+               NULL::text
+          FROM pg_catalog.pg_foreign_data_wrapper AS fw
+        UNION ALL
+        SELECT 1417, fs.oid, NULL::oid, fs.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'name', fs.srvname, 'owner', fs.srvowner, 'wrapper', fs.srvfdw,
+                   'type', fs.srvtype, 'version', fs.srvversion, 'acl', fs.srvacl::text,
+                   'options', pg_catalog.md5(fs.srvoptions::text)),
+               NULL::text
+          FROM pg_catalog.pg_foreign_server AS fs
+        UNION ALL
+        SELECT 1418, um.oid, NULL::oid, um.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'role', um.umuser, 'server', um.umserver,
+                   'options', pg_catalog.md5(um.umoptions::text)),
+               NULL::text
+          FROM pg_catalog.pg_user_mapping AS um
+        UNION ALL
+        -- casts and languages: initdb's own count as built in (pg_catalog's OID, 11)
+        SELECT 2605, ca.oid, CASE WHEN ca.oid < 16384 THEN 11::oid END, ca.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'source', ca.castsource, 'target', ca.casttarget, 'function', ca.castfunc,
+                   'context', ca.castcontext, 'method', ca.castmethod),
+               NULL::text
+          FROM pg_catalog.pg_cast AS ca
+        UNION ALL
+        SELECT 2612, la.oid, CASE WHEN la.oid < 16384 THEN 11::oid END, la.xmin::text::bigint,
+               pg_catalog.jsonb_build_object(
+                   'name', la.lanname, 'owner', la.lanowner, 'pl', la.lanispl,
+                   'trusted', la.lanpltrusted, 'handler', la.lanplcallfoid,
+                   'inline', la.laninline, 'validator', la.lanvalidator,
+                   'acl', la.lanacl::text),
+               NULL::text
+          FROM pg_catalog.pg_language AS la
     ), kept AS (
         SELECT o.*, coalesce(ns.nspname IN ('pg_catalog', 'information_schema'), false) AS builtin
           FROM objs AS o
@@ -309,7 +395,12 @@ BEGIN
         ['@typsubscript@', CASE WHEN v_version >= 140000 THEN 't.typsubscript' ELSE 'NULL::regproc' END],
         ['@indnullsnotdistinct@', CASE WHEN v_version >= 150000 THEN 'i.indnullsnotdistinct' ELSE 'NULL::boolean' END],
         ['@conenforced@', CASE WHEN v_version >= 180000 THEN 'k.conenforced' ELSE 'NULL::boolean' END],
-        ['@conperiod@', CASE WHEN v_version >= 180000 THEN 'k.conperiod' ELSE 'NULL::boolean' END]]
+        ['@conperiod@', CASE WHEN v_version >= 180000 THEN 'k.conperiod' ELSE 'NULL::boolean' END],
+        -- publications of whole schemas (FOR TABLES IN SCHEMA) are PostgreSQL 15's
+        ['@pubschemas@', CASE WHEN v_version >= 150000 THEN
+            'UNION ALL SELECT 6237, pn.oid, pn.pnnspid, pn.xmin::text::bigint, '
+            'pg_catalog.jsonb_build_object(''publication'', pn.pnpubid, ''schema'', pn.pnnspid), '
+            'NULL::text FROM pg_catalog.pg_publication_namespace AS pn' ELSE '' END]]
     LOOP
         v_query := pg_catalog.replace(v_query, v_part[1], v_part[2]);
     END LOOP;
@@ -411,7 +502,7 @@ BEGIN
     INSERT INTO {schema}.catalog_snapshots (
         taken_at, reason, taken_by, database_name, server_version_num, xid_snapshot,
         oldest_xact_start, database_digest, builtin_digest, cluster_digest,
-        database_objects, builtin_objects, cluster_objects)
+        database_objects, builtin_objects, cluster_objects, catalogs)
     VALUES (
         statement_timestamp(), p_reason, session_user, current_database(), v_version,
         pg_current_snapshot()::text,
@@ -420,7 +511,10 @@ BEGIN
         v_digests[1], v_digests[2], v_digests[3],
         CASE WHEN v_prev.database_digest IS DISTINCT FROM v_digests[1] THEN v_db END,
         CASE WHEN v_prev.builtin_digest IS DISTINCT FROM v_digests[2] THEN v_builtin END,
-        CASE WHEN v_prev.cluster_digest IS DISTINCT FROM v_digests[3] THEN v_cluster END)
+        CASE WHEN v_prev.cluster_digest IS DISTINCT FROM v_digests[3] THEN v_cluster END,
+        ARRAY[1259, 1255, 2617, 1247, 2606, 2620, 3466, 2615, 3079, 3256, 2618, 1260, 1261,
+              1262, 1213, 2964, 6243, 6104, 6106, 6237, 6100, 826, 2328, 1417, 1418, 2605,
+              2612])
     RETURNING id INTO v_id;
     -- A line in the server log at the snapshot's time: the logs read by reconcile then
     -- reach the end of the interval even when nothing else was logged since.

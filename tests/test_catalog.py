@@ -408,3 +408,116 @@ def test_a_rerun_over_a_reconciled_window_reports_the_silent_change_again(adb: A
     late = datetime.now(UTC)
     time.sleep(1.1)
     assert [f for f in silent(adb.reconcile(since=late.isoformat()))] == []
+
+
+# ------------------------------------------- publications, foreign servers, default ACLs, ...
+
+#: A way out of the database, or future grants: what a hostile superuser adds quietly.
+_EXITS = (
+    "CREATE TABLE pub_t (id int PRIMARY KEY); CREATE TABLE pub_t2 (id int PRIMARY KEY)",
+    "CREATE ROLE cat_eve",
+    "CREATE PUBLICATION pub_one FOR TABLE pub_t",
+    "ALTER PUBLICATION pub_one ADD TABLE pub_t2",
+    "CREATE PUBLICATION pub_all FOR ALL TABLES",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO cat_eve",
+    "ALTER DEFAULT PRIVILEGES GRANT USAGE ON SEQUENCES TO cat_eve",
+    "CREATE FOREIGN DATA WRAPPER cat_fdw",
+    "CREATE SERVER cat_srv FOREIGN DATA WRAPPER cat_fdw OPTIONS (host 'elsewhere')",
+    "CREATE USER MAPPING FOR cat_eve SERVER cat_srv OPTIONS (password 'secret')",
+    "ALTER SERVER cat_srv OPTIONS (SET host 'further')",
+    "CREATE FUNCTION pub_cast(pub_t) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "CREATE CAST (pub_t AS int) WITH FUNCTION pub_cast(pub_t)",
+    "CREATE LANGUAGE cat_pl HANDLER plpgsql_call_handler",
+    "CREATE SUBSCRIPTION cat_sub CONNECTION 'dbname=nowhere' PUBLICATION pub_all "
+    "WITH (connect = false)",
+)
+
+
+def _drop_exits(adb: Audited) -> None:
+    adb.run(
+        "DROP OWNED BY cat_eve; DROP ROLE IF EXISTS cat_eve",
+    )
+
+
+def test_publications_servers_mappings_default_privileges_casts_languages_explained(
+    adb: Audited,
+) -> None:
+    adb.reconcile()
+    try:
+        for q in _EXITS:
+            adb.run(q)
+        if adb.cluster.major >= 15:
+            adb.run("CREATE SCHEMA pubs; CREATE PUBLICATION pub_schema FOR TABLES IN SCHEMA pubs")
+        adb.run("ALTER SUBSCRIPTION cat_sub SET (slot_name = NONE); DROP SUBSCRIPTION cat_sub")
+        adb.run("ALTER USER MAPPING FOR cat_eve SERVER cat_srv OPTIONS (SET password 'other')")
+        adb.run("DROP CAST (pub_t AS int); DROP LANGUAGE cat_pl")
+        result = adb.reconcile()
+    finally:
+        _drop_exits(adb)
+    assert silent(result) == [], [f.explanation for f in silent(result)]
+    assert_accounts(result)
+
+
+def test_quiet_ways_out_are_silent_schema_changes(adb: Audited) -> None:
+    adb.run("CREATE TABLE pub_t (id int PRIMARY KEY); CREATE ROLE cat_eve")
+    adb.reconcile()
+    try:
+        adb.session(
+            "SET log_statement = 'none'",
+            "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+            "CREATE PUBLICATION leak FOR ALL TABLES",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO cat_eve",
+            "CREATE FOREIGN DATA WRAPPER quiet_fdw",
+            "CREATE SERVER quiet_srv FOREIGN DATA WRAPPER quiet_fdw",
+            "CREATE USER MAPPING FOR cat_eve SERVER quiet_srv OPTIONS (password 'x')",
+            "CREATE FUNCTION quiet_cast(pub_t) RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "CREATE CAST (pub_t AS int) WITH FUNCTION quiet_cast(pub_t) AS IMPLICIT",
+            "CREATE LANGUAGE quiet_pl HANDLER plpgsql_call_handler",
+            "CREATE SUBSCRIPTION quiet_sub CONNECTION 'dbname=nowhere' PUBLICATION leak "
+            "WITH (connect = false)",
+            "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+        )
+        result = adb.reconcile()
+        adb.run("ALTER SUBSCRIPTION quiet_sub SET (slot_name = NONE); DROP SUBSCRIPTION quiet_sub")
+    finally:
+        _drop_exits(adb)
+    catalogs = {o["catalog"] for f in silent(result) for o in catalog_objects(f)}
+    for catalog in (
+        "pg_publication", "pg_default_acl", "pg_foreign_data_wrapper", "pg_foreign_server",
+        "pg_user_mapping", "pg_cast", "pg_language", "pg_subscription",
+    ):  # fmt: skip
+        assert catalog in catalogs, (catalog, [f.explanation for f in silent(result)])
+    assert all(f.severity == Severity.CRITICAL for f in silent(result))
+    assert "secret" not in result.paths["json"].read_text(encoding="utf-8")
+    assert_accounts(result)
+
+
+def test_a_snapshot_of_an_older_install_is_compared_on_what_it_followed(adb: Audited) -> None:
+    """An upgrade that follows more catalogs: the objects already there are not 'created'."""
+    adb.reconcile()
+    # The rows an older install stored do not say which catalogs they follow.
+    adb.run(
+        "ALTER TABLE auditor.catalog_snapshots DISABLE TRIGGER catalog_snapshots_append_only;"
+        "UPDATE auditor.catalog_snapshots SET catalogs = NULL;"
+        "ALTER TABLE auditor.catalog_snapshots "
+        "ENABLE ALWAYS TRIGGER catalog_snapshots_append_only"
+    )
+    adb.session(
+        "SET log_statement = 'none'",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+        "CREATE PUBLICATION before_upgrade FOR ALL TABLES",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    )
+    first = adb.reconcile()
+    assert not [f for f in silent(first) if "before_upgrade" in f.explanation]
+    assert any("follows catalogs that snapshot" in n for n in first.document.notes)
+    adb.session(
+        "SET log_statement = 'none'",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE",
+        "CREATE PUBLICATION after_upgrade FOR ALL TABLES",
+        "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    )
+    second = adb.reconcile()
+    assert naming(second, "after_upgrade").severity == Severity.CRITICAL
+    assert not [f for f in silent(second) if "before_upgrade" in f.explanation]
+    assert not any("follows catalogs that snapshot" in n for n in second.document.notes)
