@@ -54,7 +54,10 @@ if TYPE_CHECKING:
 #:    setval): it moves the sequence past the table's highest id, never writes over a
 #:    row, and says so in the marker (``behind=``); the catalog snapshot and the mail
 #:    claim cope the same way, and install moves the other serials on.
-SCHEMA_VERSION = 4
+#: 5: the catalog snapshot follows publications, subscriptions, default privileges,
+#:    foreign-data wrappers, servers, user mappings, casts and languages, and each row
+#:    names the catalogs it follows (``catalog_snapshots.catalogs``).
+SCHEMA_VERSION = 5
 #: The events the audit trigger function is attached to.
 EVENTS = ("ddl_command_end", "sql_drop", "table_rewrite")
 #: Tables that are append-only (a statement trigger refuses UPDATE, DELETE, TRUNCATE).

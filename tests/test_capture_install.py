@@ -232,7 +232,7 @@ def test_install_upgrades_an_install_of_schema_version_2_in_place(db) -> None:
         (version,) = conn.execute(
             "SELECT schema_version FROM auditor.installs ORDER BY id DESC LIMIT 1"
         ).fetchone()
-    assert tuple(pinned) == config["record_event"] and version == capture.SCHEMA_VERSION == 4
+    assert tuple(pinned) == config["record_event"] and version == capture.SCHEMA_VERSION == 5
     assert capture.status(db.dsn(), databases=[db.name]).exit_code == 0
 
 
