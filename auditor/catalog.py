@@ -1190,7 +1190,9 @@ def judge(
             )
             logs = [e for e in _interval_logs(evidence, s0, s1) if e.database in (db, None)]
             holes = _interval_holes(s0, s1, spans, gaps, verdict.notes)
-            verdict.findings.extend(_judge_changes(changes, index, events, logs, holes, db, s0, s1))
+            verdict.findings.extend(
+                _judge_changes(changes, index, events, logs, holes, db, s0, s1, again=s1 is not new)
+            )
     if cluster_pairs:
         # Shared objects once per cluster (from the first database compared), explained
         # by statements of any database: event triggers never see them.
@@ -1208,7 +1210,15 @@ def judge(
             holes = _interval_holes(prev, new, spans, gaps, [])
             verdict.findings.extend(
                 _judge_changes(
-                    changes_between(old_objs, new_objs), index, [], logs, holes, None, prev, new
+                    changes_between(old_objs, new_objs),
+                    index,
+                    [],
+                    logs,
+                    holes,
+                    None,
+                    prev,
+                    new,
+                    again=new is not cluster_pairs[-1][1],
                 )
             )
     if taken.snapshots and state is not None:
@@ -1278,7 +1288,11 @@ def _judge_changes(
     database: str | None,
     prev: Snapshot,
     new: Snapshot,
+    *,
+    again: bool = False,
 ) -> list[Finding]:
+    """``again``: ``new`` is a stored snapshot, not this run's (a ``--since`` window that
+    starts before it): the run that took it compared the same interval already."""
     evidence = Evidence(events, logs)
     known_schemas = {
         o.name for o in (*index.old.values(), *index.new.values()) if o.classid == 2615 and o.name
@@ -1318,6 +1332,12 @@ def _judge_changes(
                 f"The catalog row was written by the transaction of audit row(s) "
                 f"{', '.join(map(str, same[:10]))}, whose DDL named other objects: catalog DML "
                 "next to ordinary DDL, or DDL of a kind not followed here."
+            )
+        if again:
+            tail.append(
+                f"Snapshot #{new.id} was taken by an earlier {new.reason or 'run'}, which "
+                "compared this interval too: it is reported again because the window asked "
+                "for starts before it (the same finding id)."
             )
         scope = f"database {database!r}" if database else "the cluster (shared catalogs)"
         explanation = (

@@ -401,6 +401,8 @@ def test_a_rerun_over_a_reconciled_window_reports_the_silent_change_again(adb: A
     again = naming(rerun, "public.hidden_twice ")
     assert again.id == nightly.id and again.severity == Severity.CRITICAL
     assert again.evidence["catalog"] == nightly.evidence["catalog"]
+    assert "reported again because the window asked for starts before it" in again.explanation
+    assert "reported again" not in nightly.explanation
     assert len(silent(rerun)) == len(silent(adb.reconcile(since=start.isoformat())))
     assert_accounts(rerun)
     # A window that starts after the change does not report it.
