@@ -50,14 +50,23 @@ def _char(cp: int) -> str:
 
 
 @cache
-def unsafe_pattern(keep: str = "") -> re.Pattern[str]:
+def unsafe_pattern(keep: str = "", *, ascii_only: bool = False) -> re.Pattern[str]:
     """One regular expression matching every unsafe character except those in ``keep``.
+
+    ``ascii_only``: the same for text that :meth:`str.isascii` (only the ranges below
+    U+0080: a class of a few ranges, which ``re`` searches several times faster).
 
     >>> bool(unsafe_pattern().search("a\\tb")), bool(unsafe_pattern("\\t").search("a\\tb"))
     (True, False)
+    >>> unsafe_pattern("\\n", ascii_only=True).findall("a\\x7f\\nb\\x1b")
+    ['\\x7f', '\\x1b']
     """
     parts = []
     for lo, hi in UNSAFE_RANGES:
+        if ascii_only:
+            if lo > 0x7F:
+                continue
+            hi = min(hi, 0x7F)
         run_start = None
         for cp in range(lo, hi + 1):
             if chr(cp) in keep:
@@ -70,6 +79,17 @@ def unsafe_pattern(keep: str = "") -> re.Pattern[str]:
             parts.append((run_start, hi))
     body = "".join(_char(a) if a == b else f"{_char(a)}-{_char(b)}" for a, b in parts)
     return re.compile(f"[{body}]")
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` certainly holds no unsafe character, tested at C speed: ASCII
+    without a control character (below U+0080 the unsafe ranges are C0 and DEL, exactly
+    what :meth:`str.isprintable` refuses there).
+
+    >>> _plain("CREATE TABLE t (id int)"), _plain("a\\nb"), _plain("a\\x7f"), _plain("é")
+    (True, False, False, False)
+    """
+    return text.isascii() and text.isprintable()
 
 
 def tag(char: str) -> str:
@@ -91,8 +111,10 @@ def visible(text: str, keep: str = "") -> str:
     >>> visible("two\\nlines")
     'two<U+000A>lines'
     """
-    pattern = unsafe_pattern(keep)
-    if pattern.search(text) is None:  # the common case: nothing to replace
+    if _plain(text):  # the common case: nothing to replace
+        return text
+    pattern = unsafe_pattern(keep, ascii_only=text.isascii())
+    if pattern.search(text) is None:
         return text
     return pattern.sub(lambda m: tag(m.group()), text)
 
@@ -140,7 +162,10 @@ def json_text(text: str) -> str:
     >>> import json; json.loads(json_text(json.dumps("\\U000e0041", ensure_ascii=False)))
     '\\U000e0041'
     """
-    pattern = unsafe_pattern("\n\t\r")  # raw, they can only be whitespace between tokens
+    if _plain(text):  # orjson's output, unless a value holds DEL or non-ASCII text
+        return text
+    # Raw newline, tab and CR can only be whitespace between tokens.
+    pattern = unsafe_pattern("\n\t\r", ascii_only=text.isascii())
     if pattern.search(text) is None:
         return text
     return pattern.sub(lambda m: _json_escape(m.group()), text)

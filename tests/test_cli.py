@@ -91,6 +91,26 @@ def test_every_control_and_format_character_is_unsafe() -> None:
     assert not pattern.search("plain ASCII, café, 日本, ünïcödé")
 
 
+def test_the_ascii_shortcuts_find_what_the_full_pattern_finds() -> None:
+    """visible() and json_text() test ASCII text with str.isprintable() and a pattern
+    of the ranges below U+0080: for every ASCII character, alone and in text, with each
+    keep set in use, they must answer as the whole pattern does."""
+    from auditor.terminal import _plain, json_text, visible
+
+    for keep in ("", "\n\t", "\n\t\r"):
+        full, small = unsafe_pattern(keep), unsafe_pattern(keep, ascii_only=True)
+        for cp in range(0x80):
+            text = f"CREATE TABLE t{chr(cp)}x (id int)"
+            assert bool(small.search(text)) == bool(full.search(text)), (keep, cp)
+            if _plain(text):
+                assert full.search(text) is None, cp
+            assert visible(text, keep) == full.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+    for cp in (0x7F, 0x1B, 0x85, 0x202E, 0xD800):
+        raw = json.dumps({"s": f"a{chr(cp)}b"}, ensure_ascii=False)
+        assert unsafe_pattern("\n\t\r").search(json_text(raw)) is None, cp
+        assert json.loads(json_text(raw)) == {"s": f"a{chr(cp)}b"}
+
+
 def assert_clean(text: str) -> None:
     """Nothing in ``text`` can drive a terminal (newline and tab aside)."""
     found = unsafe_pattern("\n\t").search(text)

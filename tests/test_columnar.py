@@ -215,3 +215,65 @@ def test_reconcile_findings_identical(tmp_path: Path, monkeypatch: pytest.Monkey
         # The comparison is about findings that exist (not two empty lists).
         assert {"UNREPORTED_DDL", "AUDIT_ROW_ALTERED", "FAILED_DDL", "ROLLED_BACK_DDL"} <= classes
         assert len({f.id for f in row[0]}) == len(row[0])
+
+
+@pytest.mark.parametrize("path", LOG_FILES)
+def test_line_tracker_arrow_and_python_identical(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line tracker numbers its keys with Arrow where pyarrow is installed and in
+    Python elsewhere: every session's numbers and every break, identical."""
+    from auditor.logs import sequence
+
+    arrow = _scan(path, "columnar", monkeypatch)
+    monkeypatch.setattr(sequence, "_pa", None)
+    python = _scan(path, "columnar", monkeypatch)
+    assert arrow == python
+    if not isinstance(arrow[0], str):
+        assert [s.sequence for s in arrow[2]] == [s.sequence for s in python[2]]
+
+
+def test_line_tracker_csv_field_regex_is_the_reference() -> None:
+    """The csv tracker's field regex is ``(?:[^"]|"")*`` unrolled: on generated rows
+    (quotes doubled, unbalanced, commas and newlines inside fields, forged rows), the
+    same matches, spans and groups as the reference written the plain way."""
+    import random
+    import re
+
+    from auditor.logs import sequence
+
+    q = rb'(?:"(?:[^"]|"")*"|[^,"\n]*)'
+    body = (
+        rb"[0-9]{4}-[0-9][0-9]-[0-9][0-9] [^,\n]*," + q + b"," + q + rb',"?[0-9]*"?,' + q
+        + b',"?(' + sequence._SESSION + rb')"?,"?([0-9]{1,18})"?,'
+    )  # fmt: skip
+    ref, ref_head = re.compile(rb"\n" + body), re.compile(body)
+    rnd = random.Random(15)
+    bits = [b'"', b'""', b",", b"\n", b"a", b"1", b"ab.c1", b"7", b".", b" "]
+    usual = [
+        [b'"u"', b"u", b"", b'"a""b"', b'"a,b"', b'"a\nb"'],
+        [b'"d"', b"d", b"", b'"x"""'],
+        [b"12", b"", b'"12"'],
+        [b'"[local]"', b"", b'"h:1"'],
+        [b"ab.1", b'"ab.1"', b"0.f"],
+        [b"1", b'"22"', b"123"],
+    ]
+
+    def odd() -> bytes:
+        return b"".join(rnd.choice(bits) for _ in range(rnd.randint(0, 6)))
+
+    matched = 0
+    for _ in range(40_000):
+        rows = []
+        for _ in range(rnd.randint(1, 3)):
+            fields = [rnd.choice(c) if rnd.random() < 0.8 else odd() for c in usual]
+            fields += [odd() for _ in range(rnd.randint(0, 3))]
+            head = b"2026-01-01 t" + rnd.choice([b"", b'"', b"x"]) + b","
+            rows.append(head + b",".join(fields))
+        buf = b"\n" + b"\n".join(rows)
+        want = [(m.span(), m.groups()) for m in ref.finditer(buf)]
+        assert [(m.span(), m.groups()) for m in sequence._CSV.finditer(buf)] == want, buf
+        a, b = sequence._CSV_HEAD.match(buf, 1), ref_head.match(buf, 1)
+        assert (a and (a.span(), a.groups())) == (b and (b.span(), b.groups())), buf
+        matched += len(want)
+    assert matched > 10_000  # the generator does make rows the tracker reads
