@@ -254,16 +254,16 @@ def _action(row: InstallRow, rows: Sequence[InstallRow]) -> str:
     return f"upgraded from {prev.package_version or '?'}"
 
 
-def _view(rec: LogRecord, statements: int, row: InstallRow) -> dict[str, object]:
+def _view(rec: LogRecord, statements: int, row: InstallRow | None) -> dict[str, object]:
     return {
         "file": rec.source.file,
         "line": rec.source.line,
         "time": rec.time.isoformat() if rec.time else None,
         "statements": statements,
         "user": rec.user,
-        "installs_row": row.id,
-        "installed_at": row.installed_at.isoformat(),
-        "package_version": row.package_version,
+        "installs_row": row.id if row else None,
+        "installed_at": row.installed_at.isoformat() if row else None,
+        "package_version": row.package_version if row else None,
     }
 
 
@@ -273,6 +273,8 @@ def split_installs(
     schema: str,
     fired: Iterable[tuple[str, str, str | None]] = (),
     restored: Mapping[str, datetime] | None = None,
+    *,
+    audit_read: bool = True,
 ) -> tuple[list[LogRecord], list[Finding]]:
     """Take the auditor's own installs and upgrades (and the roles they created) out of
     the matching, one info finding each; and DDL from before the first install.
@@ -299,24 +301,38 @@ def split_installs(
         ):
             continue
         row = _match_row(recs, shapes, rows.get(db, ()), used)
-        if row is None:
+        if row is None and audit_read:
             continue
-        used.add((db, row.id))
-        taken.add((db, session, vxid))
         first = recs[0]
+        if row is not None:
+            used.add((db, row.id))
+            reason = (
+                f"auditor install ({_action(row, rows[db])} to {row.package_version}) by "
+                f"{row.installed_by!r}, recognised against {schema}.installs row {row.id} "
+                f"({row.installed_at.isoformat()}): it drops and re-creates the auditor's "
+                f"event triggers, so its own {len(recs)} statement(s) are not audited."
+            )
+            severity = Severity.INFO
+        else:
+            # No --dsn: the statements are this version's install SQL, word for word but
+            # its parameters, in one transaction; no installs row can vouch for them.
+            reason = (
+                f"auditor install by {first.user!r}, recognised by its {len(recs)} "
+                "statement(s) alone (this version's install SQL, in one transaction): the "
+                f"audit table was not read (no --dsn), so no {schema}.installs row was "
+                "checked; reconcile with --dsn to confirm it. An install drops and re-creates "
+                "the auditor's event triggers, so its own statements are not audited."
+            )
+            severity = Severity.LOW
+        taken.add((db, session, vxid))
         t0 = min(r.time for r in recs if r.time is not None)
         starts[db] = min(starts.get(db, t0), t0)
         findings.append(
             make_finding(
                 C.EVENT_TRIGGER_DDL,
                 key=("install", db, session, vxid),
-                reason=(
-                    f"auditor install ({_action(row, rows[db])} to {row.package_version}) by "
-                    f"{row.installed_by!r}, recognised against {schema}.installs row {row.id} "
-                    f"({row.installed_at.isoformat()}): it drops and re-creates the auditor's "
-                    f"event triggers, so its own {len(recs)} statement(s) are not audited."
-                ),
-                severity=Severity.INFO,
+                reason=reason,
+                severity=severity,
                 time=first.time,
                 database=db,
                 user=first.user,
@@ -347,7 +363,7 @@ def split_installs(
             continue
         keep.append(rec)
     keep, early = _before_first_install(
-        keep, databases, starts, schema, set(fired), dict(restored or {})
+        keep, databases, starts, schema, set(fired), dict(restored or {}), audit_read=audit_read
     )
     return keep, findings + early
 
@@ -435,6 +451,8 @@ def _before_first_install(
     schema: str,
     fired: set[tuple[str, str, str | None]],
     restored: Mapping[str, datetime] | None = None,
+    *,
+    audit_read: bool = True,
 ) -> tuple[list[LogRecord], list[Finding]]:
     from auditor.classify import classify
 
@@ -459,6 +477,9 @@ def _before_first_install(
             first_install[d.name] = min(d.installs, key=lambda r: r.installed_at)
         if times:
             boundary[d.name] = min(times)
+    if not audit_read:  # no --dsn: the installs the log shows are all there is to go by
+        for db, t in install_starts.items():
+            boundary[db] = min(boundary.get(db, t), t)
     # An auditor a restore created: its copied history is no sign; its triggers' time is.
     boundary.update(restored)
     if not boundary:
@@ -507,16 +528,27 @@ def _before_first_install(
             )
         else:
             since = "the first sign of it"
+        reason = (
+            f"It ran before the auditor was installed in database {db!r}: {since}; "
+            "no trigger existed yet, so no audit row is expected."
+        )
+        severity = Severity.INFO
+        if not audit_read:
+            reason = (
+                f"It ran before the first sign of the auditor in database {db!r} that the "
+                "logs read show (an install or a marker). The audit table was not read (no "
+                f"--dsn), so {schema}.installs could not say whether the auditor was there "
+                "already: if it was, no trigger fired for this statement (UNREPORTED_DDL). "
+                "Reconcile with --dsn to settle it."
+            )
+            severity = Severity.LOW
         assert limit is not None
         findings.append(
             make_finding(
                 C.UNMONITORED_DATABASE,
                 key=("before install", rec.source.file, rec.source.offset),
-                reason=(
-                    f"It ran before the auditor was installed in database {db!r}: {since}; "
-                    "no trigger existed yet, so no audit row is expected."
-                ),
-                severity=Severity.INFO,
+                reason=reason,
+                severity=severity,
                 time=rec.time,
                 database=rec.database,
                 user=rec.user,

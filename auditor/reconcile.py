@@ -1241,6 +1241,7 @@ def _analyse(
         schema,
         fired={(e.database, e.session_id, e.vxid) for e in audit.events},
         restored={db: r.triggers_created for db, r in restored.items()},
+        audit_read=bool(dsn),
     )
     records = [r for r in records if r.source in straddlers] + inside
     trust = _log_trust(logs, since, effective_until, log_timezone)

@@ -1417,3 +1417,36 @@ def test_a_log_named_twice_is_read_once(adb: Audited) -> None:
             assert result.document.summary.matched == once.document.summary.matched
             assert_accounts(result)
             assert any("read once" in n or "not read again" in n for n in result.document.notes)
+
+
+def test_without_dsn_the_install_and_what_came_before_it_are_not_critical(
+    cluster: Any, tmp_path: Path
+) -> None:
+    """The first log-only run after an install: low at most, and a bypass still critical."""
+    name = f"nodsn{next(_n)}"
+    cluster.execute(f"CREATE DATABASE {name}")
+    try:
+        cluster.execute("CREATE TABLE before_install (id int)", dbname=name)
+        capture.install(cluster.dsn(name), databases=[name])
+        cluster.execute("CREATE TABLE audited_one (id int)", dbname=name)
+        capture.install(cluster.dsn(name), databases=[name])  # an upgrade, the same text
+        with cluster.connect(name, application_name="bypass") as conn:
+            conn.execute("ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE")
+            conn.execute("CREATE TABLE bypassed (id int)")
+            conn.execute("ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS")
+        cluster.flush_logs()
+        flags = {"logs": [str(cluster.log_dir)], "databases": [name], "out": str(tmp_path)}
+        result = reconcile(load_config(flags, environ={}))
+        mine = [f for f in result.document.findings if f.database == name]
+        by_stmt = {(f.statement or "").split("(")[0]: f for f in mine if f.statement}
+        pre = by_stmt["CREATE TABLE before_install "]
+        assert (pre.cls, pre.severity) == (C.UNMONITORED_DATABASE, Severity.LOW)
+        installs = [f for f in mine if f.command_tags == ("auditor install",)]
+        assert [f.severity for f in installs] == [Severity.LOW, Severity.LOW]
+        assert all("--dsn" in f.explanation for f in [pre, *installs])
+        bypassed = by_stmt["CREATE TABLE bypassed "]
+        assert bypassed.severity == Severity.CRITICAL, bypassed
+        assert "audited_one" not in " ".join(f.statement or "" for f in mine)  # its marker
+        assert_accounts(result)
+    finally:
+        cluster.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
