@@ -552,6 +552,118 @@ def test_names_only_the_log_saw_resolve_against_the_auditors_objects(adb: Audite
     assert_accounts(result)
 
 
+# ---------------------------------------------------------------------------- 4b. own rows
+
+UNPROTECT = "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only; "
+PROTECT = "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only"
+LATEST = "DELETE FROM auditor.events WHERE id = (SELECT max(id) FROM auditor.events); "
+
+
+def _marked_ids(adb: Audited, app: str) -> list[int]:
+    """The audit ids whose markers a session with ``app`` wrote in the database."""
+    import csv
+    import re
+
+    adb.cluster.flush_logs()
+    ids = []
+    for path in adb.cluster.log_dir.glob("*.csv"):
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.reader(fh):
+                m = re.match(r"auditor-marker .* id=(\d+) ", row[13]) if len(row) > 22 else None
+                if m and row[2] == adb.name and row[22] == app:
+                    ids.append(int(m.group(1)))
+    return sorted(ids)
+
+
+def _deleted_rows(result: ReconcileResult) -> list[int]:
+    """Every audit id an AUDIT_ROW_MISSING finding names as gone, once per finding."""
+    return sorted(
+        int(a["id"])
+        for f in only(result, C.AUDIT_ROW_MISSING)
+        for a in f.evidence["audit"]
+        if a.get("row") == "absent"
+    )
+
+
+@pytest.mark.parametrize(
+    "attack, victim",
+    [
+        # The string's own ALTER TABLE row, deleted by the DELETE after it.
+        (UNPROTECT + LATEST + PROTECT, "own"),
+        # Another DDL of the same string, deleted with the protection lifted.
+        (
+            "CREATE TABLE victim_t (id int); " + UNPROTECT + "DELETE FROM auditor.events "
+            "WHERE query = current_query() AND command_tag = 'CREATE TABLE'; " + PROTECT,
+            "other",
+        ),
+        # Both: every row the string wrote before the DELETE.
+        (
+            UNPROTECT + "CREATE TABLE victim_t (id int); DELETE FROM auditor.events "
+            "WHERE query = current_query(); " + PROTECT,
+            "all",
+        ),
+    ],
+)
+def test_a_string_that_deletes_its_own_rows_names_each_row(
+    adb: Audited, attack: str, victim: str
+) -> None:
+    adb.run("CREATE TABLE ordinary (id int)", app="before")
+    adb.run(attack, app="eraser")
+    marked = _marked_ids(adb, "eraser")
+    kept = [i for i in adb.ids() if i in marked]
+    deleted = [i for i in marked if i not in kept]
+    assert len(deleted) == {"own": 1, "other": 1, "all": 2}[victim] and kept, victim
+    result = adb.reconcile()
+    # The string itself: it lifted the audit table's protection (critical, as before).
+    (drift,) = only(result, C.CONFIG_DRIFT)
+    assert drift.severity == Severity.CRITICAL and drift.application == "eraser"
+    assert "DISABLE TRIGGER events_append_only" in drift.explanation
+    assert drift.accounts_logged_ddl == 1 and set(drift.audit_event_ids) == set(kept)
+    # Every row it deleted is named, in exactly one finding.
+    assert _deleted_rows(result) == deleted
+    (missing,) = only(result, C.AUDIT_ROW_MISSING)
+    assert missing.severity == Severity.CRITICAL and missing.application == "eraser"
+    for i in deleted:
+        assert f"{i} (" in missing.explanation
+    assert missing.log_file and missing.log_line  # the marker that proves the row
+    assert result.document.summary.matched == 1  # CREATE TABLE ordinary
+    assert_accounts(result)
+
+
+def test_a_commit_inside_a_failing_string_does_not_hide_what_it_committed(
+    adb: Audited,
+) -> None:
+    # psql's \; sends one string; its COMMIT makes the first part stick, the error
+    # after it made the whole string read as failed DDL (info) before.
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        adb.run(UNPROTECT + LATEST + PROTECT + "; COMMIT; SELECT 1/0", app="eraser")
+    marked = _marked_ids(adb, "eraser")
+    (deleted,) = [i for i in marked if i not in adb.ids()]
+    result = adb.reconcile()
+    (drift,) = only(result, C.CONFIG_DRIFT)
+    assert drift.severity == Severity.CRITICAL and "division by zero" in drift.explanation
+    assert "DISABLE TRIGGER events_append_only" in drift.explanation
+    assert _deleted_rows(result) == [deleted]
+    assert not only(result, C.FAILED_DDL)
+    assert_accounts(result)
+
+
+def test_a_failing_string_without_a_commit_stays_failed_ddl(adb: Audited) -> None:
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        adb.run(UNPROTECT + LATEST + PROTECT + "; SELECT 1/0", app="clumsy")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        adb.run("CREATE TABLE kept_t (id int); COMMIT; SELECT 1/0", app="clumsy")
+    result = adb.reconcile()
+    # Nothing of the first string stuck (its markers' transaction aborted); the second
+    # committed its CREATE TABLE, whose row is there and pairs.
+    first, second = sorted(only(result, C.FAILED_DDL), key=lambda f: f.log_line or 0)
+    assert classes(result) == ["FAILED_DDL", "FAILED_DDL"]
+    assert first.severity == second.severity == Severity.INFO
+    assert first.audit_event_ids == () and len(second.audit_event_ids) == 1
+    assert "stay" in second.explanation
+    assert_accounts(result)
+
+
 # ---------------------------------------------------------------------------- 5. status
 
 
