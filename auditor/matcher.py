@@ -1639,6 +1639,8 @@ class Matcher:
         deleted is AUDIT_ROW_MISSING), beside the FAILED_DDL of the rest.
         """
         reason = f"It failed: {lg.error.message if lg.error else '?'}"
+        if (why := self._refused_by_pins(lg)) is not None:
+            reason += f". {why}"
         kept = [f.id for f in firings if f.event is not None]
         if kept:
             reason += (
@@ -1660,6 +1662,24 @@ class Matcher:
         taken = {id(f) for f in used}
         rest = [f for f in firings if id(f) not in taken and not self._gone(f)]
         self._logged_finding(lg, verdicts, [*used, *rest])
+
+    def _refused_by_pins(self, lg: Logged) -> str | None:
+        """Why a DDL failed with "permission denied to set parameter" of a setting the
+        audit function pins, when the statement itself sets no such thing: PostgreSQL
+        applies a SECURITY DEFINER function's SET clauses as its owner, so an owner that
+        is no longer a superuser makes every firing, and so every DDL, fail."""
+        m = _PIN_REFUSED.match(lg.error.message if lg.error else "")
+        if m is None or m.group(1) not in self._situation.pinned or m.group(1) in lg.text:
+            return None
+        db = lg.record.database or "?"
+        return (
+            f"The auditor refused it, not the statement: {self.ctx.schema}.record_event() pins "
+            f"{m.group(1)} in its SET clause, which PostgreSQL applies as the function's owner "
+            f"at every firing: the function was owned by a role that may not set it (not a "
+            f"superuser), so every DDL in database {db!r} failed this way (fail closed). "
+            "auditor status says BROKEN while it lasts; the change of owner is judged on its "
+            "own (its ALTER in the log, or the catalog channel)"
+        )
 
     def _gone(self, f: Firing) -> bool:
         """A firing whose marker's transaction committed (or whose status the server no
@@ -1812,6 +1832,10 @@ class Matcher:
 
 _RECORD_VALUES = operator.attrgetter(*(f.name for f in fields(LogRecord)))
 _STATEMENT_AT = [f.name for f in fields(LogRecord)].index("statement")
+
+
+#: The error a function's SET clause gives when its owner may not set the setting.
+_PIN_REFUSED = re.compile(r'permission denied to set parameter "([a-z_]+)"$')
 
 
 def _with_statement(rec: LogRecord, text: str) -> LogRecord:

@@ -729,6 +729,154 @@ def test_status_sees_what_the_red_team_used(adb: Audited) -> None:
         adb.cluster.execute(f"DROP ROLE {role}")
 
 
+# ---------------------------------------------------------------------------- 5b. owners
+
+OWNER_ROUTES = {
+    # The ALTER alone fails (record_event() fires for it already as the new owner); with
+    # its trigger disabled around it, it sticks.
+    "disabled": "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE; "
+    "ALTER FUNCTION auditor.record_event() OWNER TO {role}; "
+    "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    # A catalog edit: no DDL at all.
+    "catalog": "UPDATE pg_proc SET proowner = '{role}'::regrole "
+    "WHERE oid = 'auditor.record_event()'::regprocedure",
+}
+
+
+@pytest.mark.parametrize("route", sorted(OWNER_ROUTES))
+def test_an_audit_function_owned_by_a_non_superuser_is_broken_and_said_so(
+    adb: Audited, route: str
+) -> None:
+    role = f"{adb.name}_owner"
+    adb.run(f"CREATE ROLE {role}")
+    try:
+        # Alone, the ALTER is refused by the audit function it changes (fail closed).
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {role}", app="owner")
+        adb.run(OWNER_ROUTES[route].format(role=role), app="owner")
+        # Every DDL now fails before the audit function's body runs: PostgreSQL applies
+        # its SET clauses as its owner, who may not set log_min_error_statement.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            adb.run("CREATE TABLE refused (id int)", app="victim")
+        assert 'permission denied to set parameter "log_min_error_statement"' in str(refused.value)
+        st = adb.status()
+        assert st.weakened and st.broken and not st.functions_ok
+        (broken,) = [p.message for p in st.problems if p.breaks]
+        assert f"record_event() is owned by {role}, not a superuser: BROKEN" in broken
+        assert "every DDL in this database is refused" in broken
+        assert "log_min_error_statement" in broken and "auditor install" in broken
+        report = capture.status(adb.cluster.dsn(adb.name), databases=[adb.name])
+        assert report.exit_code == 1
+        text = capture.format_status(report)
+        assert (
+            "functions BROKEN" in text
+            and f"BROKEN: the trigger channel refuses every DDL in {adb.name}" in text
+        )
+        result = adb.reconcile()
+        live = [f for f in only(result, C.CONFIG_DRIFT) if f.statement is None]
+        assert any(
+            f.severity == Severity.CRITICAL and f"owned by {role}" in f.explanation for f in live
+        )
+        failed = {f.statement: f for f in only(result, C.FAILED_DDL)}
+        victim = failed["CREATE TABLE refused (id int)"]
+        assert victim.severity == Severity.INFO
+        assert "The auditor refused it, not the statement" in victim.explanation
+        assert (
+            "The auditor refused it"
+            in failed[f"ALTER FUNCTION auditor.record_event() OWNER TO {role}"].explanation
+        )
+        if route == "disabled":
+            # The change of owner itself: the string that made it stick is critical.
+            (string,) = [f for f in result.document.findings if f.application == "owner"
+                         and f.cls != C.FAILED_DDL]  # fmt: skip
+            assert string.severity == Severity.CRITICAL
+            assert f"OWNER TO {role}" in string.explanation
+        assert_accounts(result)
+        # The repair the message names works by hand: the ALTER fires the audit function
+        # as its new (superuser) owner.
+        adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {adb.cluster.superuser}")
+        adb.run("CREATE TABLE accepted (id int)", app="victim")
+        assert not adb.status().weakened
+    finally:
+        adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {adb.cluster.superuser}")
+        adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize(
+    "function",
+    ["canon_text(text)", "row_digest(auditor.events)", "after_event(auditor.events)",
+     "refuse_change()"],
+)  # fmt: skip
+def test_other_audit_functions_given_to_a_non_superuser_stay_critical(
+    adb: Audited, function: str
+) -> None:
+    role = f"{adb.name}_owner"
+    adb.run(f"CREATE ROLE {role}")
+    try:
+        adb.run(f"ALTER FUNCTION auditor.{function} OWNER TO {role}", app="owner")
+        adb.run("CREATE TABLE still_audited (id int)", app="victim")  # DDL still works
+        st = adb.status()
+        assert st.weakened and not st.broken
+        name = function.split("(")[0]
+        assert any(f"{name}() is owned by {role}, not a superuser" in p.message
+                   for p in st.problems)  # fmt: skip
+        result = adb.reconcile()
+        (alter,) = [f for f in only(result, C.CONFIG_DRIFT) if f.statement]
+        assert alter.severity == Severity.CRITICAL and alter.application == "owner"
+        assert f"auditor.{name}" in alter.explanation
+        assert result.document.summary.matched == 1
+        assert_accounts(result)
+    finally:
+        adb.run(f"ALTER FUNCTION auditor.{function} OWNER TO {adb.cluster.superuser}")
+        adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_an_owner_granted_every_pinned_setting_is_broken_by_the_rights_it_lacks(
+    adb: Audited,
+) -> None:
+    if adb.cluster.major < 15:
+        pytest.skip("GRANT SET ON PARAMETER exists from PostgreSQL 15 on")
+    role = f"{adb.name}_owner"
+    pins = "log_min_error_statement, log_min_messages, log_error_verbosity, lc_messages, "
+    pins += "backtrace_functions"
+    adb.run(f"CREATE ROLE {role}; GRANT SET ON PARAMETER {pins} TO {role}")
+    try:
+        adb.run(OWNER_ROUTES["catalog"].format(role=role), app="owner")
+        # The settings apply now; the body, run with the owner's rights, cannot read the
+        # audit schema (install grants nobody anything there).
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="schema auditor"):
+            adb.run("CREATE TABLE refused (id int)", app="victim")
+        st = adb.status()
+        assert st.broken
+        (broken,) = [p.message for p in st.problems if p.breaks]
+        assert f"{role} lacks USAGE on schema auditor" in broken
+        assert "permission denied for schema auditor" in broken
+        assert "may not set" not in broken
+        # Given those rights too (granted while its trigger is off: any DDL fails until
+        # then), it works, with that role's rights: weakened, not broken.
+        adb.run(
+            "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE; "
+            f"GRANT USAGE ON SCHEMA auditor TO {role}; "
+            f"GRANT INSERT, SELECT ON auditor.events, auditor.settings TO {role}; "
+            f"GRANT USAGE ON SEQUENCE auditor.events_id_seq TO {role}; "
+            f"GRANT pg_read_all_stats TO {role}; "
+            f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA auditor TO {role}; "
+            "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS"
+        )
+        adb.run("CREATE TABLE works (id int)", app="victim")
+        st = adb.status()
+        assert st.weakened and not st.broken
+        assert any(f"record_event() is owned by {role}, not a superuser: the audit runs"
+                   in p.message for p in st.problems)  # fmt: skip
+    finally:
+        adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {adb.cluster.superuser}")
+        adb.run(f"REVOKE ALL ON SCHEMA auditor FROM {role}; REVOKE ALL ON ALL TABLES IN "
+                f"SCHEMA auditor FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA auditor "
+                f"FROM {role}; REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auditor FROM {role}")  # fmt: skip
+        adb.run(f"REVOKE SET ON PARAMETER {pins} FROM {role}")
+        adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
+
+
 # ---------------------------------------------------------------------------- 6. SQL_ASCII
 
 
