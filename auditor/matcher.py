@@ -130,6 +130,9 @@ class MatchContext:
     restored: Mapping[str, RestoredAuditor] = field(default_factory=dict)
     #: Where the log shows a restore of a dump touching an audit table.
     restore_traces: RestoreTraces = field(default_factory=RestoreTraces)
+    #: Log records that read two ways (LOG_TAMPERED, auditor.logtrust): not paired;
+    #: rows left without a line by them say so.
+    ambiguous: tuple[LogRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1072,6 +1075,15 @@ class Matcher:
             self._gap_rows[gap].extend(top)
         elif (why := self._log_cannot_hold(top)) is not None:
             self._firings_finding(C.UNLOGGED_DDL, top, why + aside, Severity.LOW)
+        elif (two := self._read_two_ways(top)) is not None:
+            self._firings_finding(
+                C.UNLOGGED_DDL,
+                top,
+                f"Its session's lines are in the log but read two ways ({_short(two.source.file)}"
+                f":{two.source.line}, LOG_TAMPERED): the client chose a value of the log prefix "
+                "(application_name, role or database name) that holds the prefix's own text, "
+                "so no line of it is taken as its statement line or its markers" + aside + ".",
+            )
         else:
             reason = (
                 "Logging was suppressed for that session (e.g. SET log_statement = "
@@ -1082,6 +1094,23 @@ class Matcher:
                 "(logging suppressed for that session, or the row was inserted by hand)."
             )
             self._firings_finding(C.UNLOGGED_DDL, top, reason)
+
+    def _read_two_ways(self, top: Sequence[Firing]) -> LogRecord | None:
+        """A record of the firings' session, near their time, that reads two ways."""
+        if not self.ctx.ambiguous:
+            return None
+        for f in top:
+            e = f.trusted_event
+            if e is None:
+                continue
+            lo, hi = e.statement_time - _TWO_WAYS_SLACK, e.clock_time + _TWO_WAYS_SLACK
+            for r in self.ctx.ambiguous:
+                # What the record's chosen fields say is unreliable (it reads two ways);
+                # its session id or pid, printed before them, is what ties it.
+                same = r.session_id == e.session_id or r.pid == e.backend_pid
+                if same and r.time is not None and lo <= r.time <= hi:
+                    return r
+        return None
 
     def _markers_alone(self, ex: Execution, firings: list[Firing]) -> None:
         """Judge markers no statement line explains when the audit table was not read.
@@ -1834,6 +1863,9 @@ _RECORD_VALUES = operator.attrgetter(*(f.name for f in fields(LogRecord)))
 _STATEMENT_AT = [f.name for f in fields(LogRecord)].index("statement")
 
 
+#: How far from its firings a line of their session that reads two ways may be (a %t
+#: prefix prints whole seconds).
+_TWO_WAYS_SLACK = timedelta(seconds=2)
 #: The error a function's SET clause gives when its owner may not set the setting.
 _PIN_REFUSED = re.compile(r'permission denied to set parameter "([a-z_]+)"$')
 
