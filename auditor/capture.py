@@ -222,6 +222,9 @@ class Problem:
     #: A weakening that hides evidence (critical in reconcile), or one that only makes
     #: the cross-check weaker while every statement is still seen (high).
     critical: bool = True
+    #: The channel does not work at all: e.g. every DDL of the database is refused
+    #: (``auditor status`` says BROKEN).
+    breaks: bool = False
 
     def __str__(self) -> str:
         where = f"{self.database}: " if self.database else ""
@@ -339,6 +342,10 @@ class DatabaseStatus:
     @property
     def weakened(self) -> bool:
         return any(p.weakens for p in self.problems)
+
+    @property
+    def broken(self) -> bool:
+        return any(p.breaks for p in self.problems)
 
 
 @dataclass(frozen=True)
@@ -624,7 +631,34 @@ def _pg_error(exc: psycopg.Error) -> str:
 
 def _state(conn: psycopg.Connection[Any], schema: str) -> dict[str, Any]:
     row = conn.execute(sql_text("capture_state.sql"), {"schema": schema}).fetchone()
-    return dict(row[0]) if row and row[0] else {}
+    state = dict(row[0]) if row and row[0] else {}
+    for f in state.get("functions") or []:
+        f["owner_cannot_set"] = _owner_cannot_set(conn, f)
+        if f.get("name") == "record_event" and f.get("owner_superuser") is False:
+            row = conn.execute(
+                sql_text("capture_owner_rights.sql"), {"role": f.get("owner"), "schema": schema}
+            ).fetchone()
+            f["owner_lacks"] = list(row[0]) if row and row[0] else []
+    return state
+
+
+def _owner_cannot_set(conn: psycopg.Connection[Any], function: Mapping[str, Any]) -> list[str]:
+    """Settings of a function's SET clauses its owner may not set (every call then fails).
+
+    Only a superuser may set them before PostgreSQL 15; from 15 on, ``GRANT SET ON
+    PARAMETER`` may let another role (the grant itself is reported on its own).
+    """
+    wanted = list(function.get("superuser_settings") or [])
+    if not wanted or function.get("owner_superuser") is not False:
+        return []
+    if conn.info.server_version < 150000:
+        return wanted
+    rows = conn.execute(
+        sql_text("capture_owner_settable.sql"),
+        {"role": function.get("owner"), "settings": wanted},
+    ).fetchall()
+    settable = {r[0] for r in rows}
+    return [w for w in wanted if w not in settable]
 
 
 def _install_info(
@@ -1122,6 +1156,54 @@ def install_owner(state: Mapping[str, Any], schema: str) -> str | None:
     return str(owner) if owner else None
 
 
+def _owner_breaks(
+    schema: str, fname: str, owner: str, refused: Sequence[str], lacks: Sequence[str] = ()
+) -> str:
+    """What a SECURITY DEFINER function whose owner cannot run it breaks, and the repair.
+
+    ``refused``: settings of its SET clauses the owner may not set (PostgreSQL applies
+    them as the owner, before the body runs); ``lacks``: rights its body needs.
+
+    >>> print(_owner_breaks("auditor", "record_event", "mallory", ["log_min_error_statement"]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    PostgreSQL applies its SET clauses as its owner at every call, and mallory may not
+    set log_min_error_statement: every firing of the audit triggers fails, so every DDL
+    in this database is refused (ERROR: permission denied to set parameter
+    "log_min_error_statement"); a superuser repairs it with auditor install (or ALTER
+    FUNCTION auditor.record_event() OWNER TO a superuser)
+    >>> print(_owner_breaks("auditor", "record_event", "bob", [], ["USAGE on schema auditor"]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    it runs with its owner's rights, and bob lacks USAGE on schema auditor: every firing
+    of the audit triggers fails, so every DDL in this database is refused (ERROR:
+    permission denied for schema auditor); a superuser repairs it with auditor install
+    (or ALTER FUNCTION auditor.record_event() OWNER TO a superuser)
+    """
+    what = {
+        "record_event": "every firing of the audit triggers fails, so every DDL in this "
+        "database is refused",
+        "catalog_snapshot": "no catalog snapshot can be taken",
+    }.get(fname, "every call fails")
+    if refused:
+        why = (
+            f"PostgreSQL applies its SET clauses as its owner at every call, and {owner} may "
+            f"not set {', '.join(refused)}"
+        )
+        error = f'permission denied to set parameter "{refused[0]}"'
+    else:
+        why = f"it runs with its owner's rights, and {owner} lacks {', '.join(lacks)}"
+        if lacks[0].startswith("EXECUTE"):
+            error = "permission denied for function after_event"
+        elif " on " in lacks[0]:
+            kind, _, obj = lacks[0].split(" on ", 1)[1].partition(" ")
+            error = f"permission denied for {kind} {obj.rsplit('.', 1)[-1]}"
+        else:
+            error = 'null value in column "session_id"'
+    return (
+        f"{why}: {what} (ERROR: {error}); a superuser repairs it with auditor install (or "
+        f"ALTER FUNCTION {schema}.{fname}() OWNER TO a superuser)"
+    )
+
+
 def _assess_database(
     name: str, schema: str, state: Mapping[str, Any], info: Mapping[str, Any]
 ) -> DatabaseStatus:
@@ -1229,13 +1311,27 @@ def _assess_database(
                     + (f" (removed: {'; '.join(gone)})" if gone else "")
                 )
             if not f["owner_superuser"]:
-                runs = (
-                    "the audit runs with that role's rights"
-                    if fname in DEFINER_FUNCTIONS
-                    else "that role can replace what the audit trigger runs"
-                )
                 who = f"is owned by {f['owner']}, not a superuser"
-                bad(f"function {schema}.{fname}() {who}: {runs}")
+                refused = list(f.get("owner_cannot_set") or [])
+                lacks = list(f.get("owner_lacks") or [])
+                if refused or lacks:
+                    problems.append(
+                        Problem(
+                            "trigger",
+                            f"function {schema}.{fname}() {who}: BROKEN, "
+                            + _owner_breaks(schema, fname, str(f["owner"]), refused, lacks),
+                            True,
+                            name,
+                            breaks=True,
+                        )
+                    )
+                else:
+                    runs = (
+                        "the audit runs with that role's rights"
+                        if fname in DEFINER_FUNCTIONS
+                        else "that role can replace what the audit trigger runs"
+                    )
+                    bad(f"function {schema}.{fname}() {who}: {runs}")
             if f["public_execute"]:
                 bad(f"PUBLIC may execute {schema}.{fname}()")
     for fname in sorted(set(live) - set(expected)):
@@ -1480,8 +1576,12 @@ def format_status(report: StatusReport) -> str:
             lines.append(
                 "  triggers {}, functions {}, protections {}".format(
                     *(
-                        "intact" if ok else "WEAKENED"
-                        for ok in (db.triggers_ok, db.functions_ok, db.protections_ok)
+                        "intact" if ok else "BROKEN" if broken else "WEAKENED"
+                        for ok, broken in (
+                            (db.triggers_ok, False),
+                            (db.functions_ok, db.broken),
+                            (db.protections_ok, False),
+                        )
                     )
                 )
             )
@@ -1501,8 +1601,14 @@ def format_status(report: StatusReport) -> str:
             lines.append(f"database {db.name}: not installed")
         lines.extend(f"  ! {p.message}" for p in db.problems if p.weakens)
         lines.extend(f"  warning: {p.message}" for p in db.problems if not p.weakens)
+    broken = [d.name for d in report.databases if d.broken]
     if report.errors:
         verdict = "UNKNOWN: some databases could not be checked"
+    elif broken:
+        verdict = (
+            f"BROKEN: the trigger channel refuses every DDL in {', '.join(broken)} "
+            "(see the problems marked BROKEN)"
+        )
     elif report.weakened:
         count = sum(p.weakens for p in report.problems) + sum(
             p.weakens for d in report.databases for p in d.problems

@@ -63,9 +63,14 @@ class TrustGap:
 @dataclass
 class Verdict:
     findings: list[Finding] = field(default_factory=list)
-    #: Statement records no server process could have written: not paired.
+    #: Statement records no server process could have written, and records that read
+    #: two ways: not paired (nor used as markers).
     forged: set[SourceLocation] = field(default_factory=set)
     gaps: list[TrustGap] = field(default_factory=list)
+    #: The records that read two ways (reconcile names them where rows lack a line),
+    #: and the ids of their findings.
+    ambiguous: list[LogRecord] = field(default_factory=list)
+    two_ways: set[str] = field(default_factory=set)
 
 
 def session_parts(session_id: str | None) -> tuple[datetime, int] | None:
@@ -119,6 +124,7 @@ def judge(
         _sequence(chain, records, by_place, statements, out)
     _unnumbered(records, sources, out)
     _impossible(records, chains, inexact, out)
+    _two_ways(records, out)
     firsts = [t for st in sources if (t := getattr(st, "first_time", None)) is not None]
     _lifecycle(records, min(firsts, default=None), LogClock(log_timezone), inexact, out)
     return out
@@ -250,6 +256,83 @@ def _unnumbered(records: Sequence[LogRecord], sources: Sequence[object], out: Ve
                 evidence={"log": _view(r), "audit": []},
             )
         )
+
+
+def _two_ways(records: Sequence[LogRecord], out: Verdict) -> None:
+    """Records whose lines read two ways (stderr): one LOG_TAMPERED per session and file.
+
+    A client that sets ``application_name`` (or logs in with a role, or into a database,
+    whose name holds the rest of ``log_line_prefix`` and ``LOG:  ``) makes every line of
+    its session split at two places: the statement it ran reads as another (a harmless
+    ``SELECT 1 --`` before the real text), its markers as statements.  No reading can be
+    trusted, so none is used: the records are not paired and vouch for no row (those rows
+    are judged without them, and their findings point here).  The server logged them,
+    so a line one of whose readings is DDL counts as logged DDL, here.
+    """
+    groups: dict[tuple[str, str], list[LogRecord]] = {}
+    for r in records:
+        if r.ambiguous is None:
+            continue
+        out.forged.add(r.source)
+        out.ambiguous.append(r)
+        who = r.session_id or (f"pid {r.pid}" if r.pid is not None else "?")
+        groups.setdefault((r.source.file, who), []).append(r)
+    for (file, who), recs in groups.items():
+        recs.sort(key=lambda r: r.source.offset)
+        first = recs[0]
+        assert first.ambiguous is not None
+        ddl = sum(
+            1
+            for r in recs
+            if r.ambiguous is not None
+            and (
+                r.ambiguous[1]
+                or (r.is_ddl and r.kind in (MessageKind.STATEMENT, MessageKind.EXECUTE))
+            )
+        )
+        lines = ", ".join(str(r.source.line) for r in recs[:20]) + (
+            f" and {len(recs) - 20} more" if len(recs) > 20 else ""
+        )
+        reason = (
+            f"{len(recs)} record(s) of {'session ' if first.session_id else ''}{who} in {file} "
+            f"(line(s) {lines}) read two ways under the log_line_prefix: at line "
+            f"{first.source.line}, {first.ambiguous[0]}. A value the client chose "
+            "(application_name, or a role or database name) holds the rest of the prefix "
+            "and a severity, so nothing in the line says where its prefix ends: someone "
+            "shaped it to make the log read otherwise. None of these records is taken for "
+            "either reading: they are not paired with audit rows and vouch for no row."
+        )
+        if ddl:
+            reason += f" {ddl} of them read as DDL one way or the other (counted here)."
+        out.findings.append(
+            finding := make_finding(
+                C.LOG_TAMPERED,
+                key=("two-ways", file, who, first.source.offset),
+                reason=reason,
+                time=first.time,
+                database=first.database,
+                user=first.user,
+                application=first.application,
+                client=first.client,
+                session_id=first.session_id,
+                vxid=first.vxid,
+                statement=first.statement,
+                command_tags=[],
+                log_file=file,
+                log_line=first.source.line,
+                accounts_logged_ddl=ddl,
+                evidence={
+                    "log": _view(first),
+                    "audit": [],
+                    "readings": [
+                        {"line": r.source.line, "readings": r.ambiguous[0]}
+                        for r in recs[:50]
+                        if r.ambiguous is not None
+                    ],
+                },
+            )
+        )
+        out.two_ways.add(finding.id)
 
 
 def _meeting_finding(

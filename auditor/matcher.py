@@ -26,7 +26,7 @@ import bisect
 import operator
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -130,6 +130,9 @@ class MatchContext:
     restored: Mapping[str, RestoredAuditor] = field(default_factory=dict)
     #: Where the log shows a restore of a dump touching an audit table.
     restore_traces: RestoreTraces = field(default_factory=RestoreTraces)
+    #: Log records that read two ways (LOG_TAMPERED, auditor.logtrust): not paired;
+    #: rows left without a line by them say so.
+    ambiguous: tuple[LogRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +320,8 @@ class Matcher:
         self._shadow_cache: dict[str, frozenset[str]] = {}
         self._rewrite_cache: dict[str, frozenset[int]] | None = None
         self._gap_errors: set[int] = set()
+        #: Firings (by id()) whose deleted row an AUDIT_ROW_MISSING verdict names.
+        self._named_gone: set[int] = set()
         self.uses_session = any(r.session_id for r in statements) or not statements
 
     # -- building blocks ---------------------------------------------------------
@@ -361,9 +366,15 @@ class Matcher:
         return firings
 
     def _statement_verdicts(
-        self, lg: Logged, chunks: list[list[Firing]]
+        self,
+        lg: Logged,
+        chunks: list[list[Firing]],
+        judged: Callable[[list[Firing]], bool] | None = None,
     ) -> tuple[list[tuple[FindingClass, Severity | None, str]], list[Firing]]:
-        """One verdict per non-matched DDL statement of a logged record; and its firings."""
+        """One verdict per non-matched DDL statement of a logged record; and its firings.
+
+        ``judged``: only the statements whose firings it accepts are judged (the others
+        are left out, their firings too)."""
         rec = lg.record
         verdicts: list[tuple[FindingClass, Severity | None, str]] = []
         used: list[Firing] = []
@@ -375,7 +386,11 @@ class Matcher:
             if s.fires_ddl_command_end:
                 chunk = chunks[k] if k < len(chunks) else []
                 k += 1
+                if judged is not None and not judged(chunk):
+                    continue
                 used.extend(chunk)
+            elif judged is not None:
+                continue
             if not (s.schema_change or s.settings):
                 continue
             where = (
@@ -478,6 +493,7 @@ class Matcher:
         if rows and gone:
             # Its other rows survive (e.g. DROP's sql_drop row), so the statement
             # committed: the rows with only a marker were deleted.
+            self._named_gone.update(id(f) for f in gone)
             ids = ", ".join(str(f.id) for f in gone)
             return [(C.AUDIT_ROW_MISSING, None, f"{where}: audit row(s) {ids} are gone.")]
         if rows and not any(f.event_name == "ddl_command_end" for f in chunk):
@@ -524,6 +540,7 @@ class Matcher:
                 if None in statuses
                 else ""
             )
+            self._named_gone.update(id(f) for f in markers_only)
             ids = ", ".join(str(f.id) for f in markers_only)
             return [(C.AUDIT_ROW_MISSING, None, f"{where}: audit row(s) {ids} are gone{unknown}.")]
         if lg.error is not None:
@@ -1058,6 +1075,15 @@ class Matcher:
             self._gap_rows[gap].extend(top)
         elif (why := self._log_cannot_hold(top)) is not None:
             self._firings_finding(C.UNLOGGED_DDL, top, why + aside, Severity.LOW)
+        elif (two := self._read_two_ways(top)) is not None:
+            self._firings_finding(
+                C.UNLOGGED_DDL,
+                top,
+                f"Its session's lines are in the log but read two ways ({_short(two.source.file)}"
+                f":{two.source.line}, LOG_TAMPERED): the client chose a value of the log prefix "
+                "(application_name, role or database name) that holds the prefix's own text, "
+                "so no line of it is taken as its statement line or its markers" + aside + ".",
+            )
         else:
             reason = (
                 "Logging was suppressed for that session (e.g. SET log_statement = "
@@ -1068,6 +1094,23 @@ class Matcher:
                 "(logging suppressed for that session, or the row was inserted by hand)."
             )
             self._firings_finding(C.UNLOGGED_DDL, top, reason)
+
+    def _read_two_ways(self, top: Sequence[Firing]) -> LogRecord | None:
+        """A record of the firings' session, near their time, that reads two ways."""
+        if not self.ctx.ambiguous:
+            return None
+        for f in top:
+            e = f.trusted_event
+            if e is None:
+                continue
+            lo, hi = e.statement_time - _TWO_WAYS_SLACK, e.clock_time + _TWO_WAYS_SLACK
+            for r in self.ctx.ambiguous:
+                # What the record's chosen fields say is unreliable (it reads two ways);
+                # its session id or pid, printed before them, is what ties it.
+                same = r.session_id == e.session_id or r.pid == e.backend_pid
+                if same and r.time is not None and lo <= r.time <= hi:
+                    return r
+        return None
 
     def _markers_alone(self, ex: Execution, firings: list[Firing]) -> None:
         """Judge markers no statement line explains when the audit table was not read.
@@ -1538,14 +1581,7 @@ class Matcher:
                 continue
             if lg.error is not None and ddl:
                 self.result.logged_ddl += 1
-                reason = f"It failed: {lg.error.message}"
-                kept = [f.id for f in firings if f.event is not None]
-                if kept:
-                    reason += (
-                        ". Except what its string committed before the error (a COMMIT "
-                        f"inside it): audit row(s) {', '.join(map(str, kept))} stay."
-                    )
-                self._logged_finding(lg, [(C.FAILED_DDL, None, reason)], firings)
+                self._failed(lg, firings)
                 continue
             if not ddl:
                 # SET of a watched setting, visible only with log_statement = 'mod'/'all'.
@@ -1573,6 +1609,7 @@ class Matcher:
             self.result.logged_ddl += 1
             chunks, indirect = split(lg.cls.statements, firings)
             verdicts, used = self._statement_verdicts(lg, chunks)
+            used = self._deleted_rows(lg, verdicts, used)
             if indirect and lg.cls.unparsed:
                 # Rows that no parsed statement explains may be the unparsed one's.
                 used = [*used, *indirect]
@@ -1620,6 +1657,125 @@ class Matcher:
                 "before it and were left out."
             )
         return self.result
+
+    def _failed(self, lg: Logged, firings: list[Firing]) -> None:
+        """A logged string that raised an error: FAILED_DDL, unless a COMMIT inside it
+        (psql's ``\\;``) made some of its statements stick before the error.
+
+        Those statements are the ones whose firings committed (a row that is there, or a
+        marker of a committed transaction): each is judged as if the string had not
+        failed (a DISABLE of the audit table's protection stays critical, a row it
+        deleted is AUDIT_ROW_MISSING), beside the FAILED_DDL of the rest.
+        """
+        reason = f"It failed: {lg.error.message if lg.error else '?'}"
+        if (why := self._refused_by_pins(lg)) is not None:
+            reason += f". {why}"
+        kept = [f.id for f in firings if f.event is not None]
+        if kept:
+            reason += (
+                ". Except what its string committed before the error (a COMMIT "
+                f"inside it): audit row(s) {', '.join(map(str, kept))} stay."
+            )
+        failed: list[tuple[FindingClass, Severity | None, str]] = [(C.FAILED_DDL, None, reason)]
+        committed = [f for f in firings if f.event is not None or f.status == "committed"]
+        if not committed or not self.ctx.audit_read:
+            self._logged_finding(lg, failed, firings)
+            return
+        chunks, _indirect = split(lg.cls.statements, firings)
+        stuck = {id(f) for f in committed}
+        verdicts, used = self._statement_verdicts(
+            lg, chunks, judged=lambda chunk: any(id(f) in stuck for f in chunk)
+        )
+        verdicts = [*verdicts, *failed]
+        used = self._deleted_rows(lg, verdicts, used)
+        taken = {id(f) for f in used}
+        rest = [f for f in firings if id(f) not in taken and not self._gone(f)]
+        self._logged_finding(lg, verdicts, [*used, *rest])
+
+    def _refused_by_pins(self, lg: Logged) -> str | None:
+        """Why a DDL failed with "permission denied to set parameter" of a setting the
+        audit function pins, when the statement itself sets no such thing: PostgreSQL
+        applies a SECURITY DEFINER function's SET clauses as its owner, so an owner that
+        is no longer a superuser makes every firing, and so every DDL, fail."""
+        m = _PIN_REFUSED.match(lg.error.message if lg.error else "")
+        if m is None or m.group(1) not in self._situation.pinned or m.group(1) in lg.text:
+            return None
+        db = lg.record.database or "?"
+        return (
+            f"The auditor refused it, not the statement: {self.ctx.schema}.record_event() pins "
+            f"{m.group(1)} in its SET clause, which PostgreSQL applies as the function's owner "
+            f"at every firing: the function was owned by a role that may not set it (not a "
+            f"superuser), so every DDL in database {db!r} failed this way (fail closed). "
+            "auditor status says BROKEN while it lasts; the change of owner is judged on its "
+            "own (its ALTER in the log, or the catalog channel)"
+        )
+
+    def _gone(self, f: Firing) -> bool:
+        """A firing whose marker's transaction committed (or whose status the server no
+        longer knows) and whose row is not in the table: the row was deleted."""
+        return (
+            self.ctx.audit_read
+            and f.event is None
+            and f.marker is not None
+            and f.status not in ("aborted", "in progress")
+        )
+
+    def _deleted_rows(
+        self,
+        lg: Logged,
+        verdicts: list[tuple[FindingClass, Severity | None, str]],
+        used: list[Firing],
+    ) -> list[Firing]:
+        """Name every row a logged string's firings lost in an AUDIT_ROW_MISSING.
+
+        A statement judged for what it is (it changed the auditor, an event trigger or
+        a setting) does not look at its rows: a string that disables the audit table's
+        protection, deletes its own row (or another statement's) and enables the
+        protection again is a CONFIG_DRIFT whose deleted rows would go unnamed.  When
+        the string's finding is another class, its deleted rows get a finding of their
+        own (one per string, naming each row), and leave the string's; when it is an
+        AUDIT_ROW_MISSING already, it names them all.  Changes ``verdicts`` in place;
+        returns the firings that stay with the string's finding.
+        """
+        gone = [f for f in used if self._gone(f)]
+        if not gone:
+            return used
+        ids = ", ".join(str(f.id) for f in gone)
+        said = [v[2] for v in verdicts if v[0] == C.AUDIT_ROW_MISSING]
+        others = [v for v in verdicts if v[0] != C.AUDIT_ROW_MISSING]
+        if not others:
+            missed = [f for f in gone if id(f) not in self._named_gone]
+            if missed:
+                what = ", ".join(f"{f.id} ({f.tag})" for f in missed)
+                verdicts.append((C.AUDIT_ROW_MISSING, None, f"Audit row(s) {what} are gone."))
+            return used
+        rec = lg.record
+        where = f"{_short(rec.source.file)}:{rec.source.line}"
+        kinds = ", ".join(f"{f.id} ({f.tag})" for f in gone)
+        unknown = any(f.status is None for f in gone)
+        self._firings_finding(
+            C.AUDIT_ROW_MISSING,
+            gone,
+            f"Audit row(s) {kinds} of the string logged at {where} are gone: their markers' "
+            + (
+                "transaction status is no longer known to the server"
+                if unknown
+                else "transaction committed"
+            )
+            + ", and the same string is reported for what else it did ("
+            + ", ".join(dict.fromkeys(v[0].value for v in others))
+            + ")."
+            + (" " + " ".join(said) if said else ""),
+        )
+        verdicts[:] = [
+            *others,
+            (
+                others[0][0],
+                others[0][1],
+                f"Audit row(s) {ids} it wrote are gone (reported as AUDIT_ROW_MISSING).",
+            ),
+        ]
+        return [f for f in used if not self._gone(f)]
 
     # -- impersonation: one finding per run of statements as one role -------------------
     def _impersonation(
@@ -1705,6 +1861,13 @@ class Matcher:
 
 _RECORD_VALUES = operator.attrgetter(*(f.name for f in fields(LogRecord)))
 _STATEMENT_AT = [f.name for f in fields(LogRecord)].index("statement")
+
+
+#: How far from its firings a line of their session that reads two ways may be (a %t
+#: prefix prints whole seconds).
+_TWO_WAYS_SLACK = timedelta(seconds=2)
+#: The error a function's SET clause gives when its owner may not set the setting.
+_PIN_REFUSED = re.compile(r'permission denied to set parameter "([a-z_]+)"$')
 
 
 def _with_statement(rec: LogRecord, text: str) -> LogRecord:

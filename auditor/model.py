@@ -162,6 +162,11 @@ class LogRecord:
     time_resolution_us: int = 1000
     #: pgAudit records (kind AUDIT, or a STATEMENT read from a top-level AUDIT line).
     pgaudit: PgAudit | None = None
+    #: A stderr record one of whose lines reads two ways (a client-chosen prefix field,
+    #: ``%a``/``%u``/``%d``, holds the rest of the prefix and a severity): how it reads
+    #: each way, and whether the other reading of its first line is a DDL statement.
+    #: Such a record is no evidence for either reading (LOG_TAMPERED).
+    ambiguous: tuple[str, bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)

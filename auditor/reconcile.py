@@ -1064,7 +1064,14 @@ def _log_trust(
     verdict = judge(
         logs.sources, logs.records, log_timezone=log_timezone, inexact=frozenset(logs.inexact)
     )
-    verdict.findings = [f for f in verdict.findings if _in_window(f.time, since, until)]
+    # A line that reads two ways is judged where its records are read: a %t line printed
+    # in the second --since falls in may be inside the window.
+    early = since - timedelta(seconds=1) if since is not None else None
+    verdict.findings = [
+        f
+        for f in verdict.findings
+        if _in_window(f.time, early if f.id in verdict.two_ways else since, until)
+    ]
     return verdict
 
 
@@ -1275,6 +1282,7 @@ def _analyse(
         installed=audit.installed,
         restored=restored,
         restore_traces=restore_traces(records, schema),
+        ambiguous=tuple(trust.ambiguous),
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift, *trust.findings]
@@ -1298,7 +1306,9 @@ def _analyse(
         catalog_notes, catalog_state = verdict.notes, verdict.state
     findings = policy.apply([*extra, *result.findings])
     findings.sort(key=sort_key)
-    logged_ddl = result.logged_ddl + sum(f.accounts_logged_ddl for f in install_findings)
+    logged_ddl = result.logged_ddl + sum(
+        f.accounts_logged_ddl for f in [*install_findings, *trust.findings]
+    )
     by_class: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     for f in findings:

@@ -32,6 +32,16 @@ SELECT pg_catalog.jsonb_build_object(
                    'name', p.proname, 'md5', pg_catalog.md5(p.prosrc),
                    'security_definer', p.prosecdef, 'config', p.proconfig,
                    'owner', pg_catalog.pg_get_userbyid(p.proowner), 'owner_superuser', r.rolsuper,
+                   -- settings of its SET clauses that only a superuser may set: PostgreSQL
+                   -- applies them as the owner at each call, so an owner who may not set
+                   -- them (auditor.capture asks has_parameter_privilege on 15+) makes every
+                   -- call fail before the body runs
+                   'superuser_settings', (
+                       SELECT pg_catalog.jsonb_agg(s.name ORDER BY c.n)
+                         FROM pg_catalog.unnest(p.proconfig) WITH ORDINALITY AS c(setting, n)
+                         JOIN pg_catalog.pg_settings AS s
+                           ON s.name = pg_catalog.split_part(c.setting, '=', 1)
+                        WHERE s.context = 'superuser'),
                    'public_execute', EXISTS (
                        SELECT 1 FROM pg_catalog.aclexplode(
                                    coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS a

@@ -518,3 +518,102 @@ def test_a_line_of_a_session_no_process_had_is_log_tampered(adb: Audited) -> Non
         (unlogged,) = only(result, C.UNLOGGED_DDL)
         assert unlogged.statement == "CREATE TABLE covered_up (id int)"
         assert_accounts(result)
+
+
+# ------------------------------------------------------------ 4. a line that reads two ways
+
+#: Prefixes whose client-chosen fields come before the severity: pgBadger's, the one the
+#: README recommends (the test clusters' own), Debian's.
+TWO_WAY_PREFIXES = {
+    "pgbadger": "%t [%p]: user=%u,db=%d,app=%a,client=%h ",
+    "readme": "%m [%p] %q%c %l %v %x %u@%d app=%a client=%h ",
+    "debian": "%m [%p] %q%u@%d ",
+}
+#: Ordinary application names (Django sets none), role names with spaces and at-signs.
+ORDINARY_APPS = ["psql", "pg_dump", "pg_restore", "", "PostgreSQL JDBC Driver", "app: worker 3"]
+EVIL = "CREATE TABLE evil_t (id int)"
+
+
+def _two_way_attacks(kind: str, client: str) -> dict[str, tuple[str | None, str | None]]:
+    """(application_name, role) that make a line of the session read as another one."""
+    if kind == "debian":  # %u@%d: the role name holds '@<db> LOG:  ' and a decoy
+        return {"decoy": (None, "evil@postgres LOG:  statement: SELECT 1 --")}
+    sep = "," if kind == "pgbadger" else " "
+    return {
+        # The statement line reads as a harmless SELECT whose comment swallows the DDL.
+        "decoy": (f"x{sep}client={client} LOG:  statement: SELECT 1 --", None),
+        # Every line of the session reads as a marker-looking line.
+        "marker": (f"x{sep}client={client} LOG:  auditor-marker v1 schema=auditor id=9", None),
+    }
+
+
+@pytest.fixture(params=sorted(TWO_WAY_PREFIXES))
+def two_way(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Audited]]:
+    kind = str(request.param)
+    with TempCluster(log_line_prefix=TWO_WAY_PREFIXES[kind]) as cluster:
+        for _app, role in _two_way_attacks(kind, "127.0.0.1").values():
+            if role:  # before install: the catalog channel's baseline holds it
+                cluster.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        cluster.execute('CREATE ROLE "app user@example.com" LOGIN SUPERUSER')
+        cluster.execute("CREATE DATABASE twoway")
+        capture.install(cluster.dsn("twoway"), databases=["twoway"])
+        time.sleep(1.1)  # %t prints whole seconds: the setup stays before the window
+        yield kind, Audited(cluster, "twoway", tmp_path / "out", datetime.now(UTC))
+
+
+def test_a_line_that_reads_two_ways_is_log_tampered_and_never_paired(
+    two_way: tuple[str, Audited],
+) -> None:
+    kind, adb = two_way
+    for app in ORDINARY_APPS:
+        adb.run(f'CREATE TABLE "t {app or "none"}" (id int)', app=app)
+    adb.run("CREATE TABLE spaced (id int)", app="psql", user="app user@example.com")
+    # Log-shaped text in a statement, too far from the prefix for any chosen field.
+    adb.run(
+        "COMMENT ON TABLE spaced IS 'client=127.0.0.1 LOG:  statement: DROP TABLE spaced'",
+        app="psql",
+    )
+    attacks = _two_way_attacks(kind, "127.0.0.1")
+    for name, (app, role) in attacks.items():
+        adb.run(EVIL.replace("evil_t", f"evil_{name}"), app=app or "psql", user=role)
+    result = adb.reconcile("stderr", log_line_prefix=TWO_WAY_PREFIXES[kind])
+    assert_reports(result)
+    tampered = only(result, C.LOG_TAMPERED)
+    assert len(tampered) == len(attacks), (kind, [f.explanation[200:900] for f in tampered])
+    unlogged = only(result, C.UNLOGGED_DDL)
+    assert len(unlogged) == len(attacks), kind
+    for name in attacks:
+        evil = EVIL.replace("evil_t", f"evil_{name}")
+        (t,) = [f for f in tampered if f"LOG 'statement: {evil}'" in f.explanation]
+        assert t.severity == Severity.CRITICAL and t.log_file and t.log_line, (kind, name)
+        assert "read two ways" in t.explanation and t.accounts_logged_ddl == 1
+        # The row of the DDL is still held against the log, and says why it has no line.
+        (u,) = [f for f in unlogged if f.statement == evil]
+        assert u.severity == Severity.CRITICAL, (kind, name)
+        assert f":{t.log_line}, LOG_TAMPERED" in u.explanation
+    # Nothing else: the ordinary names and the log-shaped comment read one way.
+    assert result.document.summary.matched == len(ORDINARY_APPS) + 2, kind
+    assert classes(result) == sorted(["LOG_TAMPERED", "UNLOGGED_DDL"] * len(attacks)), kind
+    assert_accounts(result)
+
+
+def test_a_set_log_statement_that_reads_two_ways_is_not_lost(tmp_path: Path) -> None:
+    # Under log_statement = 'all' the SET is logged: a crafted application_name made it
+    # read as a SELECT, so the weakening went unseen and the DDL after it read as
+    # suppressed for no reason.
+    with TempCluster(log_statement="all") as cluster:
+        cluster.execute("CREATE DATABASE setway")
+        capture.install(cluster.dsn("setway"), databases=["setway"])
+        adb = Audited(cluster, "setway", tmp_path / "out", datetime.now(UTC))
+        app = "x client=127.0.0.1 LOG:  statement: SELECT 1 --"
+        with adb.session(app) as conn:
+            cur = psycopg.ClientCursor(conn)
+            cur.execute("SET log_statement = 'none'")
+            cur.execute("CREATE TABLE quietly (id int)")
+        result = adb.reconcile("stderr")
+        (t,) = only(result, C.LOG_TAMPERED)
+        assert t.severity == Severity.CRITICAL
+        assert "LOG \"statement: SET log_statement = 'none'\"" in t.explanation
+        (u,) = only(result, C.UNLOGGED_DDL)
+        assert u.statement == "CREATE TABLE quietly (id int)" and "read two ways" in u.explanation
+        assert_accounts(result)

@@ -552,6 +552,118 @@ def test_names_only_the_log_saw_resolve_against_the_auditors_objects(adb: Audite
     assert_accounts(result)
 
 
+# ---------------------------------------------------------------------------- 4b. own rows
+
+UNPROTECT = "ALTER TABLE auditor.events DISABLE TRIGGER events_append_only; "
+PROTECT = "ALTER TABLE auditor.events ENABLE ALWAYS TRIGGER events_append_only"
+LATEST = "DELETE FROM auditor.events WHERE id = (SELECT max(id) FROM auditor.events); "
+
+
+def _marked_ids(adb: Audited, app: str) -> list[int]:
+    """The audit ids whose markers a session with ``app`` wrote in the database."""
+    import csv
+    import re
+
+    adb.cluster.flush_logs()
+    ids = []
+    for path in adb.cluster.log_dir.glob("*.csv"):
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.reader(fh):
+                m = re.match(r"auditor-marker .* id=(\d+) ", row[13]) if len(row) > 22 else None
+                if m and row[2] == adb.name and row[22] == app:
+                    ids.append(int(m.group(1)))
+    return sorted(ids)
+
+
+def _deleted_rows(result: ReconcileResult) -> list[int]:
+    """Every audit id an AUDIT_ROW_MISSING finding names as gone, once per finding."""
+    return sorted(
+        int(a["id"])
+        for f in only(result, C.AUDIT_ROW_MISSING)
+        for a in f.evidence["audit"]
+        if a.get("row") == "absent"
+    )
+
+
+@pytest.mark.parametrize(
+    "attack, victim",
+    [
+        # The string's own ALTER TABLE row, deleted by the DELETE after it.
+        (UNPROTECT + LATEST + PROTECT, "own"),
+        # Another DDL of the same string, deleted with the protection lifted.
+        (
+            "CREATE TABLE victim_t (id int); " + UNPROTECT + "DELETE FROM auditor.events "
+            "WHERE query = current_query() AND command_tag = 'CREATE TABLE'; " + PROTECT,
+            "other",
+        ),
+        # Both: every row the string wrote before the DELETE.
+        (
+            UNPROTECT + "CREATE TABLE victim_t (id int); DELETE FROM auditor.events "
+            "WHERE query = current_query(); " + PROTECT,
+            "all",
+        ),
+    ],
+)
+def test_a_string_that_deletes_its_own_rows_names_each_row(
+    adb: Audited, attack: str, victim: str
+) -> None:
+    adb.run("CREATE TABLE ordinary (id int)", app="before")
+    adb.run(attack, app="eraser")
+    marked = _marked_ids(adb, "eraser")
+    kept = [i for i in adb.ids() if i in marked]
+    deleted = [i for i in marked if i not in kept]
+    assert len(deleted) == {"own": 1, "other": 1, "all": 2}[victim] and kept, victim
+    result = adb.reconcile()
+    # The string itself: it lifted the audit table's protection (critical, as before).
+    (drift,) = only(result, C.CONFIG_DRIFT)
+    assert drift.severity == Severity.CRITICAL and drift.application == "eraser"
+    assert "DISABLE TRIGGER events_append_only" in drift.explanation
+    assert drift.accounts_logged_ddl == 1 and set(drift.audit_event_ids) == set(kept)
+    # Every row it deleted is named, in exactly one finding.
+    assert _deleted_rows(result) == deleted
+    (missing,) = only(result, C.AUDIT_ROW_MISSING)
+    assert missing.severity == Severity.CRITICAL and missing.application == "eraser"
+    for i in deleted:
+        assert f"{i} (" in missing.explanation
+    assert missing.log_file and missing.log_line  # the marker that proves the row
+    assert result.document.summary.matched == 1  # CREATE TABLE ordinary
+    assert_accounts(result)
+
+
+def test_a_commit_inside_a_failing_string_does_not_hide_what_it_committed(
+    adb: Audited,
+) -> None:
+    # psql's \; sends one string; its COMMIT makes the first part stick, the error
+    # after it made the whole string read as failed DDL (info) before.
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        adb.run(UNPROTECT + LATEST + PROTECT + "; COMMIT; SELECT 1/0", app="eraser")
+    marked = _marked_ids(adb, "eraser")
+    (deleted,) = [i for i in marked if i not in adb.ids()]
+    result = adb.reconcile()
+    (drift,) = only(result, C.CONFIG_DRIFT)
+    assert drift.severity == Severity.CRITICAL and "division by zero" in drift.explanation
+    assert "DISABLE TRIGGER events_append_only" in drift.explanation
+    assert _deleted_rows(result) == [deleted]
+    assert not only(result, C.FAILED_DDL)
+    assert_accounts(result)
+
+
+def test_a_failing_string_without_a_commit_stays_failed_ddl(adb: Audited) -> None:
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        adb.run(UNPROTECT + LATEST + PROTECT + "; SELECT 1/0", app="clumsy")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        adb.run("CREATE TABLE kept_t (id int); COMMIT; SELECT 1/0", app="clumsy")
+    result = adb.reconcile()
+    # Nothing of the first string stuck (its markers' transaction aborted); the second
+    # committed its CREATE TABLE, whose row is there and pairs.
+    first, second = sorted(only(result, C.FAILED_DDL), key=lambda f: f.log_line or 0)
+    assert classes(result) == ["FAILED_DDL", "FAILED_DDL"]
+    assert first.severity == second.severity == Severity.INFO
+    assert first.audit_event_ids == () and len(second.audit_event_ids) == 1
+    assert "stay" in second.explanation
+    assert_accounts(result)
+
+
 # ---------------------------------------------------------------------------- 5. status
 
 
@@ -615,6 +727,154 @@ def test_status_sees_what_the_red_team_used(adb: Audited) -> None:
         adb.run(f"ALTER TABLE auditor.settings OWNER TO {adb.cluster.superuser}")
         adb.run(f"DROP OWNED BY {role}")
         adb.cluster.execute(f"DROP ROLE {role}")
+
+
+# ---------------------------------------------------------------------------- 5b. owners
+
+OWNER_ROUTES = {
+    # The ALTER alone fails (record_event() fires for it already as the new owner); with
+    # its trigger disabled around it, it sticks.
+    "disabled": "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE; "
+    "ALTER FUNCTION auditor.record_event() OWNER TO {role}; "
+    "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS",
+    # A catalog edit: no DDL at all.
+    "catalog": "UPDATE pg_proc SET proowner = '{role}'::regrole "
+    "WHERE oid = 'auditor.record_event()'::regprocedure",
+}
+
+
+@pytest.mark.parametrize("route", sorted(OWNER_ROUTES))
+def test_an_audit_function_owned_by_a_non_superuser_is_broken_and_said_so(
+    adb: Audited, route: str
+) -> None:
+    role = f"{adb.name}_owner"
+    adb.run(f"CREATE ROLE {role}")
+    try:
+        # Alone, the ALTER is refused by the audit function it changes (fail closed).
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {role}", app="owner")
+        adb.run(OWNER_ROUTES[route].format(role=role), app="owner")
+        # Every DDL now fails before the audit function's body runs: PostgreSQL applies
+        # its SET clauses as its owner, who may not set log_min_error_statement.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+            adb.run("CREATE TABLE refused (id int)", app="victim")
+        assert 'permission denied to set parameter "log_min_error_statement"' in str(refused.value)
+        st = adb.status()
+        assert st.weakened and st.broken and not st.functions_ok
+        (broken,) = [p.message for p in st.problems if p.breaks]
+        assert f"record_event() is owned by {role}, not a superuser: BROKEN" in broken
+        assert "every DDL in this database is refused" in broken
+        assert "log_min_error_statement" in broken and "auditor install" in broken
+        report = capture.status(adb.cluster.dsn(adb.name), databases=[adb.name])
+        assert report.exit_code == 1
+        text = capture.format_status(report)
+        assert (
+            "functions BROKEN" in text
+            and f"BROKEN: the trigger channel refuses every DDL in {adb.name}" in text
+        )
+        result = adb.reconcile()
+        live = [f for f in only(result, C.CONFIG_DRIFT) if f.statement is None]
+        assert any(
+            f.severity == Severity.CRITICAL and f"owned by {role}" in f.explanation for f in live
+        )
+        failed = {f.statement: f for f in only(result, C.FAILED_DDL)}
+        victim = failed["CREATE TABLE refused (id int)"]
+        assert victim.severity == Severity.INFO
+        assert "The auditor refused it, not the statement" in victim.explanation
+        assert (
+            "The auditor refused it"
+            in failed[f"ALTER FUNCTION auditor.record_event() OWNER TO {role}"].explanation
+        )
+        if route == "disabled":
+            # The change of owner itself: the string that made it stick is critical.
+            (string,) = [f for f in result.document.findings if f.application == "owner"
+                         and f.cls != C.FAILED_DDL]  # fmt: skip
+            assert string.severity == Severity.CRITICAL
+            assert f"OWNER TO {role}" in string.explanation
+        assert_accounts(result)
+        # The repair the message names works by hand: the ALTER fires the audit function
+        # as its new (superuser) owner.
+        adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {adb.cluster.superuser}")
+        adb.run("CREATE TABLE accepted (id int)", app="victim")
+        assert not adb.status().weakened
+    finally:
+        adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {adb.cluster.superuser}")
+        adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize(
+    "function",
+    ["canon_text(text)", "row_digest(auditor.events)", "after_event(auditor.events)",
+     "refuse_change()"],
+)  # fmt: skip
+def test_other_audit_functions_given_to_a_non_superuser_stay_critical(
+    adb: Audited, function: str
+) -> None:
+    role = f"{adb.name}_owner"
+    adb.run(f"CREATE ROLE {role}")
+    try:
+        adb.run(f"ALTER FUNCTION auditor.{function} OWNER TO {role}", app="owner")
+        adb.run("CREATE TABLE still_audited (id int)", app="victim")  # DDL still works
+        st = adb.status()
+        assert st.weakened and not st.broken
+        name = function.split("(")[0]
+        assert any(f"{name}() is owned by {role}, not a superuser" in p.message
+                   for p in st.problems)  # fmt: skip
+        result = adb.reconcile()
+        (alter,) = [f for f in only(result, C.CONFIG_DRIFT) if f.statement]
+        assert alter.severity == Severity.CRITICAL and alter.application == "owner"
+        assert f"auditor.{name}" in alter.explanation
+        assert result.document.summary.matched == 1
+        assert_accounts(result)
+    finally:
+        adb.run(f"ALTER FUNCTION auditor.{function} OWNER TO {adb.cluster.superuser}")
+        adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_an_owner_granted_every_pinned_setting_is_broken_by_the_rights_it_lacks(
+    adb: Audited,
+) -> None:
+    if adb.cluster.major < 15:
+        pytest.skip("GRANT SET ON PARAMETER exists from PostgreSQL 15 on")
+    role = f"{adb.name}_owner"
+    pins = "log_min_error_statement, log_min_messages, log_error_verbosity, lc_messages, "
+    pins += "backtrace_functions"
+    adb.run(f"CREATE ROLE {role}; GRANT SET ON PARAMETER {pins} TO {role}")
+    try:
+        adb.run(OWNER_ROUTES["catalog"].format(role=role), app="owner")
+        # The settings apply now; the body, run with the owner's rights, cannot read the
+        # audit schema (install grants nobody anything there).
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="schema auditor"):
+            adb.run("CREATE TABLE refused (id int)", app="victim")
+        st = adb.status()
+        assert st.broken
+        (broken,) = [p.message for p in st.problems if p.breaks]
+        assert f"{role} lacks USAGE on schema auditor" in broken
+        assert "permission denied for schema auditor" in broken
+        assert "may not set" not in broken
+        # Given those rights too (granted while its trigger is off: any DDL fails until
+        # then), it works, with that role's rights: weakened, not broken.
+        adb.run(
+            "ALTER EVENT TRIGGER auditor_ddl_command_end DISABLE; "
+            f"GRANT USAGE ON SCHEMA auditor TO {role}; "
+            f"GRANT INSERT, SELECT ON auditor.events, auditor.settings TO {role}; "
+            f"GRANT USAGE ON SEQUENCE auditor.events_id_seq TO {role}; "
+            f"GRANT pg_read_all_stats TO {role}; "
+            f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA auditor TO {role}; "
+            "ALTER EVENT TRIGGER auditor_ddl_command_end ENABLE ALWAYS"
+        )
+        adb.run("CREATE TABLE works (id int)", app="victim")
+        st = adb.status()
+        assert st.weakened and not st.broken
+        assert any(f"record_event() is owned by {role}, not a superuser: the audit runs"
+                   in p.message for p in st.problems)  # fmt: skip
+    finally:
+        adb.run(f"ALTER FUNCTION auditor.record_event() OWNER TO {adb.cluster.superuser}")
+        adb.run(f"REVOKE ALL ON SCHEMA auditor FROM {role}; REVOKE ALL ON ALL TABLES IN "
+                f"SCHEMA auditor FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA auditor "
+                f"FROM {role}; REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auditor FROM {role}")  # fmt: skip
+        adb.run(f"REVOKE SET ON PARAMETER {pins} FROM {role}")
+        adb.cluster.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 # ---------------------------------------------------------------------------- 6. SQL_ASCII

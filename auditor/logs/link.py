@@ -96,7 +96,10 @@ class Linker:
                 self._last.move_to_end(key)
                 if len(self._last) > _MAX_SESSIONS:
                     self._last.popitem(last=False)
-            return rec if (relevant or self.all_records) else None
+            # A record that reads two ways is kept whatever its first reading says: the
+            # other may be DDL (auditor.logtrust reports it).
+            keep = relevant or self.all_records or rec.ambiguous is not None
+            return rec if keep else None
         if kind == MessageKind.ERROR:
             key = _key(rec)
             linked: tuple[LogRecord, bool] | None = None
@@ -123,12 +126,13 @@ class Linker:
                     is_relevant=own_relevant or linked[1],
                 )
             keep = self.all_records or bool(linked and linked[1]) or own_relevant
-            return rec if keep else None
+            return rec if keep or rec.ambiguous is not None else None
         if kind == MessageKind.MARKER:
             return rec
         if kind == MessageKind.AUDIT:
             return self._audit(rec)
-        return rec if (self.all_records or is_notable(rec.message)) else None
+        keep = self.all_records or is_notable(rec.message) or rec.ambiguous is not None
+        return rec if keep else None
 
     def _audit(self, rec: LogRecord) -> LogRecord | None:
         """A pgAudit line: redundant, the log's statement record, or DDL inside a function."""

@@ -155,6 +155,7 @@ def build_record(
     command_tag: str | None = None,
     classify: bool = True,
     time_resolution_us: int = 1000,
+    ambiguous: tuple[str, bool] | None = None,
 ) -> LogRecord:
     """Interpret the message and build the record (same rules for every format).
 
@@ -250,6 +251,7 @@ def build_record(
         is_relevant=is_relevant,
         time_resolution_us=time_resolution_us,
         pgaudit=pgaudit,
+        ambiguous=ambiguous,
     )
 
 

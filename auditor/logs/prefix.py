@@ -84,6 +84,22 @@ _ESCAPES: dict[str, tuple[str, bytes, bytes | None]] = {
 
 _SEVERITY_FIRST = b"".join(sorted({s[:1].encode() for s in PRIMARY_SEVERITIES}))
 
+#: Any severity word with its colon (where a line could also end its prefix).
+_SEVERITY_WORD = re.compile(
+    b"(?:" + b"|".join(s.encode() for s in PRIMARY_SEVERITIES + SECONDARY_SEVERITIES) + b"): "
+)
+#: The fields whose value a client chooses, as the longest value the server can print:
+#: ``%a`` is cut to NAMEDATALEN-1 bytes of printable ASCII (``check_application_name()``
+#: replaces anything else by ``?``, or from PostgreSQL 16 by ``\xNN``), ``%u`` and
+#: ``%d`` to NAMEDATALEN-1 bytes (the startup packet's names are truncated so; a quoted
+#: identifier may hold spaces and any byte but NUL).  Greedy: with the lazy regex they
+#: find whether a line can be split at another severity (:attr:`CompiledPrefix.alt_regex`).
+_CHOSEN: dict[str, bytes] = {
+    "a": rb"[\x20-\x7e]{0,63}",
+    "u": rb"[^\n]{0,63}",
+    "d": rb"[^\n]{0,63}",
+}
+
 
 @dataclass(frozen=True)
 class CompiledPrefix:
@@ -106,10 +122,50 @@ class CompiledPrefix:
     _escapes: tuple[str, ...] = field(default=(), repr=False)
     #: The same regex for decoded text (fields come out as str, no per-field decoding).
     text_regex: re.Pattern[str] = field(default=re.compile(""), repr=False)
+    #: The regex with the client-chosen fields (``%a``, ``%u``, ``%d``) greedy and as
+    #: long as the server prints them: where it ends elsewhere than :attr:`regex`, a
+    #: value holds the rest of the prefix and a severity, and the line reads two ways
+    #: (None when the prefix has no such field).
+    alt_regex: re.Pattern[bytes] | None = field(default=None, repr=False)
+    #: The prefix's literal texts (stripped, non-empty): a chosen field's value holding
+    #: one may have been split short (see ``StderrReader``).
+    literals: tuple[str, ...] = field(default=(), repr=False)
 
     def match(self, line: bytes, pos: int = 0) -> re.Match[bytes] | None:
         """The prefix and severity at ``pos`` of ``line`` (a buffer may hold many lines)."""
         return self.regex.match(line, pos)
+
+    def other_reading(
+        self, line: bytes, first: re.Match[bytes], endpos: int | None = None
+    ) -> re.Match[bytes] | None:
+        """Another way to split ``line`` into prefix and message than ``first`` (the lazy
+        match), or None when the line reads one way only.
+
+        A client that sets ``application_name`` (or connects with a role or database
+        name) holding the rest of the prefix and ``LOG:  `` makes the lazy match end
+        inside that value; a statement holding such text right after the prefix makes
+        the greedy one end inside the statement.  Either way the line is ambiguous.
+
+        >>> p = compile_prefix("%m [%p] app=%a client=%h ")
+        >>> head = b"2026-11-26 03:15:21.505 UTC [7] app="
+        >>> plain = p.match(head + b"psql: worker 3 client=[local] LOG:  statement: x")
+        >>> p.other_reading(head + b"psql: worker 3 client=[local] LOG:  statement: x", plain)
+        >>> forged = head + b"x client=h LOG:  statement: SELECT 1 -- client=[local] LOG:  y"
+        >>> p.other_reading(forged, p.match(forged))["application"]
+        b'x client=h LOG:  statement: SELECT 1 --'
+        """
+        if self.alt_regex is None:
+            return None
+        end = len(line) if endpos is None else endpos
+        # The other split ends after the first, within what the chosen fields and the
+        # prefix's text can hold: without a severity word there, there is none.
+        reach = min(end, first.end() + 64 * len(self._escapes) + 2 * len(self.text) + 16)
+        if _SEVERITY_WORD.search(line, first.end(), reach) is None:
+            return None
+        other = self.alt_regex.match(line, first.start(), end)
+        if other is None or other.end() == first.end():
+            return None
+        return other
 
     @property
     def has_session_id(self) -> bool:
@@ -185,6 +241,31 @@ def compile_prefix(prefix: str, spaces: int = 2) -> CompiledPrefix:
     b'LOG'
     """
     items = _parse(prefix)
+    body, seen, escapes, q_index = _body(items, {})
+    severity = _SEVERITY_RE if spaces == 2 else _severity_re(spaces)
+    regex = re.compile(body + severity)
+    alt = None
+    if any(e in _CHOSEN for e in escapes):
+        alt = re.compile(_body(items, _CHOSEN)[0] + severity)
+    return CompiledPrefix(
+        text=prefix,
+        regex=regex,
+        text_regex=re.compile((body + severity).decode(), re.ASCII),
+        alt_regex=alt,
+        literals=tuple(dict.fromkeys(v.strip() for k, v, _ in items if k == "lit" and v.strip())),
+        spaces=spaces,
+        fields=frozenset(seen),
+        first_bytes=_first_bytes(items),
+        has_q=q_index is not None,
+        _escapes=tuple(escapes),
+    )
+
+
+def _body(
+    items: list[tuple[str, str, int]], override: dict[str, bytes]
+) -> tuple[bytes, set[str], list[str], int | None]:
+    """The prefix's regex (without the severity), the groups it fills, its escapes and
+    where ``%q`` is; ``override`` replaces the value regex of some escapes."""
     parts: list[bytes] = []
     seen: set[str] = set()
     escapes: list[str] = []
@@ -203,6 +284,7 @@ def compile_prefix(prefix: str, spaces: int = 2) -> CompiledPrefix:
             continue  # unknown escape: the server prints nothing
         escapes.append(value)
         name, rx, _first = spec
+        rx = override.get(value, rx)
         if name in seen:
             group = b"(?:" + rx + b")"
         else:
@@ -218,18 +300,7 @@ def compile_prefix(prefix: str, spaces: int = 2) -> CompiledPrefix:
         body = b"".join(head) + (b"(?:" + b"".join(tail) + b")?" if tail else b"")
     else:
         body = b"".join(parts)
-    severity = _SEVERITY_RE if spaces == 2 else _severity_re(spaces)
-    regex = re.compile(body + severity)
-    return CompiledPrefix(
-        text=prefix,
-        regex=regex,
-        text_regex=re.compile((body + severity).decode(), re.ASCII),
-        spaces=spaces,
-        fields=frozenset(seen),
-        first_bytes=_first_bytes(items),
-        has_q=q_index is not None,
-        _escapes=tuple(escapes),
-    )
+    return body, seen, escapes, q_index
 
 
 def _first_bytes(items: list[tuple[str, str, int]]) -> bytes | None:

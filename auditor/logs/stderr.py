@@ -16,10 +16,12 @@ the first line, and forward to the next first line.
 
 from __future__ import annotations
 
+import re
+
 from auditor.encoding import NOT_UTF8, nul_warning
 from auditor.encoding import decode_log_bytes as decode
 from auditor.logs.message import build_record, split_host_port
-from auditor.logs.prefilter import Finder, finder
+from auditor.logs.prefilter import Finder, classify_texts, finder
 from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix
 from auditor.logs.times import LogClock, parse_epoch
 from auditor.model import LogRecord, ReadWarning, SourceLocation
@@ -210,6 +212,8 @@ class StderrReader:
                 part = "\n".join(parts)
                 texts[sev] = texts[sev] + "\n" + part if sev in texts else part
         gd = first.groupdict()
+        if self.prefix.alt_regex is not None:
+            gd.update(self._chosen_fields(buf, rs, re_, gd))
         time = None
         if gd.get("time"):
             time, issue = self.clock.parse(gd["time"])
@@ -245,8 +249,68 @@ class StderrReader:
             backend_type=_strip(gd.get("backend_type")),
             command_tag=_strip(gd.get("command_tag")),
             time_resolution_us=self.time_resolution_us,
+            ambiguous=self._ambiguity(buf, rs, re_) if self.prefix.alt_regex else None,
         )
         return record, warnings
+
+    def _chosen_fields(self, buf: bytes, rs: int, re_: int, gd: dict[str, str]) -> dict[str, str]:
+        """The client-chosen fields as the longest split reads them, where it ends at the
+        same place as the first (same message, other fields): a role ``alice@example.com``
+        in database ``app`` prints ``alice@example.com@app`` under ``%u@%d``, which the
+        first split reads as role ``alice`` in database ``example.com@app``.  Role names
+        with an at-sign are common (cloud IAM and directory logins); database names
+        holding the prefix's text next to them are not.  Empty when nothing differs.
+        """
+        lits = self.prefix.literals
+        if not any(lit in v for g in _CHOSEN_GROUPS if (v := gd.get(g)) for lit in lits):
+            return {}
+        eol = buf.find(b"\n", rs, re_)
+        eol = re_ if eol < 0 else eol
+        lazy = self.prefix.regex.match(buf, rs, eol)
+        alt = self.prefix.alt_regex.match(buf, rs, eol) if self.prefix.alt_regex else None
+        if lazy is None or alt is None or alt.end() != lazy.end():
+            return {}
+        out: dict[str, str] = {}
+        for g in _CHOSEN_GROUPS:
+            if g in self.prefix.fields and (b := alt[g]) is not None and b != lazy[g]:
+                out[g] = decode(b)[0]
+        return out
+
+    def _ambiguity(self, buf: bytes, rs: int, re_: int) -> tuple[str, bool] | None:
+        """How the record reads each way, or None when it reads one way.
+
+        Each prefixed line is split at the first place where the prefix can end with a
+        severity.  A value a client chose (``application_name``, a role or database
+        name: at most 63 bytes) that holds the rest of the prefix and ``LOG:  `` makes
+        that split end inside it, and a later one is then the true one; a statement
+        whose text holds such text right after the prefix makes a later split possible
+        too, which is then false.  The chosen values are the same on every line of a
+        record (one message, written at once), and a value holding the prefix's text
+        makes every line split two ways: one line of the record that splits one way
+        proves the values clean and the first split right for all of them.  A record
+        none of whose lines does is reported as such, never taken for one reading
+        (nothing in it, nor in the session's other lines, whose application_name a
+        ``SET`` may have changed unlogged, tells the two apart).
+        """
+        said: str | None = None
+        ddl = False
+        ls = rs
+        while ls < re_:
+            nl = buf.find(b"\n", ls, re_)
+            end = re_ if nl < 0 else nl
+            if buf[ls] != TAB and (first := self.prefix.regex.match(buf, ls, end)) is not None:
+                other = self.prefix.other_reading(buf, first, end)
+                if other is None:
+                    return None  # this line reads one way: so do the others
+                if said is None:
+                    said = _reading(buf, first, other, end)
+                    if other["severity"] == b"LOG":
+                        text = decode(buf[other.end() : end])[0]
+                        lead = _STATEMENT_LEAD.match(text)
+                        if lead is not None:
+                            ddl = bool(classify_texts((text[lead.end() :], None)).is_ddl)
+            ls = end + 1
+        return (said, ddl) if said is not None else None
 
     def time_at(self, buf: bytes, rs: int) -> tuple[str | None, bool]:
         """The raw timestamp text of the line at ``rs`` (and whether it is an epoch)."""
@@ -259,6 +323,29 @@ class StderrReader:
         if gd.get("epoch"):
             return gd["epoch"].decode("ascii", "replace"), True
         return None, False
+
+
+#: Where a LOG message's statement text starts (``statement: ``, ``execute <name>: ``).
+_STATEMENT_LEAD = re.compile(r"(?:duration: \S+ ms {1,2})?(?:statement: |execute [^:]+: )")
+#: The groups of the client-chosen fields.
+_CHOSEN_GROUPS = ("application", "user", "database")
+#: The client-chosen fields of a reading, as reports name them.
+_CHOSEN_NAMES = (("application", "application_name"), ("user", "user"), ("database", "database"))
+
+
+def _reading(buf: bytes, first: re.Match[bytes], other: re.Match[bytes], end: int) -> str:
+    """Both readings of one line, for a report (values shown with repr, cut at 200)."""
+
+    def one(m: re.Match[bytes]) -> str:
+        gd = m.groupdict()
+        fields = ", ".join(
+            f"{label} {decode(gd[g])[0]!r}" for g, label in _CHOSEN_NAMES if gd.get(g) is not None
+        )
+        text = decode(buf[m.end() : end])[0]
+        text = text if len(text) <= 200 else text[:200] + "..."
+        return f"{fields}, {m['severity'].decode()} {text!r}"
+
+    return f"it reads as {one(first)}, or as {one(other)}"
 
 
 def time_resolution_us(prefix: CompiledPrefix) -> int:
