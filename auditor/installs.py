@@ -287,9 +287,33 @@ def split_installs(
     rows = {d.name: d.installs for d in databases}
     all_rows = [row for d in databases for row in d.installs]
     groups: dict[tuple[str, str, str], list[LogRecord]] = {}
+    by_pid: dict[tuple[str, int], list[list[LogRecord]]] = {}
     for rec in _statements(records):
         if rec.session_id and rec.vxid and not rec.vxid.endswith("/0") and rec.database:
             groups.setdefault((rec.database, rec.session_id, rec.vxid), []).append(rec)
+        elif rec.database and rec.pid is not None and (not rec.session_id or not rec.vxid):
+            # A prefix without %c or %v (Debian's '%m [%p] %q%u@%d '): an install is a
+            # run of its statements in one process, with nothing else of it in between.
+            runs = by_pid.setdefault((rec.database, rec.pid), [])
+            last = runs[-1][-1] if runs else None
+            if (
+                last is None
+                or statement_shape(rec.statement or "", schema) is None
+                or statement_shape(last.statement or "", schema) is None
+                or last.user != rec.user
+                or last.time is None
+                or rec.time is None
+                or rec.time - last.time > PID_RUN_GAP
+            ):
+                runs.append([rec])
+            else:
+                runs[-1].append(rec)
+    pid_runs: set[tuple[str, str, str]] = set()
+    for (db, pid), runs in by_pid.items():
+        for n, run in enumerate(runs):
+            groups[(db, f"pid {pid}", f"run {n}")] = run
+            pid_runs.add((db, f"pid {pid}", f"run {n}"))
+    by_run: set[int] = set()  # the statements of pid runs taken as installs
     used: set[tuple[str, int]] = set()
     taken: set[tuple[str | None, str | None, str | None]] = set()
     findings: list[Finding] = []
@@ -324,7 +348,10 @@ def split_installs(
                 "the auditor's event triggers, so its own statements are not audited."
             )
             severity = Severity.LOW
-        taken.add((db, session, vxid))
+        if (db, session, vxid) in pid_runs:
+            by_run.update(id(r) for r in recs)
+        else:
+            taken.add((db, session, vxid))
         t0 = min(r.time for r in recs if r.time is not None)
         starts[db] = min(starts.get(db, t0), t0)
         findings.append(
@@ -359,13 +386,17 @@ def split_installs(
             MessageKind.ERROR,
         ):
             continue
-        if id(rec) in role_recs:
+        if id(rec) in role_recs or id(rec) in by_run:
             continue
         keep.append(rec)
     keep, early = _before_first_install(
         keep, databases, starts, schema, set(fired), dict(restored or {}), audit_read=audit_read
     )
     return keep, findings + early
+
+
+#: The longest pause between two statements of one install in one process (no %c/%v).
+PID_RUN_GAP = timedelta(seconds=60)
 
 
 def _role_creations(

@@ -1450,3 +1450,23 @@ def test_without_dsn_the_install_and_what_came_before_it_are_not_critical(
         assert_accounts(result)
     finally:
         cluster.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_an_install_under_debians_prefix_is_recognised(tmp_path: Path) -> None:
+    """No %c, no %v: the install's statements are told by their process, not critical."""
+
+    with TempCluster(log_destination="stderr", log_line_prefix="%m [%p] %q%u@%d ") as c:
+        c.execute("CREATE DATABASE deb")
+        capture.install(c.dsn("deb"), databases=["deb"])
+        c.execute("CREATE TABLE after_install (id int)", dbname="deb")
+        with c.connect("deb") as conn:  # the same process, one after the other
+            conn.execute("CREATE TABLE same_session (id int)")
+            conn.execute("ALTER TABLE same_session ADD COLUMN v int")
+        c.flush_logs()
+        flags = {"dsn": c.dsn("deb"), "logs": [str(c.log_dir)], "databases": ["deb"]}
+        result = reconcile(load_config({**flags, "out": str(tmp_path)}, environ={}))
+        assert [f for f in result.document.findings if f.severity == Severity.CRITICAL] == []
+        (install,) = [f for f in result.document.findings if "auditor install" in f.explanation]
+        assert install.severity == Severity.INFO and install.cls == C.EVENT_TRIGGER_DDL
+        assert result.document.summary.matched == 3
+        assert_accounts(result)
