@@ -942,7 +942,7 @@ def _straddles(rec: LogRecord, since: datetime | None) -> bool:
     """A line printed before ``since`` whose true time, at the log's precision, may be after.
 
     ``%t`` prints whole seconds (of a clock a tick late): a line printed 06:10:00 was
-    written in [06:10:00, 06:10:01.02).  It is read, and judged only if audit rows in
+    written in [06:10:00, 06:10:01.25).  It is read, and judged only if audit rows in
     the window show it belongs there (the matcher leaves it out otherwise).
     """
     from auditor.pairing import time_span
