@@ -1,0 +1,183 @@
+"""A ``log_line_prefix`` changed on a live server (issue 12).
+
+A DBA sets another prefix with ALTER SYSTEM and reloads: the server writes the
+new prefix into the same stderr file from the postmaster's ``parameter
+"log_line_prefix" changed to "..."`` line on, and files rotated before keep the
+old one.  Reading every file with the server's current prefix made the DDL
+before the change a critical UNLOGGED_DDL (a false critical); reading a file
+with the first prefix detected lost the lines after the change.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from auditor import capture
+from auditor.cluster import DEFAULT_LOG_LINE_PREFIX, TempCluster
+from auditor.config import load_config
+from auditor.logs.scan import scan
+from auditor.model import LogRecord, ReadWarning, Severity
+from auditor.reconcile import ReconcileResult, reconcile
+
+PGBADGER = "%t [%p]: user=%u,db=%d,app=%a,client=%h "
+DEBIAN = "%m [%p] %q%u@%d "
+DDL = (
+    "CREATE TABLE in_old_file (id int)",
+    "CREATE TABLE before_change (id int)",
+    "CREATE TABLE after_change (id int)",
+    "ALTER TABLE after_change ADD COLUMN x int",
+)
+
+
+@dataclass
+class Changed:
+    """A cluster whose prefix was changed: the DDL of an older file, of the current
+    file before the change and after it."""
+
+    cluster: TempCluster
+    name: str
+    new: str
+    t0: datetime
+    t1: datetime
+    older: Path
+    current: Path
+    out: Path
+
+    def reconcile(self, **opts: Any) -> ReconcileResult:
+        flags: dict[str, Any] = {
+            "dsn": self.cluster.dsn(self.name),
+            "logs": [str(self.cluster.log_dir)],
+            "since": self.t0.isoformat(),
+            "databases": [self.name],
+            "out": str(self.out),
+        }
+        flags.update(opts)
+        return reconcile(load_config(flags, environ={}))
+
+
+@pytest.fixture(params=[PGBADGER, DEBIAN], ids=["pgbadger", "debian"])
+def changed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Changed]:
+    new: str = request.param
+    with TempCluster(log_destination="stderr") as c:
+        assert c.log_line_prefix == DEFAULT_LOG_LINE_PREFIX
+        name = "changed"
+        c.execute(f"CREATE DATABASE {name}")
+        capture.install(c.dsn(name), databases=[name])
+        t0 = datetime.now(UTC)
+        time.sleep(0.01)
+        c.execute(DDL[0], dbname=name)
+        c.flush_logs()
+        older = c.current_logfiles()["stderr"]
+        current = c.rotate_logs()["stderr"]
+        t1 = datetime.now(UTC)
+        time.sleep(0.01)
+        c.execute(DDL[1], dbname=name)
+        with c.connect() as conn:
+            conn.execute(sql.SQL("ALTER SYSTEM SET log_line_prefix = {}").format(sql.Literal(new)))
+        c.execute("SELECT pg_reload_conf()")
+        time.sleep(1)
+        for statement in DDL[2:]:
+            c.execute(statement, dbname=name)
+        time.sleep(0.3)
+        c.flush_logs()
+        assert b'parameter "log_line_prefix" changed to' in current.read_bytes()
+        yield Changed(c, name, new, t0, t1, older, current, tmp_path / "out")
+
+
+def _assert_all_matched(result: ReconcileResult) -> None:
+    doc = result.document
+    critical = [f for f in doc.findings if f.severity == Severity.CRITICAL]
+    assert critical == [], [(f.cls.value, f.statement) for f in critical]
+    bad = {"UNLOGGED_DDL", "UNREPORTED_DDL", "LOG_GAP", "MARKER_MISSING"}
+    assert not [f for f in doc.findings if f.cls.value in bad], [
+        (f.cls.value, f.explanation) for f in doc.findings if f.cls.value in bad
+    ]
+    assert [w for s in doc.logs for w in s.warnings] == []
+    assert doc.summary.matched >= len(DDL)
+
+
+def test_server_prefix_is_not_forced_on_older_lines(changed: Changed) -> None:
+    result = changed.reconcile()
+    _assert_all_matched(result)
+    notes = result.document.notes
+    old_note = next(n for n in notes if n.startswith(f"{changed.older}: read with"))
+    assert repr(DEFAULT_LOG_LINE_PREFIX) in old_note
+    assert f"the server now uses {changed.new!r}" in old_note
+    cur_note = next(n for n in notes if n.startswith(f"{changed.current}: read with"))
+    assert repr(DEFAULT_LOG_LINE_PREFIX) in cur_note and repr(changed.new) in cur_note
+
+
+def test_a_given_prefix_that_reads_part_of_a_file_is_not_forced(changed: Changed) -> None:
+    # The flag names the new prefix and only the current file (the window starts
+    # after the rotation): its older lines are read with the prefix they show.
+    result = changed.reconcile(
+        logs=[str(changed.current)], log_line_prefix=changed.new, since=changed.t1.isoformat()
+    )
+    doc = result.document
+    critical = [f for f in doc.findings if f.severity == Severity.CRITICAL]
+    assert critical == [], [(f.cls.value, f.statement) for f in critical]
+    assert [w for s in doc.logs for w in s.warnings] == []
+    assert not [f for f in doc.findings if f.cls.value in ("UNLOGGED_DDL", "UNREPORTED_DDL")]
+    assert doc.summary.matched >= len(DDL) - 1
+    assert any(
+        n.startswith(f"{changed.current}: read with") and repr(DEFAULT_LOG_LINE_PREFIX) in n
+        for n in doc.notes
+    )
+
+
+def test_without_a_server_each_line_is_read_with_its_prefix(changed: Changed) -> None:
+    stream = scan([str(changed.cluster.log_dir)], all_records=True)
+    items = list(stream)
+    warnings = [i for i in items if isinstance(i, ReadWarning)]
+    assert warnings == []
+    records = [i for i in items if isinstance(i, LogRecord)]
+    for statement in DDL:
+        (rec,) = [r for r in records if r.message == f"statement: {statement}"]
+        assert rec.user == "postgres" and rec.database == changed.name, rec
+        assert rec.time is not None and rec.pid is not None
+        after = statement in DDL[2:]
+        if after and changed.new == PGBADGER:
+            assert rec.time_resolution_us == 1_000_000 and rec.session_id is None
+        else:
+            assert rec.time_resolution_us == 1000
+        if not after:
+            assert rec.session_id is not None and rec.vxid is not None
+    by_file = {s.source: s for s in stream.sources}
+    assert by_file[str(changed.older)].prefixes == (DEFAULT_LOG_LINE_PREFIX,)
+    assert set(by_file[str(changed.current)].prefixes) == {DEFAULT_LOG_LINE_PREFIX, changed.new}
+
+
+def test_the_change_is_learnt_where_the_sample_does_not_show_it(
+    changed: Changed, tmp_path: Path
+) -> None:
+    # A file whose head has enough session lines is not sampled further: the
+    # reader learns the new prefix from the postmaster's line.
+    data = changed.current.read_bytes()
+    cut = data.index(b'parameter "log_line_prefix" changed to')
+    cut = data.rindex(b"\n", 0, cut) + 1
+    head = changed.older.read_bytes()
+    session = b"".join(ln + b"\n" for ln in head.split(b"\n") if b"statement: " in ln)
+    padded = tmp_path / "postgresql.log"
+    with padded.open("wb") as fh:
+        fh.write(data[:cut])
+        while fh.tell() < 70_000:
+            fh.write(session)
+        fh.write(data[cut:])
+    shutil.copystat(changed.current, padded)
+    stream = scan([str(padded)], all_records=False)
+    items = list(stream)
+    assert [i for i in items if isinstance(i, ReadWarning)] == []
+    records = [i for i in items if isinstance(i, LogRecord)]
+    for statement in DDL[1:]:
+        assert any(r.message == f"statement: {statement}" for r in records), statement
+    (st,) = stream.sources
+    assert set(st.prefixes) == {DEFAULT_LOG_LINE_PREFIX, changed.new}
