@@ -161,17 +161,7 @@ def test_the_change_is_learnt_where_the_sample_does_not_show_it(
 ) -> None:
     # A file whose head has enough session lines is not sampled further: the
     # reader learns the new prefix from the postmaster's line.
-    data = changed.current.read_bytes()
-    cut = data.index(b'parameter "log_line_prefix" changed to')
-    cut = data.rindex(b"\n", 0, cut) + 1
-    head = changed.older.read_bytes()
-    session = b"".join(ln + b"\n" for ln in head.split(b"\n") if b"statement: " in ln)
-    padded = tmp_path / "postgresql.log"
-    with padded.open("wb") as fh:
-        fh.write(data[:cut])
-        while fh.tell() < 70_000:
-            fh.write(session)
-        fh.write(data[cut:])
+    padded = _padded(changed, tmp_path / "postgresql.log", 70_000)
     shutil.copystat(changed.current, padded)
     stream = scan([str(padded)], all_records=False)
     items = list(stream)
@@ -181,3 +171,59 @@ def test_the_change_is_learnt_where_the_sample_does_not_show_it(
         assert any(r.message == f"statement: {statement}" for r in records), statement
     (st,) = stream.sources
     assert set(st.prefixes) == {DEFAULT_LOG_LINE_PREFIX, changed.new}
+
+
+def _padded(changed: Changed, path: Path, size: int) -> Path:
+    """The current file with the older file's statement lines repeated before the
+    change, to ``size`` bytes: real lines, in a file too long to be sampled whole."""
+    data = changed.current.read_bytes()
+    cut = data.index(b'parameter "log_line_prefix" changed to')
+    cut = data.rindex(b"\n", 0, cut) + 1
+    head = changed.older.read_bytes()
+    session = b"".join(ln + b"\n" for ln in head.split(b"\n") if b"statement: " in ln)
+    with path.open("wb") as fh:
+        fh.write(data[:cut])
+        while fh.tell() < size:
+            fh.write(session)
+        fh.write(data[cut:])
+    return path
+
+
+def test_pieces_read_in_parallel_know_every_prefix(
+    changed: Changed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import auditor.logs.scan as scan_module
+
+    monkeypatch.setattr(scan_module, "PIECE_ALL", 32 * 1024)  # many pieces of a small file
+    padded = _padded(changed, tmp_path / "postgresql.log", 100_000)
+    # And lines of the new prefix after the change line: the DDL after the change
+    # is in a later piece than that line.
+    data = padded.read_bytes()
+    at = data.index(b"\n", data.index(b'parameter "log_line_prefix" changed to')) + 1
+    new_lines = b"".join(
+        ln + b"\n" for ln in data[at:].split(b"\n") if b"auditor-marker" in ln and b"\t" not in ln
+    )
+    assert new_lines
+    padded.write_bytes(data[:at] + new_lines * (100_000 // len(new_lines) + 1) + data[at:])
+    stream = scan([str(padded)], all_records=True, jobs=2)
+    items = list(stream)
+    assert [i for i in items if isinstance(i, ReadWarning)] == []
+    records = [i for i in items if isinstance(i, LogRecord)]
+    for statement in DDL[2:]:
+        (rec,) = [r for r in records if r.message == f"statement: {statement}"]
+        assert rec.user == "postgres" and rec.database == changed.name
+
+
+def test_a_line_of_no_prefix_in_use_stays_a_warning(changed: Changed, tmp_path: Path) -> None:
+    other = Path(__file__).parent.parent / "fixtures" / "n_prefix" / "postgresql.log"
+    foreign = other.read_bytes().split(b"\n", 1)[0] + b"\n"  # a '%n [%p] ' line
+    data = changed.current.read_bytes()
+    mixed = tmp_path / "postgresql.log"
+    mixed.write_bytes(data + foreign)
+    line = data.count(b"\n") + 1
+    stream = scan([str(mixed)], all_records=True)
+    warnings = [i for i in stream if isinstance(i, ReadWarning)]
+    assert [
+        (w.source.line, "not a log line for log_line_prefix" in w.message) for w in warnings
+    ] == [(line, True)]
+    assert repr(changed.new) in warnings[0].message

@@ -27,10 +27,10 @@ from auditor.errors import LogInputError
 from auditor.logs.csvlog import ROW_START
 from auditor.logs.detect import Decision
 from auditor.logs.link import Linker
-from auditor.logs.prefix import CompiledPrefix
+from auditor.logs.prefix import CompiledPrefix, compile_prefix
 from auditor.logs.reader import ALL_FORMATS, FORMATS, SourceRead, SourceStats
 from auditor.logs.sources import LogSource, Skipped, open_sources
-from auditor.logs.stderr import StderrReader
+from auditor.logs.stderr import PREFIX_CHANGE, StderrReader, changed_prefix
 from auditor.logs.times import pick_log_timezone
 from auditor.model import LogRecord, ReadWarning, SourceLocation
 
@@ -188,6 +188,33 @@ def _split_points(
                 points.append(point)
             target = point + piece
     return points
+
+
+def _with_announced(source: LogSource, decision: Decision) -> Decision:
+    """``decision`` with every prefix a ``log_line_prefix`` change line of the file
+    announces (one pass of a byte search over a plain file, before it is split)."""
+    assert source.path is not None and decision.prefix is not None
+    known = {decision.prefix.text, *(p.text for p in decision.others)}
+    found: list[CompiledPrefix] = []
+    keep = len(PREFIX_CHANGE) + 4096
+    with open(source.path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(8 * 1024 * 1024):
+            buf = tail + chunk
+            pos = buf.find(PREFIX_CHANGE)
+            while pos >= 0:
+                le = buf.find(b"\n", pos)
+                if le < 0:
+                    break
+                value = changed_prefix(buf[pos:le])
+                if value is not None and value not in known:
+                    known.add(value)
+                    found.append(compile_prefix(value, decision.prefix.spaces))
+                pos = buf.find(PREFIX_CHANGE, le)
+            tail = buf[-keep:]
+    if not found:
+        return decision
+    return dataclasses.replace(decision, others=(*decision.others, *found))
 
 
 def _first_boundary(block: bytes, fmt: str, reader: StderrReader | None) -> int | None:
@@ -387,6 +414,10 @@ class _Scan:
                 continue
             points = [0]
             if source.seekable and self.jobs > 1 and fmt in FORMATS:
+                if fmt == "stderr" and prefix is not None and (source.size or 0) >= 2 * piece:
+                    # Each piece is read on its own: every prefix announced anywhere
+                    # in the file must be known to all of them.
+                    decision = _with_announced(source, decision)
                 points = _split_points(source, fmt, prefix, piece, decision.others)
             group = []
             for i, start in enumerate(points):
