@@ -227,3 +227,27 @@ def test_a_line_of_no_prefix_in_use_stays_a_warning(changed: Changed, tmp_path: 
         (w.source.line, "not a log line for log_line_prefix" in w.message) for w in warnings
     ] == [(line, True)]
     assert repr(changed.new) in warnings[0].message
+
+
+def test_a_client_cannot_announce_a_prefix(tmp_path: Path) -> None:
+    # A statement quoting the postmaster's line, or a RAISE LOG of it, is no change:
+    # the fake prefix (a literal user: it would read the client's lines with none)
+    # is not taken, and the lines keep their fields.
+    fake = "%m [%p] %q%c %l %v %x mallory@%d app=%a client=%h "
+    text = f'parameter "log_line_prefix" changed to "{fake}"'
+    with TempCluster(log_destination="stderr") as c:
+        c.execute("CREATE ROLE mallory LOGIN SUPERUSER")
+        c.execute(f"COMMENT ON ROLE mallory IS '{text}'", user="mallory")
+        c.execute(f"DO $$BEGIN RAISE LOG '%', $q${text}$q$; END$$", user="mallory")
+        c.execute("CREATE TABLE after_fake (id int)", user="mallory")
+        c.flush_logs()
+        stream = scan([str(c.log_dir)], all_records=True)
+        items = list(stream)
+    assert [i for i in items if isinstance(i, ReadWarning)] == []
+    (rec,) = [
+        i
+        for i in items
+        if isinstance(i, LogRecord) and i.message == "statement: CREATE TABLE after_fake (id int)"
+    ]
+    assert rec.user == "mallory" and rec.database == "postgres"
+    assert all(s.prefixes == (DEFAULT_LOG_LINE_PREFIX,) for s in stream.sources)

@@ -37,7 +37,7 @@ import orjson
 
 from auditor.logs import envelope
 from auditor.logs.prefix import COMMON_PREFIXES, CompiledPrefix, compile_prefix
-from auditor.logs.stderr import PREFIX_CHANGE, changed_prefix
+from auditor.logs.stderr import PREFIX_CHANGE, announced_prefix
 from auditor.logs.times import parse_time
 
 _CSV_START = re.compile(rb'"?\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,\n"]*"?,')
@@ -686,11 +686,10 @@ def other_prefixes(first: CompiledPrefix, lines: Sequence[bytes]) -> tuple[Compi
     ``%u@%d`` prefix reads a longer prefix's lines too, with the rest as the name).
     """
     chosen = [first]
-    announced = {v for ln in lines if (v := changed_prefix(ln)) is not None}
-    for value in sorted(announced - {first.text}):
-        new = compile_prefix(value, first.spaces)
-        if prefix_score(new, lines):
-            chosen.append(new)
+    announced = {
+        new.text: new for ln in lines if (new := announced_prefix(ln, first.spaces)) is not None
+    }
+    chosen += [new for text, new in sorted(announced.items()) if text != first.text]
     free = [_best_free(chosen, ln) for ln in lines]
     rest = [ln for ln, f in zip(lines, free, strict=True) if f is None]
     # Only lines the chosen prefixes leave unread, or read with text in their free

@@ -27,10 +27,10 @@ from auditor.errors import LogInputError
 from auditor.logs.csvlog import ROW_START
 from auditor.logs.detect import Decision
 from auditor.logs.link import Linker
-from auditor.logs.prefix import CompiledPrefix, compile_prefix
+from auditor.logs.prefix import CompiledPrefix
 from auditor.logs.reader import ALL_FORMATS, FORMATS, SourceRead, SourceStats
 from auditor.logs.sources import LogSource, Skipped, open_sources
-from auditor.logs.stderr import PREFIX_CHANGE, StderrReader, changed_prefix
+from auditor.logs.stderr import PREFIX_CHANGE, StderrReader, announced_prefix
 from auditor.logs.times import pick_log_timezone
 from auditor.model import LogRecord, ReadWarning, SourceLocation
 
@@ -206,10 +206,11 @@ def _with_announced(source: LogSource, decision: Decision) -> Decision:
                 le = buf.find(b"\n", pos)
                 if le < 0:
                     break
-                value = changed_prefix(buf[pos:le])
-                if value is not None and value not in known:
-                    known.add(value)
-                    found.append(compile_prefix(value, decision.prefix.spaces))
+                ls = buf.rfind(b"\n", 0, pos) + 1
+                new = announced_prefix(buf[ls:le], decision.prefix.spaces)
+                if new is not None and new.text not in known:
+                    known.add(new.text)
+                    found.append(new)
                 pos = buf.find(PREFIX_CHANGE, le)
             tail = buf[-keep:]
     if not found:

@@ -59,6 +59,43 @@ def changed_prefix(line: bytes) -> str | None:
     return line[at + len(PREFIX_CHANGE) : end].decode("utf-8", "replace")
 
 
+#: Fields the postmaster's own lines leave empty (it has no session).
+_SESSION_FIELDS = (
+    "user",
+    "database",
+    "session_id",
+    "application",
+    "client_host",
+    "client_hostport",
+)
+
+
+def announced_prefix(line: bytes, spaces: int = 2) -> CompiledPrefix | None:
+    """The new prefix a reload's ``parameter "log_line_prefix" changed to "..."`` line
+    names, if that line is the postmaster's: the new prefix reads it, its message
+    starts with that text (not a statement quoting it) and it shows no session
+    (a RAISE LOG by a client cannot announce a prefix for everyone's lines).
+
+    >>> announced_prefix(b'2026 [1] LOG:  parameter "log_line_prefix" changed to "%t [%p]: "')
+    >>> announced_prefix(
+    ...     b'2026-12-03 18:23:06 UTC [7]: LOG:  parameter "log_line_prefix" changed to "%t [%p]: "'
+    ... ).text
+    '%t [%p]: '
+    """
+    at = line.find(PREFIX_CHANGE)
+    value = changed_prefix(line) if at >= 0 else None
+    if value is None:
+        return None
+    new = compile_prefix(value, spaces)
+    m = new.regex.match(line)
+    if m is None or m.end() != at:
+        return None
+    gd = m.groupdict()
+    if any(gd.get(g) for g in _SESSION_FIELDS):
+        return None
+    return new
+
+
 def _line_start(buf: bytes, pos: int, lo: int) -> int:
     """Start of the line holding ``pos`` (not before ``lo``)."""
     i = buf.rfind(b"\n", lo, pos)
@@ -133,11 +170,8 @@ class StderrReader:
     def _announced(self, buf: bytes, ls: int) -> CompiledPrefix | None:
         """The new prefix the line at ``ls`` announces (now in use), if it reads the line."""
         nl = buf.find(b"\n", ls)
-        value = changed_prefix(buf[ls : nl if nl >= 0 else len(buf)])
-        if value is None or any(p.text == value for p in self.prefixes):
-            return None
-        new = compile_prefix(value, self.prefix.spaces)
-        if new.regex.match(buf, ls) is None:
+        new = announced_prefix(buf[ls : nl if nl >= 0 else len(buf)], self.prefix.spaces)
+        if new is None or any(p.text == new.text for p in self.prefixes):
             return None
         self._set_prefixes((*self.prefixes, new))
         return new
