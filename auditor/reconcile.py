@@ -447,6 +447,7 @@ def read_logs(
 
     untimed = 0
     span_of: dict[str, timedelta] = {}  # how much later than printed a file's lines may be
+    res_of: dict[str, int] = {}
     try:
         for item in stream:
             if isinstance(item, ReadWarning):
@@ -454,7 +455,11 @@ def read_logs(
                 continue
             untimed += item.time is None
             side.records.append(item)
-            if item.source.file not in span_of:  # one prefix per file: one precision
+            # One precision per prefix: a file read with two (log_line_prefix changed
+            # while it was written) may print %m, then %t: the coarsest counts.
+            seen_res = res_of.get(item.source.file)
+            if seen_res is None or item.time_resolution_us > seen_res:
+                res_of[item.source.file] = item.time_resolution_us
                 span_of[item.source.file] = time_span(item)
     except LogInputError as exc:
         side.warnings.append(str(exc))
@@ -487,7 +492,7 @@ def read_logs(
             previous_end = st.last_time
         if st.records:
             side.usable += 1
-        if st.prefix is not None and "%c" not in st.prefix:
+        if st.prefix is not None and any("%c" not in p for p in (st.prefixes or (st.prefix,))):
             side.session_ids = False
         first, last = st.first_time, st.last_time
         if first and last:

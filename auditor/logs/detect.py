@@ -30,13 +30,14 @@ import io
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import orjson
 
 from auditor.logs import envelope
 from auditor.logs.prefix import COMMON_PREFIXES, CompiledPrefix, compile_prefix
+from auditor.logs.stderr import PREFIX_CHANGE, announced_prefix
 from auditor.logs.times import parse_time
 
 _CSV_START = re.compile(rb'"?\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? [^,\n"]*"?,')
@@ -502,6 +503,12 @@ def take_sample(read: Callable[[int], bytes], *, whole: bool = True) -> Sample:
         buf = carry + chunk
         cut = buf.rfind(b"\n") + 1
         carry = buf[cut:]
+        pos = buf.find(PREFIX_CHANGE, 0, cut)
+        while pos >= 0:  # a reload that changed the prefix: the new prefix's first line
+            ls = buf.rfind(b"\n", 0, pos) + 1
+            le = buf.find(b"\n", pos, cut)
+            sample.later.append(buf[ls : le if le >= 0 else cut])
+            pos = buf.find(PREFIX_CHANGE, le if le >= 0 else cut, cut)
         for mark in SESSION_MARKS:
             pos = buf.find(mark, 0, cut)
             taken = 0
@@ -537,6 +544,11 @@ class Decision:
     how: str = ""
     numbered: bool = True
     idents: tuple[str, ...] = ()
+    #: More prefixes the file's lines show (``log_line_prefix`` changed while the
+    #: server wrote it): each line is read with the one that reads it.
+    others: tuple[CompiledPrefix, ...] = ()
+    #: The prefix the server uses now, where the file is read with another.
+    server: str | None = None
 
 
 def _excerpt(line: bytes | None) -> str:
@@ -577,12 +589,19 @@ def decide(
     hint: str | None = None,
     detected: str | None = None,
     start_line: int = 1,
+    server: CompiledPrefix | None = None,
 ) -> Decision:
     """The format and prefix of one file from its :class:`Sample` (LogInputError or
     PrefixMismatch with the reason when it cannot be read).
 
     A format given with ``--log-format`` that the content clearly contradicts is an
     error: csvlog forced on a stderr file would read nothing and say nothing.
+
+    ``server`` is the prefix the server uses now: unlike a prefix given on the
+    command line it is not forced on a file none of whose lines it reads (a file
+    rotated before ``log_line_prefix`` was changed); the file is read with its own
+    prefix and the decision names the server's.  A file of lines with more than one
+    prefix is read with each (:func:`other_prefixes`).
     """
     from auditor.errors import LogInputError, PrefixMismatch
 
@@ -605,6 +624,16 @@ def decide(
         return Decision(chosen)
     inner, numbered, idents = inner_texts(chosen, sample.lines)
     lines = [ln for ln in inner if ln.strip() and not ln.startswith(b"\t")]
+    several = chosen == "stderr"  # the envelopes are read with one prefix
+    if prefix is None and server is not None and lines:
+        if prefix_score(server, lines):
+            prefix = server  # the server's prefix reads the file (or part of it)
+        else:
+            # A file rotated before the prefix was changed: read with its own.
+            found = decide(name, sample, fmt=chosen, hint=hint, start_line=start_line)
+            return replace(found, server=server.text)
+    elif prefix is None and server is not None:
+        prefix = server
     if prefix is not None:
         if lines and prefix_score(prefix, lines) == 0:
             _, spaces = prefix_texts(lines)
@@ -616,14 +645,87 @@ def decide(
                 f"{name}:{start_line}: log_line_prefix {prefix.text!r} matches no line; "
                 f"first line: {_excerpt(lines[0])}"
             )
-        return Decision(chosen, prefix, "given", numbered, idents)
+        others = other_prefixes(prefix, lines) if several else ()
+        return Decision(chosen, prefix, "given", numbered, idents, others)
     choice = choose_prefix(lines)
     if choice.prefix is None:
         raise PrefixMismatch(
             f"{name}:{start_line}: no known log_line_prefix reads this {chosen} log; give it "
             f"with --log-line-prefix (first line: {_excerpt(choice.first_unread)})"
         )
-    return Decision(chosen, choice.prefix, choice.how, numbered, idents)
+    others = other_prefixes(choice.prefix, lines) if several else ()
+    return Decision(chosen, choice.prefix, choice.how, numbered, idents, others)
+
+
+#: Lines another prefix must read (better than the prefixes chosen) to be read with too.
+MIN_OTHER_LINES = 3
+
+
+def _best_free(prefixes: Sequence[CompiledPrefix], line: bytes) -> int | None:
+    """The least free text any of ``prefixes`` leaves reading ``line`` (None: none reads it)."""
+    best: int | None = None
+    for p in prefixes:
+        m = p.match(line)
+        if m is None:
+            continue
+        gd = m.groupdict()
+        free = sum(len(gd[g] or b"") for g in _FREE if g in gd)
+        best = free if best is None else min(best, free)
+    return best
+
+
+def other_prefixes(first: CompiledPrefix, lines: Sequence[bytes]) -> tuple[CompiledPrefix, ...]:
+    """More prefixes a file's lines show besides ``first``: ``log_line_prefix`` was
+    changed (and the server reloaded) while the file was written.
+
+    The postmaster announces the new prefix exactly (``parameter "log_line_prefix"
+    changed to "..."``, already with it).  The lines before a change, or of a file
+    whose change line is not in the sample, are taken by detection when a prefix
+    reads at least :data:`MIN_OTHER_LINES` lines (and a tenth of the sample) that the
+    chosen ones do not read, or read only with more text in their free fields (a
+    ``%u@%d`` prefix reads a longer prefix's lines too, with the rest as the name).
+    """
+    chosen = [first]
+    announced = {
+        new.text: new for ln in lines if (new := announced_prefix(ln, first.spaces)) is not None
+    }
+    chosen += [new for text, new in sorted(announced.items()) if text != first.text]
+    free = [_best_free(chosen, ln) for ln in lines]
+    rest = [ln for ln, f in zip(lines, free, strict=True) if f is None]
+    # Only lines the chosen prefixes leave unread, or read with text in their free
+    # fields, can be another prefix's.
+    open_lines = [ln for ln, f in zip(lines, free, strict=True) if f != 0]
+    if not open_lines:
+        return tuple(chosen[1:])
+    need = max(MIN_OTHER_LINES, len(lines) // 10)
+    texts, spaces = prefix_texts(lines)
+    # Inferred prefixes only for lines no prefix reads, or across an announced
+    # change: a prefix inferred from lines that one reads may take a value (an
+    # application name with a space) for its own text.
+    candidates = [*COMMON_PREFIXES, *(_templates(texts) if rest or announced else ())]
+    for _ in range(3):
+        best: tuple[int, CompiledPrefix] | None = None
+        known = {p.text for p in chosen}
+        for text in candidates:
+            if text in known:
+                continue
+            cand = compile_prefix(text, spaces)
+            read = 0
+            for ln in open_lines:
+                m = cand.match(ln)
+                if m is None:
+                    continue
+                gd = m.groupdict()
+                left = sum(len(gd[g] or b"") for g in _FREE if g in gd)
+                theirs = _best_free(chosen, ln)
+                if theirs is None or left < theirs:
+                    read += 1
+            if read >= need and (best is None or read > best[0]):
+                best = (read, cand)
+        if best is None:
+            break
+        chosen.append(best[1])
+    return tuple(chosen[1:])
 
 
 __all__ = [
@@ -638,6 +740,7 @@ __all__ = [
     "detect_prefix",
     "first_time",
     "inner_texts",
+    "other_prefixes",
     "prefix_score",
     "refusal",
     "take_sample",

@@ -99,6 +99,9 @@ class SourceStats:
     damaged: bool = False
     #: Every record's per-process line number, checked (None: not tracked).
     sequence: LineTrack | None = None
+    #: Every prefix the file was read with, ``prefix`` first (more than one: the
+    #: server's ``log_line_prefix`` was changed while it wrote the file).
+    prefixes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -127,11 +130,16 @@ class _Window:
     last_time_raw: tuple[str | None, bool] = (None, False)
 
 
-def make_reader(fmt: str, prefix: CompiledPrefix | None, clock: LogClock) -> FormatReader:
+def make_reader(
+    fmt: str,
+    prefix: CompiledPrefix | None,
+    clock: LogClock,
+    others: tuple[CompiledPrefix, ...] = (),
+) -> FormatReader:
     if fmt == "stderr":
         if prefix is None:
             raise LogInputError("stderr logs need a log_line_prefix")
-        return StderrReader(prefix, clock)
+        return StderrReader(prefix, clock, others)
     if fmt == "csvlog":
         return CsvlogReader(clock)
     if fmt == "jsonlog":
@@ -313,8 +321,21 @@ def scan_window(
     return out
 
 
+def _prefixes_used(reader: FormatReader | None) -> tuple[str, ...]:
+    """The prefixes a stderr reader read records with (all it knows if it parsed none)."""
+    if not isinstance(reader, StderrReader):
+        return ()
+    texts = tuple(p.text for p in reader.prefixes)
+    if len(texts) > 1 and reader.used:
+        texts = tuple(t for t in texts if t in reader.used)
+    return texts
+
+
 def _foreign_message(reader: FormatReader) -> str:
     if isinstance(reader, StderrReader):
+        if len(reader.prefixes) > 1:
+            texts = " nor ".join(repr(p.text) for p in reader.prefixes)
+            return f"not a log line for log_line_prefix {texts}"
         return f"not a log line for log_line_prefix {reader.prefix.text!r}"
     if isinstance(reader, CsvlogReader):
         return "not a csvlog row"
@@ -454,8 +475,11 @@ class SourceRead:
         final: bool = True,
         link: bool = True,
         decision: Decision | None = None,
+        server_prefix: str | None = None,
     ) -> None:
         self.source = source
+        #: The server's prefix now: tried first, not forced on a file it does not read.
+        self.server_prefix = compile_prefix(server_prefix) if server_prefix else None
         self.fmt = fmt
         self.prefix: CompiledPrefix | None = (
             compile_prefix(prefix) if isinstance(prefix, str) else prefix
@@ -469,8 +493,9 @@ class SourceRead:
         self.window = window
         self.final = final
         self.decision = decision
+        self.others: tuple[CompiledPrefix, ...] = ()
         if decision is not None:
-            self.fmt, self.prefix = decision.fmt, decision.prefix
+            self.fmt, self.prefix, self.others = decision.fmt, decision.prefix, decision.others
         self.stats: SourceStats | None = None
         self._it: Iterator[LogRecord | ReadWarning] = self._run()
         if link:
@@ -496,15 +521,17 @@ class SourceRead:
                 hint=self.source.hint,
                 detected=self.source.detected if self.fmt == "auto" else None,
                 start_line=self.start_line,
+                server=self.server_prefix,
             )
         self.fmt = self.decision.fmt
         self.prefix = self.decision.prefix
+        self.others = self.decision.others
         return self.decision
 
     def resolve(self, head: bytes) -> FormatReader:
         """Decide format and prefix from the first bytes (unless decided); build the reader."""
         self.decide(take_sample(_Head(head).read, whole=False))
-        return make_reader(self.fmt, self.prefix, self.clock)
+        return make_reader(self.fmt, self.prefix, self.clock, self.others)
 
     def _run(self) -> Iterator[LogRecord | ReadWarning]:
         if self.decision is None and (
@@ -559,7 +586,7 @@ class SourceRead:
                             f"{self.source.name}: {self.fmt} logs cannot be read from "
                             "standard input; give the file"
                         )
-                    reader = make_reader(self.fmt, self.prefix, self.clock)
+                    reader = make_reader(self.fmt, self.prefix, self.clock, self.others)
                     columnar = window_reader(reader)
                 if eof and not self.final and reader.fmt != "csvlog":
                     # A piece of a split file ends here, at a message boundary (for
@@ -623,6 +650,7 @@ class SourceRead:
             warn.count,
             reader.finder.engine if reader else "",
             tracker.track if tracker is not None and tracker.enabled else None,
+            _prefixes_used(reader),
         )
 
     def _stats(
@@ -633,12 +661,15 @@ class SourceRead:
         warnings: int,
         engine: str,
         sequence: LineTrack | None = None,
+        prefixes: tuple[str, ...] = (),
     ) -> SourceStats:
         stderr_like = self.fmt in ("stderr", *ENVELOPES)
         return SourceStats(
             source=self.source.name,
             format=self.fmt,
-            prefix=self.prefix.text if (self.prefix is not None and stderr_like) else None,
+            prefix=(prefixes[0] if prefixes else self.prefix.text)
+            if (self.prefix is not None and stderr_like)
+            else None,
             compression=self.source.compression,
             inode=self.source.inode,
             size=self.source.size,
@@ -658,6 +689,7 @@ class SourceRead:
             foreign_lines=acc.foreign,
             damaged=acc.damaged,
             sequence=sequence,
+            prefixes=prefixes,
         )
 
     def _run_envelope(self) -> Iterator[LogRecord | ReadWarning]:

@@ -91,8 +91,10 @@ def source_summary(stats: SourceStats, parsed: int | None = None, shown: int | N
     parts = [f"format {stats.format}"]
     if stats.prefix is not None:
         how = " (inferred from the file: check it, or give --log-line-prefix)"
+        texts = " and ".join(repr(p) for p in stats.prefixes) if len(stats.prefixes) > 1 else ""
         parts.append(
-            f"log_line_prefix {stats.prefix!r}" + (how if stats.prefix_how == "inferred" else "")
+            f"log_line_prefix {texts or repr(stats.prefix)}"
+            + (how if stats.prefix_how == "inferred" else "")
         )
     if stats.compression:
         parts.append(stats.compression)

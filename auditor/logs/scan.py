@@ -30,7 +30,7 @@ from auditor.logs.link import Linker
 from auditor.logs.prefix import CompiledPrefix
 from auditor.logs.reader import ALL_FORMATS, FORMATS, SourceRead, SourceStats
 from auditor.logs.sources import LogSource, Skipped, open_sources
-from auditor.logs.stderr import StderrReader
+from auditor.logs.stderr import PREFIX_CHANGE, StderrReader, announced_prefix
 from auditor.logs.times import pick_log_timezone
 from auditor.model import LogRecord, ReadWarning, SourceLocation
 
@@ -131,6 +131,7 @@ class _Task:
     tz_name: str | None
     start_line: int = 1
     decision: Decision | None = None
+    server_prefix: str | None = None
 
 
 @dataclass
@@ -152,6 +153,7 @@ def _run_task(task: _Task) -> _TaskResult:
         final=task.last,
         link=False,
         decision=task.decision,
+        server_prefix=task.server_prefix,
     )
     items = list(read)
     assert read.stats is not None
@@ -159,7 +161,11 @@ def _run_task(task: _Task) -> _TaskResult:
 
 
 def _split_points(
-    source: LogSource, fmt: str, prefix: CompiledPrefix | None, piece: int
+    source: LogSource,
+    fmt: str,
+    prefix: CompiledPrefix | None,
+    piece: int,
+    others: tuple[CompiledPrefix, ...] = (),
 ) -> list[int]:
     """Record-aligned offsets that cut a plain file into pieces of about ``piece`` bytes."""
     size = source.size or 0
@@ -167,7 +173,7 @@ def _split_points(
     if size < 2 * piece:
         return points
     assert source.path is not None
-    reader = StderrReader(prefix) if (fmt == "stderr" and prefix is not None) else None
+    reader = StderrReader(prefix, others=others) if (fmt == "stderr" and prefix) else None
     with open(source.path, "rb") as fh:
         target = piece
         while target < size - piece // 2:
@@ -182,6 +188,34 @@ def _split_points(
                 points.append(point)
             target = point + piece
     return points
+
+
+def _with_announced(source: LogSource, decision: Decision) -> Decision:
+    """``decision`` with every prefix a ``log_line_prefix`` change line of the file
+    announces (one pass of a byte search over a plain file, before it is split)."""
+    assert source.path is not None and decision.prefix is not None
+    known = {decision.prefix.text, *(p.text for p in decision.others)}
+    found: list[CompiledPrefix] = []
+    keep = len(PREFIX_CHANGE) + 4096
+    with open(source.path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(8 * 1024 * 1024):
+            buf = tail + chunk
+            pos = buf.find(PREFIX_CHANGE)
+            while pos >= 0:
+                le = buf.find(b"\n", pos)
+                if le < 0:
+                    break
+                ls = buf.rfind(b"\n", 0, pos) + 1
+                new = announced_prefix(buf[ls:le], decision.prefix.spaces)
+                if new is not None and new.text not in known:
+                    known.add(new.text)
+                    found.append(new)
+                pos = buf.find(PREFIX_CHANGE, le)
+            tail = buf[-keep:]
+    if not found:
+        return decision
+    return dataclasses.replace(decision, others=(*decision.others, *found))
 
 
 def _first_boundary(block: bytes, fmt: str, reader: StderrReader | None) -> int | None:
@@ -258,6 +292,7 @@ def _merge_stats(parts: list[SourceStats], start_offset: int, start_line: int) -
         prefix=first.prefix,
         format=first.format,
         sequence=sequence,
+        prefixes=tuple(dict.fromkeys(t for p in parts for t in p.prefixes)),
     )
 
 
@@ -310,6 +345,8 @@ class _Scan:
     server: ServerLogSettings | None = None
     starts: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     stats: list[SourceStats] = field(default_factory=list)
+    #: The server's ``log_line_prefix`` now (no prefix given): tried first, not forced.
+    server_prefix: str | None = None
     notes: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
@@ -323,6 +360,7 @@ class _Scan:
             link=False,
             start_offset=start,
             start_line=line,
+            server_prefix=self.server_prefix,
         )
         return probe.decide()
 
@@ -343,6 +381,7 @@ class _Scan:
                             None,
                             True,
                             self.tz_name,
+                            server_prefix=self.server_prefix,
                         )
                     ]
                 )
@@ -376,7 +415,11 @@ class _Scan:
                 continue
             points = [0]
             if source.seekable and self.jobs > 1 and fmt in FORMATS:
-                points = _split_points(source, fmt, prefix, piece)
+                if fmt == "stderr" and prefix is not None and (source.size or 0) >= 2 * piece:
+                    # Each piece is read on its own: every prefix announced anywhere
+                    # in the file must be known to all of them.
+                    decision = _with_announced(source, decision)
+                points = _split_points(source, fmt, prefix, piece, decision.others)
             group = []
             for i, start in enumerate(points):
                 end = points[i + 1] if i + 1 < len(points) else None
@@ -521,6 +564,9 @@ class _Scan:
                 yield from causes.values()
                 merged = _merge_stats(parts, group[0].start, group[0].start_line)
                 self.stats.append(dataclasses.replace(merged, warnings=merged.warnings - dupes))
+                note = prefix_note(merged, group[0].decision, self.server_prefix)
+                if note is not None:
+                    self.notes.append(note)
                 if group[0].source.compression is not None or group[0].source.kind != "file":
                     done += group[0].source.size or 0
                     if self.progress is not None:
@@ -528,6 +574,28 @@ class _Scan:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def prefix_note(
+    stats: SourceStats, decision: Decision | None, server_prefix: str | None
+) -> str | None:
+    """What a DBA must know when a file was not read with the server's one prefix:
+    ``log_line_prefix`` was changed while it was written, or before (an older file)."""
+    used = stats.prefixes or ((stats.prefix,) if stats.prefix else ())
+    now = server_prefix or (decision.server if decision is not None else None)
+    if len(used) > 1:
+        texts = " and ".join(repr(p) for p in used)
+        tail = f"; the server now uses {now!r}" if now else ""
+        return (
+            f"{stats.source}: read with log_line_prefix {texts} (its lines show each: "
+            f"log_line_prefix was changed while it was written){tail}"
+        )
+    if used and now and used[0] != now:
+        return (
+            f"{stats.source}: read with log_line_prefix {used[0]!r}, the server now uses "
+            f"{now!r} (the file was written before log_line_prefix was changed)"
+        )
+    return None
 
 
 def _reason(name: str, exc: BaseException) -> str:
@@ -602,8 +670,7 @@ def scan_sources(
     ``log_timezone`` is the zone chosen by :func:`~auditor.logs.times.pick_log_timezone`
     (``notes`` its explanations); the server's is not looked at here.
     """
-    if prefix is None and server is not None:
-        prefix = server.log_line_prefix
+    server_prefix = server.log_line_prefix if (prefix is None and server is not None) else None
     workers = jobs if jobs is not None else min(2, os.cpu_count() or 1)
     state = _Scan(
         sources=list(sources),
@@ -617,5 +684,6 @@ def scan_sources(
         starts=dict(starts or {}),
         notes=list(notes),
         skipped=list(skipped),
+        server_prefix=server_prefix,
     )
     return ScanStream(state.run(), state)

@@ -17,12 +17,13 @@ the first line, and forward to the next first line.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from auditor.encoding import NOT_UTF8, nul_warning
 from auditor.encoding import decode_log_bytes as decode
 from auditor.logs.message import build_record, split_host_port
 from auditor.logs.prefilter import Finder, classify_texts, finder
-from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix
+from auditor.logs.prefix import SECONDARY_SEVERITIES, CompiledPrefix, compile_prefix
 from auditor.logs.times import LogClock, parse_epoch
 from auditor.model import LogRecord, ReadWarning, SourceLocation
 
@@ -33,6 +34,68 @@ _SECONDARY = frozenset(s.encode() for s in SECONDARY_SEVERITIES)
 _MAX_BACK = 10_000
 
 
+#: The postmaster's line for a reloaded ``log_line_prefix``: already written with the
+#: new prefix, and its value is that prefix exactly.
+PREFIX_CHANGE = b'parameter "log_line_prefix" changed to "'
+#: Groups of free-text escapes: among prefixes that all read a line, the one that
+#: leaves the least text to them is the line's.
+_FREE = ("application", "user", "database", "backend_type", "command_tag", "client_host")
+
+
+def changed_prefix(line: bytes) -> str | None:
+    """The new ``log_line_prefix`` a ``parameter ... changed to`` line announces.
+
+    >>> changed_prefix(b'2026 [1] LOG:  parameter "log_line_prefix" changed to "%t [%p]: "')
+    '%t [%p]: '
+    >>> changed_prefix(b"LOG:  statement: SELECT 1") is None
+    True
+    """
+    at = line.find(PREFIX_CHANGE)
+    if at < 0:
+        return None
+    end = line.rfind(b'"', at + len(PREFIX_CHANGE))
+    if end < 0:
+        return None
+    return line[at + len(PREFIX_CHANGE) : end].decode("utf-8", "replace")
+
+
+#: Fields the postmaster's own lines leave empty (it has no session).
+_SESSION_FIELDS = (
+    "user",
+    "database",
+    "session_id",
+    "application",
+    "client_host",
+    "client_hostport",
+)
+
+
+def announced_prefix(line: bytes, spaces: int = 2) -> CompiledPrefix | None:
+    """The new prefix a reload's ``parameter "log_line_prefix" changed to "..."`` line
+    names, if that line is the postmaster's: the new prefix reads it, its message
+    starts with that text (not a statement quoting it) and it shows no session
+    (a RAISE LOG by a client cannot announce a prefix for everyone's lines).
+
+    >>> announced_prefix(b'2026 [1] LOG:  parameter "log_line_prefix" changed to "%t [%p]: "')
+    >>> announced_prefix(
+    ...     b'2026-12-03 18:23:06 UTC [7]: LOG:  parameter "log_line_prefix" changed to "%t [%p]: "'
+    ... ).text
+    '%t [%p]: '
+    """
+    at = line.find(PREFIX_CHANGE)
+    value = changed_prefix(line) if at >= 0 else None
+    if value is None:
+        return None
+    new = compile_prefix(value, spaces)
+    m = new.regex.match(line)
+    if m is None or m.end() != at:
+        return None
+    gd = m.groupdict()
+    if any(gd.get(g) for g in _SESSION_FIELDS):
+        return None
+    return new
+
+
 def _line_start(buf: bytes, pos: int, lo: int) -> int:
     """Start of the line holding ``pos`` (not before ``lo``)."""
     i = buf.rfind(b"\n", lo, pos)
@@ -40,15 +103,78 @@ def _line_start(buf: bytes, pos: int, lo: int) -> int:
 
 
 class StderrReader:
-    """Reads records of one stderr log whose prefix is known."""
+    """Reads records of one stderr log whose prefix (or prefixes) are known.
+
+    A file written across a reload that changed ``log_line_prefix`` holds lines of
+    both: each line is read with the prefix that reads it (``others``), and a
+    ``parameter "log_line_prefix" changed to "..."`` line that no prefix reads adds
+    its value (``learn``), so every record after the change is read.
+    """
 
     fmt = "stderr"
 
-    def __init__(self, prefix: CompiledPrefix, clock: LogClock | None = None) -> None:
+    def __init__(
+        self,
+        prefix: CompiledPrefix,
+        clock: LogClock | None = None,
+        others: Sequence[CompiledPrefix] = (),
+        *,
+        learn: bool = True,
+    ) -> None:
         self.prefix = prefix
         self.clock = clock or LogClock()
-        self.finder: Finder = finder("stderr", prefix.first_bytes)
-        self.time_resolution_us = time_resolution_us(prefix)
+        self.learn = learn
+        self.prefixes: tuple[CompiledPrefix, ...] = ()
+        #: Records parsed per prefix (by text), to say which prefix read what.
+        self.used: dict[str, int] = {}
+        self._set_prefixes((prefix, *(o for o in others if o.text != prefix.text)))
+
+    def _set_prefixes(self, prefixes: tuple[CompiledPrefix, ...]) -> None:
+        self.prefixes = prefixes
+        firsts = [p.first_bytes for p in prefixes]
+        first_bytes = None if any(f is None for f in firsts) else b"".join(firsts)  # type: ignore[arg-type]
+        self.finder: Finder = finder("stderr", first_bytes)
+        self.time_resolution_us = time_resolution_us(prefixes[0])
+        self._resolutions = {p.text: time_resolution_us(p) for p in prefixes}
+
+    def _match(self, buf: bytes, ls: int) -> re.Match[bytes] | None:
+        """The prefix match of the line at ``ls`` (the best of the prefixes in use)."""
+        m = self.prefix.regex.match(buf, ls)
+        if len(self.prefixes) > 1:
+            found = [m] if m is not None else []
+            found += [x for p in self.prefixes[1:] if (x := p.regex.match(buf, ls)) is not None]
+            m = min(found, key=_free_text) if len(found) > 1 else (found[0] if found else None)
+        if m is None:
+            return self._learned(buf, ls) if self.learn else None
+        if self.learn and buf.startswith(PREFIX_CHANGE[:-4], m.end()):
+            # A change to a prefix that the prefixes in use also read (%q: the
+            # postmaster's line stops early): the lines after it may be the new one's.
+            self._announced(buf, ls)
+        return m
+
+    def _text_match(self, line: str) -> tuple[re.Match[str] | None, CompiledPrefix]:
+        m = self.prefix.text_regex.match(line)
+        if len(self.prefixes) == 1:
+            return m, self.prefix
+        found = [(m, self.prefix)] if m is not None else []
+        found += [(x, p) for p in self.prefixes[1:] if (x := p.text_regex.match(line)) is not None]
+        if not found:
+            return None, self.prefix
+        return min(found, key=lambda mp: _free_text(mp[0])) if len(found) > 1 else found[0]
+
+    def _learned(self, buf: bytes, ls: int) -> re.Match[bytes] | None:
+        """A line no prefix reads: if it announces a new prefix, read on with it too."""
+        new = self._announced(buf, ls)
+        return new.regex.match(buf, ls) if new is not None else None
+
+    def _announced(self, buf: bytes, ls: int) -> CompiledPrefix | None:
+        """The new prefix the line at ``ls`` announces (now in use), if it reads the line."""
+        nl = buf.find(b"\n", ls)
+        new = announced_prefix(buf[ls : nl if nl >= 0 else len(buf)], self.prefix.spaces)
+        if new is None or any(p.text == new.text for p in self.prefixes):
+            return None
+        self._set_prefixes((*self.prefixes, new))
+        return new
 
     def begin(self, buf: bytes) -> None:
         """A new window starts (stateless for stderr)."""
@@ -56,7 +182,7 @@ class StderrReader:
     # -- line shapes ---------------------------------------------------------------
     def severity_at(self, buf: bytes, ls: int) -> bytes | None:
         """The severity word of the prefixed line at ``ls``, or None for a foreign line."""
-        m = self.prefix.regex.match(buf, ls)
+        m = self._match(buf, ls)
         return m["severity"] if m is not None else None
 
     def is_first_line(self, buf: bytes, ls: int) -> bool:
@@ -188,8 +314,7 @@ class StderrReader:
             return None, [*warnings, nul]
         if text.endswith("\n"):
             text = text[:-1]
-        match = self.prefix.text_regex.match
-        first = match(text)
+        first, used = self._text_match(text)
         if first is None:
             warnings.append("line does not start with the log_line_prefix")
             return None, warnings
@@ -202,7 +327,7 @@ class StderrReader:
                 if line.startswith("\t") and entries:
                     entries[-1][1].append(line[1:])
                     continue
-                m = match(line)
+                m, _ = self._text_match(line)
                 if m is None:
                     warnings.append("line does not start with the log_line_prefix")
                     return None, warnings
@@ -212,7 +337,10 @@ class StderrReader:
                 part = "\n".join(parts)
                 texts[sev] = texts[sev] + "\n" + part if sev in texts else part
         gd = first.groupdict()
-        if self.prefix.alt_regex is not None:
+        # The ambiguity check reads with the main prefix (a line of another prefix
+        # in use is read as that one's).
+        alt = used is self.prefix and self.prefix.alt_regex is not None
+        if alt:
             gd.update(self._chosen_fields(buf, rs, re_, gd))
         time = None
         if gd.get("time"):
@@ -248,9 +376,10 @@ class StderrReader:
             sqlstate=gd.get("vsqlstate") or _strip(gd.get("sqlstate")),
             backend_type=_strip(gd.get("backend_type")),
             command_tag=_strip(gd.get("command_tag")),
-            time_resolution_us=self.time_resolution_us,
-            ambiguous=self._ambiguity(buf, rs, re_) if self.prefix.alt_regex else None,
+            time_resolution_us=self._resolutions.get(used.text, self.time_resolution_us),
+            ambiguous=self._ambiguity(buf, rs, re_) if alt else None,
         )
+        self.used[used.text] = self.used.get(used.text, 0) + 1
         return record, warnings
 
     def _chosen_fields(self, buf: bytes, rs: int, re_: int, gd: dict[str, str]) -> dict[str, str]:
@@ -314,7 +443,7 @@ class StderrReader:
 
     def time_at(self, buf: bytes, rs: int) -> tuple[str | None, bool]:
         """The raw timestamp text of the line at ``rs`` (and whether it is an epoch)."""
-        m = self.prefix.regex.match(buf, rs)
+        m = self._match(buf, rs)
         if m is None:
             return None, False
         gd = m.groupdict()
@@ -346,6 +475,14 @@ def _reading(buf: bytes, first: re.Match[bytes], other: re.Match[bytes], end: in
         return f"{fields}, {m['severity'].decode()} {text!r}"
 
     return f"it reads as {one(first)}, or as {one(other)}"
+
+
+def _free_text(m: re.Match[bytes] | re.Match[str] | None) -> int:
+    """How much of a line a prefix's free-text fields took (less: the better reading)."""
+    if m is None:
+        return 1 << 30
+    gd = m.groupdict()
+    return sum(len(gd[g] or "") for g in _FREE if g in gd)
 
 
 def time_resolution_us(prefix: CompiledPrefix) -> int:
