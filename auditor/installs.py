@@ -325,8 +325,8 @@ def split_installs(
         ):
             continue
         row = _match_row(recs, shapes, rows.get(db, ()), used)
-        if row is None and audit_read:
-            continue
+        if row is None and (audit_read or any(r.time is None for r in recs)):
+            continue  # (a time that could not be placed: nothing to bound it by)
         first = recs[0]
         if row is not None:
             used.add((db, row.id))
