@@ -425,8 +425,7 @@ def choose_prefix(
             if m is None:
                 continue
             read += 1
-            gd = m.groupdict()
-            free += sum(len(gd[g] or b"") for g in _FREE if g in gd)
+            free += _free_text(m)
         if not read:
             continue
         key = (read, -free, -index)
@@ -661,6 +660,12 @@ def decide(
 MIN_OTHER_LINES = 3
 
 
+def _free_text(m: re.Match[bytes]) -> int:
+    """Bytes a prefix's match leaves to its free-text fields (less: a better reading)."""
+    gd = m.groupdict()
+    return sum(len(gd[g] or b"") for g in _FREE if g in gd)
+
+
 def _best_free(prefixes: Sequence[CompiledPrefix], line: bytes) -> int | None:
     """The least free text any of ``prefixes`` leaves reading ``line`` (None: none reads it)."""
     best: int | None = None
@@ -668,8 +673,7 @@ def _best_free(prefixes: Sequence[CompiledPrefix], line: bytes) -> int | None:
         m = p.match(line)
         if m is None:
             continue
-        gd = m.groupdict()
-        free = sum(len(gd[g] or b"") for g in _FREE if g in gd)
+        free = _free_text(m)
         best = free if best is None else min(best, free)
     return best
 
@@ -715,8 +719,7 @@ def other_prefixes(first: CompiledPrefix, lines: Sequence[bytes]) -> tuple[Compi
                 m = cand.match(ln)
                 if m is None:
                     continue
-                gd = m.groupdict()
-                left = sum(len(gd[g] or b"") for g in _FREE if g in gd)
+                left = _free_text(m)
                 theirs = _best_free(chosen, ln)
                 if theirs is None or left < theirs:
                     read += 1
