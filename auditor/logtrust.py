@@ -18,7 +18,10 @@ module judges what the readers saw of the log's own sequence:
   between without this log (``postgres --single``, or another logging setup):
   critical;
 * a file whose sessions' numbers do not run on from the file before: a rotated
-  file deleted or cut (LOG_GAP, high).
+  file deleted or cut (LOG_GAP, high);
+* across incremental runs (``--state``): the numbers each session had where the
+  previous run stopped reading (:class:`PriorLines`) go on in what this run reads,
+  so lines cut from the part of a file not read yet are found too.
 
 Findings name the session, the file and the line; statement records that no
 server could have written are taken out of the pairing (they stand in the
@@ -28,8 +31,8 @@ LOG_TAMPERED finding, not in an UNREPORTED_DDL against the session they claim).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from auditor.findings import make_finding
@@ -60,6 +63,49 @@ class TrustGap:
     file: str | None
 
 
+#: Sessions whose last line number a state file keeps per log format (the most recent
+#: ones: an older session that goes on later is then not checked across runs).
+MAX_PRIOR_SESSIONS = 50_000
+
+
+@dataclass(frozen=True)
+class PriorLines:
+    """Where the previous run (``--state``) left each session's line numbers, per format.
+
+    ``file`` is the last file it read; ``last_time`` the latest time it read there;
+    ``key`` the tracker's key (``c``: session ids, ``p``: pids); ``sessions`` the last
+    number of each session.
+    """
+
+    fmt: str
+    file: str
+    last_time: datetime | None
+    key: str
+    sessions: Mapping[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "last_time": self.last_time.isoformat() if self.last_time else None,
+            "key": self.key,
+            "sessions": dict(self.sessions),
+        }
+
+    @classmethod
+    def from_json(cls, fmt: str, data: Mapping[str, object]) -> PriorLines:
+        when = data.get("last_time")
+        sessions = data.get("sessions")
+        if not isinstance(sessions, Mapping):
+            raise ValueError(f"lines.{fmt}.sessions is not an object")
+        return cls(
+            fmt,
+            str(data["file"]),
+            datetime.fromisoformat(when) if isinstance(when, str) else None,
+            str(data["key"]),
+            {str(k): int(v) for k, v in sessions.items()},
+        )
+
+
 @dataclass
 class Verdict:
     findings: list[Finding] = field(default_factory=list)
@@ -71,6 +117,8 @@ class Verdict:
     #: and the ids of their findings.
     ambiguous: list[LogRecord] = field(default_factory=list)
     two_ways: set[str] = field(default_factory=set)
+    #: Each format's session line numbers where this run stopped (for the next run).
+    lines: dict[str, PriorLines] = field(default_factory=dict)
 
 
 def session_parts(session_id: str | None) -> tuple[datetime, int] | None:
@@ -106,14 +154,19 @@ def judge(
     *,
     log_timezone: str | None = None,
     inexact: frozenset[str] = frozenset(),
+    prior: Mapping[str, PriorLines] | None = None,
+    resumed: frozenset[str] = frozenset(),
 ) -> Verdict:
     """Everything the log says about itself (``sources``: the readers' SourceStats).
 
     ``inexact``: files whose times could not all be placed (an unknown zone): their
-    records' times are not held against their session ids.
+    records' times are not held against their session ids.  ``prior``: where the
+    previous run left each format's sessions (only for formats whose every file this
+    run reads goes on from it: see :func:`prior_applies`); ``resumed``: the files this
+    run reads from where that run stopped.
     """
     out = Verdict()
-    chains = _chains(sources)
+    chains = _chains(sources, prior, resumed)
     by_place = {(r.source.file, r.source.offset): r for r in records}
     statements = {
         (r.source.file, r.source.offset)
@@ -122,6 +175,8 @@ def judge(
     }
     for chain in chains:
         _sequence(chain, records, by_place, statements, out)
+        if (lines := _lines_now(chain)) is not None:
+            out.lines[chain.fmt] = lines
     _unnumbered(records, sources, out)
     _impossible(records, chains, inexact, out)
     _two_ways(records, out)
@@ -130,7 +185,53 @@ def judge(
     return out
 
 
-def _chains(sources: Sequence[object]) -> list[_Chain]:
+def prior_applies(prior: PriorLines, sources: Sequence[object], resumed: frozenset[str]) -> bool:
+    """Whether this run's files of ``prior``'s format all go on from the previous run.
+
+    Each must be read from where that run stopped, or begin after the last time it
+    read: a file older than that (read again from its start, or one the previous runs
+    never named) holds lower numbers of the same sessions, which are no break.
+    """
+    seen = False
+    for st in sources:
+        track: LineTrack | None = getattr(st, "sequence", None)
+        if track is None or track.fmt != prior.fmt:
+            continue
+        seen = True
+        if track.key != prior.key:
+            return False
+        if str(getattr(st, "source", "")) in resumed:
+            continue
+        first = getattr(st, "first_time", None)
+        if first is None:
+            continue  # nothing read: nothing to compare
+        if prior.last_time is None or first < prior.last_time - _START_SLACK:
+            return False
+    return seen
+
+
+def _prior_track(prior: PriorLines, label: str) -> LineTrack:
+    return LineTrack(prior.fmt, label, prior.key, {k: (n, n, 0) for k, n in prior.sessions.items()})
+
+
+def _lines_now(chain: _Chain) -> PriorLines | None:
+    """The chain's sessions where this run stopped (the most recent, up to a bound)."""
+    track = chain.track
+    if not track.sessions:
+        return None
+    names = list(track.sessions)[-MAX_PRIOR_SESSIONS:]
+    last = max((t for _n, _f, t in chain.files if t is not None), default=None)
+    return PriorLines(
+        chain.fmt, track.file, last, track.key, {k: track.sessions[k][1] for k in names}
+    )
+
+
+def _chains(
+    sources: Sequence[object],
+    prior: Mapping[str, PriorLines] | None = None,
+    resumed: frozenset[str] = frozenset(),
+) -> list[_Chain]:
+    prior = prior or {}
     chains: dict[str, _Chain] = {}
     # In the order the server wrote them (several --log specs are read as given).
     far = datetime.max.replace(tzinfo=UTC)
@@ -143,13 +244,36 @@ def _chains(sources: Sequence[object]) -> list[_Chain]:
             continue
         chain = chains.get(track.fmt)
         if chain is None:
-            chains[track.fmt] = _Chain(track.fmt, track, first, [(name, first, last)])
+            before = prior.get(track.fmt)
+            if before is None or before.key != track.key:
+                chains[track.fmt] = _Chain(track.fmt, track, first, [(name, first, last)])
+                continue
+            # The previous run's numbers come first: this run's files go on from them
+            # (a file read on from where it stopped: a break inside that file).
+            label = f"{before.file} (as the previous run read it)"
+            chain = chains[track.fmt] = _Chain(
+                track.fmt, _prior_track(before, label), first, [(label, None, before.last_time)]
+            )
+            chain.track = chain.track.then(track, "state" if name in resumed else "file")
+            chain.files.append((name, first, last))
             continue
         chain.track = chain.track.then(track, "file")
         chain.files.append((name, first, last))
         if chain.start is None:
             chain.start = first
     return list(chains.values())
+
+
+def _first_records(records: Sequence[LogRecord], key: str) -> dict[tuple[str, str], LogRecord]:
+    """The first record read of each session (``key`` ``c``) or process (``p``) per file."""
+    out: dict[tuple[str, str], LogRecord] = {}
+    for r in records:
+        name = r.session_id if key == "c" else str(r.pid) if r.pid is not None else None
+        if name:
+            seen = out.get((r.source.file, name))
+            if seen is None or r.source.offset < seen.source.offset:
+                out[(r.source.file, name)] = r
+    return out
 
 
 def _file_times(chain: _Chain, name: str) -> tuple[datetime | None, datetime | None]:
@@ -168,10 +292,24 @@ def _sequence(
 ) -> None:
     track = chain.track
     meets: dict[tuple[str, str, bool], list[Break]] = {}
+    resumed: dict[tuple[str, str], LogRecord] | None = None
     for brk in track.breaks:
         if brk.boundary == "file":  # every process alive there says the same: one finding
             meets.setdefault((brk.prev_file or "", brk.file, brk.kind == "gap"), []).append(brk)
             continue
+        if brk.boundary == "state":
+            # Where the session's first line read now is: the tracker knows only the
+            # window it was in (stderr, jsonlog); its first record read is the place.
+            if resumed is None:
+                resumed = _first_records(records, track.key)
+            rec = resumed.get((brk.file, brk.key))
+            exact = rec is not None and rec.line_num == brk.line
+            brk = replace(
+                brk,
+                offset=rec.source.offset if rec else None,
+                phys_line=rec.source.line if rec and exact else None,
+                time=rec.time if rec else None,
+            )
         _break_finding(chain, brk, by_place, statements, out)
     for (prev_file, file, gap), brks in meets.items():
         _meeting_finding(chain, prev_file, file, gap, brks, out)
@@ -400,7 +538,13 @@ def _break_finding(
     severity = Severity.CRITICAL
     cls = C.LOG_TAMPERED
     t = brk.time or (rec.time if rec else None)
-    if brk.kind == "head":
+    if brk.boundary == "state":
+        reason = _across_runs(chain, brk, unit, who, where)
+        if brk.kind != "gap":
+            # Not the server's numbering either way, but a state file may be used with
+            # another copy of the log: where the two runs meet, not inside this read.
+            severity = Severity.HIGH
+    elif brk.kind == "head":
         missing = f"its first {brk.line - 1} {unit}(s)"
         reason = (
             f"The {chain.fmt} log's {who} started after the log read begins, yet its first "
@@ -453,6 +597,26 @@ def _break_finding(
                 },
             },
         )
+    )
+
+
+def _across_runs(chain: _Chain, brk: Break, unit: str, who: str, where: str) -> str:
+    head = (
+        f"The previous run (--state) stopped reading {brk.file} of the {chain.fmt} log with "
+        f"{who} at {unit} number {brk.prev}"
+    )
+    if brk.kind == "gap":
+        count = brk.line - (brk.prev or 0) - 1
+        return (
+            f"{head}; the first of its {unit}s read now is number {brk.line} ({where}): "
+            f"{count} {unit}(s) were removed from the file after that run read it and "
+            "before this one."
+        )
+    return (
+        f"{head}; the first of its {unit}s read now is number {brk.line} ({where}), which "
+        "that run had already read: the same lines read twice (the state file was used "
+        "with another copy of the log), or lines written into the log by something else "
+        "than the server."
     )
 
 

@@ -41,7 +41,7 @@ from auditor.errors import AuditorError, ConfigError, LogInputError, StateError
 from auditor.findings import DEFAULT_SEVERITY, Policy, make_finding, parse_severity, sort_key
 from auditor.installs import AuditedDatabase, InstallRow, split_installs
 from auditor.logs.times import pick_log_timezone, wall_clock_zone
-from auditor.logtrust import Verdict
+from auditor.logtrust import PriorLines, Verdict
 from auditor.matcher import Gap, MatchContext, MatchResult, match
 from auditor.model import (
     AuditEvent,
@@ -193,6 +193,8 @@ class State:
     catalog: dict[str, Any] = field(default_factory=dict)
     #: database -> what the run vouched for (hashes of its rows, see capture.vouch).
     vouched: dict[str, Vouched] = field(default_factory=dict)
+    #: format -> each session's line number where the run stopped reading (logtrust).
+    lines: dict[str, PriorLines] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -218,6 +220,10 @@ class State:
                 vouched={
                     str(k): Vouched.from_json(v) for k, v in (data.get("vouched") or {}).items()
                 },
+                lines={
+                    str(k): PriorLines.from_json(str(k), v)
+                    for k, v in (data.get("lines") or {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"{path}: damaged state file ({exc})") from None
@@ -234,6 +240,7 @@ class State:
             "carried_events": [list(e) for e in self.carried_events],
             "catalog": self.catalog,
             "vouched": {k: v.to_json() for k, v in sorted(self.vouched.items())},
+            "lines": {k: v.to_json() for k, v in sorted(self.lines.items())},
         }
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
@@ -276,6 +283,8 @@ class LogSide:
     sources: list[Any] = field(default_factory=list)
     #: Files with times that could not be placed exactly (no time-based tamper check).
     inexact: set[str] = field(default_factory=set)
+    #: Files read on from where the previous run (--state) stopped.
+    resumed: set[str] = field(default_factory=set)
 
 
 def _warning_gaps(
@@ -429,6 +438,7 @@ def read_logs(
                     None,
                 )
             )
+    side.resumed = {name for name, (offset, _line) in starts.items() if offset > 0}
     if not sources:
         _skipped_files(side, skipped)
         return side
@@ -1013,6 +1023,8 @@ class Analysis:
     #: Why the run is incomplete (exit 2): audit sides that could not be read, or none.
     errors: list[str] = field(default_factory=list)
     vouched: dict[str, Vouched] = field(default_factory=dict)
+    #: Each format's session line numbers where this run stopped reading.
+    lines: dict[str, PriorLines] = field(default_factory=dict)
 
 
 def _read_window(
@@ -1060,14 +1072,35 @@ def _read_window(
 
 
 def _log_trust(
-    logs: LogSide, since: datetime | None, until: datetime | None, log_timezone: str | None
+    logs: LogSide,
+    since: datetime | None,
+    until: datetime | None,
+    log_timezone: str | None,
+    state: State | None = None,
 ) -> Verdict:
     """What the log says about itself (auditor.logtrust), kept to the window: a break
-    outside it was reported by the run whose window held it."""
-    from auditor.logtrust import judge
+    outside it was reported by the run whose window held it.  With a state, each
+    session's numbers go on from where the previous run stopped reading."""
+    from auditor.logtrust import judge, prior_applies
 
+    resumed = frozenset(logs.resumed)
+    prior: dict[str, PriorLines] = {}
+    for fmt, lines in (state.lines if state is not None else {}).items():
+        if prior_applies(lines, logs.sources, resumed):
+            prior[fmt] = lines
+        elif any(getattr(st.sequence, "fmt", None) == fmt for st in logs.sources):
+            logs.notes.append(
+                f"The {fmt} log's line numbers were not checked against where the previous "
+                "run (--state) stopped: this run reads files older than that (or a prefix "
+                "that numbers other keys)."
+            )
     verdict = judge(
-        logs.sources, logs.records, log_timezone=log_timezone, inexact=frozenset(logs.inexact)
+        logs.sources,
+        logs.records,
+        log_timezone=log_timezone,
+        inexact=frozenset(logs.inexact),
+        prior=prior,
+        resumed=resumed,
     )
     # A line that reads two ways is judged where its records are read: a %t line printed
     # in the second --since falls in may be inside the window.
@@ -1256,7 +1289,7 @@ def _analyse(
         audit_read=bool(dsn),
     )
     records = [r for r in records if r.source in straddlers] + inside
-    trust = _log_trust(logs, since, effective_until, log_timezone)
+    trust = _log_trust(logs, since, effective_until, log_timezone, state)
     if trust.forged:
         # Lines no server process wrote stand in their LOG_TAMPERED finding: they are
         # not paired with the audit rows of the session they claim.
@@ -1371,6 +1404,7 @@ def _analyse(
         catalog_state,
         errors,
         audit.vouched,
+        trust.lines,
     )
 
 
@@ -1402,6 +1436,8 @@ def reconcile(
         # What this run vouched for replaces the previous (it covers it); a database
         # not read this time keeps its previous vouch, to be verified next time.
         new_state.vouched = {**a.state.vouched, **a.vouched}
+        # A format not read this time keeps where the previous run left it.
+        new_state.lines = {**a.state.lines, **a.lines}
         new_state.save(a.state_path)
     failing = [
         f for f in a.document.findings if not f.allowed and f.severity.rank >= a.fail_on.rank

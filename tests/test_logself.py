@@ -329,6 +329,52 @@ def test_lines_cut_out_of_a_session_are_log_tampered(adb: Audited, tmp_path: Pat
         assert_accounts(result)
 
 
+def test_lines_cut_between_two_state_runs_are_log_tampered(adb: Audited, tmp_path: Path) -> None:
+    """A session open across the nightly run: its first lines after the point where
+    that run stopped reading are cut (nothing before them in this read shows the gap);
+    the numbers the state kept do.  The same two runs without the cut raise nothing."""
+    copy = tmp_path / "logs"
+
+    def snapshot() -> None:
+        time.sleep(0.3)
+        adb.cluster.flush_logs()
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(adb.cluster.log_dir, copy)
+
+    with adb.session("long-lived") as conn:
+        session = _session(conn)
+        conn.execute("CREATE TABLE spans_the_run (id int)")
+        snapshot()
+        states = {fmt: tmp_path / f"state-{fmt}.json" for fmt in formats(adb.cluster)}
+        for fmt, state in states.items():
+            first = adb.reconcile(fmt, logs=[str(copy)], state=str(state))
+            assert only(first, C.LOG_TAMPERED) == [], fmt
+            assert session in json.loads(state.read_text())["lines"][fmt]["sessions"], fmt
+        conn.execute("CREATE TABLE after_the_run (id int)")
+        conn.execute("CREATE TABLE kept_after (id int)")
+    snapshot()
+    for fmt, state in states.items():
+        control = tmp_path / f"control-{fmt}.json"
+        shutil.copy(state, control)
+        calm = adb.reconcile(fmt, logs=[str(copy)], state=str(control))
+        assert only(calm, C.LOG_TAMPERED) == [], fmt
+        assert [f for f in calm.document.findings if f.severity.rank >= Severity.HIGH.rank] == []
+        assert calm.document.summary.matched == 2, fmt
+    for fmt, state in states.items():
+        (cut,) = _session_numbers(copy, fmt, session, "statement: CREATE TABLE after_the_run")
+        (kept,) = _session_numbers(copy, fmt, session, "statement: CREATE TABLE kept_after")
+        assert _cut(copy, fmt, session, range(cut, kept)) == kept - cut >= 2, fmt
+        result = adb.reconcile(fmt, logs=[str(copy)], state=str(state))
+        (tampered,) = only(result, C.LOG_TAMPERED)
+        assert tampered.severity == Severity.CRITICAL and tampered.session_id == session, fmt
+        assert "previous run (--state)" in tampered.explanation, fmt
+        assert f"number {cut - 1}" in tampered.explanation, fmt
+        assert f"is number {kept}" in tampered.explanation, fmt
+        assert tampered.user == "postgres" and tampered.log_line is not None, fmt
+        assert result.document.summary.matched == 1, fmt
+        assert_accounts(result)
+
+
 def _forge(cluster: TempCluster, fmt: str, session: str, statement: str) -> None:
     """Write a ``statement:`` line claiming number 1 of ``session``, modelled on the
     session's last line, the way an intruder can: appended to the csv/json file, sent
@@ -444,6 +490,53 @@ def test_a_deleted_rotated_file_is_a_log_gap_between_its_neighbours(
         assert len(gaps) == 1 and gaps[0].severity == Severity.HIGH, fmt
         assert "a rotated file deleted" in gaps[0].explanation
         assert not only(result, C.LOG_TAMPERED)
+        assert_accounts(result)
+
+
+def test_a_file_deleted_between_two_state_runs_is_a_log_gap(adb: Audited, tmp_path: Path) -> None:
+    """The session goes on over rotations between the nightly runs: with every file
+    there, nothing is raised; with the file written between the runs deleted before the
+    second one, the numbers the state kept skip where the files meet (a LOG_GAP)."""
+    copy = tmp_path / "logs"
+
+    def snapshot() -> None:
+        time.sleep(0.3)
+        adb.cluster.flush_logs()
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(adb.cluster.log_dir, copy)
+
+    with adb.session("rotating") as conn:
+        conn.execute("CREATE TABLE before_night (id int)")
+        snapshot()
+        states = {fmt: tmp_path / f"state-{fmt}.json" for fmt in formats(adb.cluster)}
+        for fmt, state in states.items():
+            assert (
+                only(adb.reconcile(fmt, logs=[str(copy)], state=str(state)), C.LOG_TAMPERED) == []
+            )
+        time.sleep(1.1)
+        adb.cluster.flush_logs()
+        middle = adb.cluster.rotate_logs()
+        conn.execute("CREATE TABLE in_deleted (id int)")
+        time.sleep(1.1)
+        adb.cluster.flush_logs()
+        adb.cluster.rotate_logs()
+        conn.execute("CREATE TABLE in_last (id int)")
+    snapshot()
+    for fmt, state in states.items():
+        control = tmp_path / f"control-{fmt}.json"
+        shutil.copy(state, control)
+        calm = adb.reconcile(fmt, logs=[str(copy)], state=str(control))
+        assert [f for f in calm.document.findings if f.severity.rank >= Severity.HIGH.rank] == []
+        assert calm.document.summary.matched == 2, fmt
+    for path in middle.values():
+        (copy / path.name).unlink()
+    for fmt, state in states.items():
+        result = adb.reconcile(fmt, logs=[str(copy)], state=str(state))
+        assert not [f for f in result.document.findings if f.severity == Severity.CRITICAL], fmt
+        gaps = [f for f in only(result, C.LOG_GAP) if "missing" in f.explanation]
+        assert len(gaps) == 1 and gaps[0].severity == Severity.HIGH, fmt
+        assert "a rotated file deleted" in gaps[0].explanation, fmt
+        assert not only(result, C.LOG_TAMPERED), fmt
         assert_accounts(result)
 
 
