@@ -97,6 +97,17 @@ ROLE_WIDE_TAGS = frozenset(
 )
 #: Statement tags whose schema name explains changes of every object in that schema.
 SCHEMA_WIDE_TAGS = frozenset({"DROP SCHEMA", "DROP OWNED", "ALTER DEFAULT PRIVILEGES"})
+#: Statements that write no catalog a snapshot follows (pg_description, pg_seclabel):
+#: they explain no change, or catalog DML of any object could hide behind a COMMENT.
+EXPLAINS_NOTHING = frozenset({"COMMENT", "SECURITY LABEL"})
+#: pg_proc fields only CREATE [OR REPLACE] of a routine writes (also inside an extension's
+#: script): ALTER FUNCTION, GRANT and the like next to ``UPDATE pg_proc SET prosrc`` in one
+#: transaction do not explain a new body.
+BODY_FIELDS = frozenset({"body", "binary", "sql_body"})
+BODY_TAGS = frozenset(
+    {"CREATE FUNCTION", "CREATE PROCEDURE", "CREATE AGGREGATE", "CREATE EXTENSION"}
+    | {"ALTER EXTENSION"}
+)
 #: How far apart the log's and the server's clocks and precisions may be.
 SLACK = timedelta(seconds=5)
 PARTS = ("database", "builtin", "cluster")
@@ -437,13 +448,22 @@ class LogEvidence:
 
 
 def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
-    """The DDL statements among log records (failed ones too: a failed CREATE INDEX
-    CONCURRENTLY leaves its invalid index behind)."""
+    """The DDL statements among log records.
+
+    A statement that failed changed nothing, so it explains nothing: else a superuser
+    covers catalog DML of any object with a failing ``ALTER ... OWNER TO no_such_role``
+    naming it.  Kept are only failed strings that commit part-way (a failed CREATE INDEX
+    CONCURRENTLY leaves its invalid index behind; a COMMIT inside a string that fails
+    later keeps what came before it).
+    """
     from auditor.classify import classify, statement_object_names
 
-    out = []
+    out: list[tuple[tuple[str, int], bool, LogEvidence]] = []
     seen: set[tuple[str, int]] = set()
+    failed: set[tuple[str, int]] = set()
     for rec in records:
+        if rec.failed_statement is not None:
+            failed.add((rec.failed_statement.file, rec.failed_statement.offset))
         if rec.kind not in (MessageKind.STATEMENT, MessageKind.EXECUTE) or rec.time is None:
             continue
         text = rec.statement or ""
@@ -454,25 +474,39 @@ def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
             continue
         seen.add(where)
         texts = [text, *([rec.prepare_text] if rec.prepare_text else [])]
-        statements = [s for t in texts for s in classify(t).statements if s.schema_change]
+        classified = [classify(t) for t in texts]
+        statements = [s for q in classified for s in q.statements if s.schema_change]
         if not statements:
             continue
         names: dict[tuple[str, ...], None] = {}
-        for t in texts:
-            for n in statement_object_names(t):
-                names.setdefault(n, None)
+        if all(s.command_tag in EXPLAINS_NOTHING for s in statements):
+            continue
+        if any(s.command_tag in EXPLAINS_NOTHING for s in statements):
+            for s in statements:
+                if s.command_tag not in EXPLAINS_NOTHING:
+                    for n in s.object_names:
+                        names.setdefault(n, None)
+        else:
+            for t in texts:
+                for n in statement_object_names(t):
+                    names.setdefault(n, None)
+        spans = any(q.spans_transactions for q in classified)
         out.append(
-            LogEvidence(
-                rec.time,
-                rec.database,
-                tuple(dict.fromkeys(s.command_tag for s in statements)),
-                tuple(names),
-                rec.source.file,
-                rec.source.line,
-                timedelta(microseconds=rec.time_resolution_us),
+            (
+                where,
+                spans,
+                LogEvidence(
+                    rec.time,
+                    rec.database,
+                    tuple(dict.fromkeys(s.command_tag for s in statements)),
+                    tuple(names),
+                    rec.source.file,
+                    rec.source.line,
+                    timedelta(microseconds=rec.time_resolution_us),
+                ),
             )
         )
-    return out
+    return [ev for where, spans, ev in out if spans or where not in failed]
 
 
 def _merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -865,6 +899,8 @@ class Evidence:
         self.by_name: dict[str, list[LogEvidence]] = {}
         self.wide: list[LogEvidence] = []  # statements whose role or schema names explain
         for e in events:
+            if e.command_tag in EXPLAINS_NOTHING:
+                continue
             for oid in set(e.objids):
                 self.by_objid.setdefault(oid, []).append(e)
             for x in set(e.xmins):
@@ -898,6 +934,9 @@ def explain(
     if change.new is not None and change.new.classid in REWRITTEN_ONLY_BY_DDL:
         # Only DDL writes these rows: the last write must be one of those transactions'.
         naming = [e for e in naming if change.new.xmin in e.xmins]
+    body = obj.classid == 1255 and any(c.split(":", 1)[0] in BODY_FIELDS for c in change.changes)
+    if body:
+        naming = [e for e in naming if e.command_tag in BODY_TAGS]
     audit = sorted({e.id for e in naming})
     same: list[int] = []
     acl_or_owner = change.action == "changed" and all(
@@ -906,6 +945,8 @@ def explain(
     )
     if not audit and change.new is not None and change.action != "dropped":
         for e in evidence.by_xmin.get(change.new.xmin, ()):
+            if body and e.command_tag not in BODY_TAGS:
+                continue
             if (
                 (not e.objids and e.command_tag in ("GRANT", "REVOKE"))
                 or (acl_or_owner and e.command_tag in ROLE_WIDE_TAGS)
@@ -925,6 +966,7 @@ def explain(
         ev
         for ev in evidence.statements({n for n, _ in names})
         if _log_matches(ev, names, known_schemas, own_schema, roles, acl_or_owner, dropped)
+        and not (body and not set(ev.tags) & BODY_TAGS)
     )
     return Explanation(tuple(sorted(set(audit))), matched, tuple(sorted(set(same))))
 

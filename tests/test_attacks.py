@@ -1,0 +1,146 @@
+"""Attacks on the installed auditor that got through, each played for real on a cluster.
+
+A hostile superuser changes a schema object with catalog DML (``UPDATE pg_proc``,
+``UPDATE pg_class``: never logged under ``log_statement = 'ddl'``, never seen by event
+triggers), which only the catalog channel can catch, and then gives that channel a
+statement that seems to explain the change: a COMMENT on the object, a DDL statement
+naming it that fails, or a harmless ALTER of it in the same transaction.  Each must
+stay a critical SILENT_SCHEMA_CHANGE; the same statements without the catalog DML
+must still explain what they did change (no false alarm).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from auditor import capture
+from auditor.cluster import TempCluster
+from auditor.config import load_config
+from auditor.model import Finding, FindingClass, Severity
+from auditor.reconcile import ReconcileResult, reconcile
+
+C = FindingClass
+_n = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def ac() -> Iterator[TempCluster]:
+    with TempCluster() as c:
+        yield c
+
+
+@dataclass
+class Audited:
+    cluster: TempCluster
+    name: str
+    out: Path
+    state: Path
+
+    def run(self, query: str, *, app: str = "attack-test") -> Any:
+        return self.cluster.execute(query, dbname=self.name, application_name=app)
+
+    def fails(self, query: str) -> None:
+        with pytest.raises(psycopg.Error):
+            self.run(query)
+
+    def session(self, *statements: str) -> None:
+        """One session, one statement per round trip (BEGIN ... COMMIT spans several)."""
+        with self.cluster.connect(self.name, application_name="attack-session") as conn:
+            for stmt in statements:
+                conn.execute(stmt)
+
+    def reconcile(self) -> ReconcileResult:
+        self.cluster.flush_logs()
+        flags: dict[str, Any] = {
+            "dsn": self.cluster.dsn(self.name),
+            "logs": [str(self.cluster.log_dir)],
+            "databases": [self.name],
+            "out": str(self.out),
+            "state": str(self.state),
+        }
+        return reconcile(load_config(flags, environ={}))
+
+
+@pytest.fixture
+def adb(ac: TempCluster, tmp_path: Path) -> Iterator[Audited]:
+    name = f"atk{next(_n)}"
+    ac.execute(f"CREATE DATABASE {name}")
+    capture.install(ac.dsn(name), databases=[name])
+    handle = Audited(ac, name, tmp_path / "out", tmp_path / "state.json")
+    handle.run("CREATE FUNCTION pay(int) RETURNS int LANGUAGE sql AS 'SELECT $1'")
+    handle.run("CREATE TABLE salaries (id int, amount int)")
+    handle.reconcile()  # the baseline the attack is compared with
+    try:
+        yield handle
+    finally:
+        ac.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+NEW_BODY = "UPDATE pg_proc SET prosrc = 'SELECT $1 * 2' WHERE proname = 'pay'"
+OPEN_TABLE = "UPDATE pg_class SET relacl = '{=arwdDxt/postgres}' WHERE relname = 'salaries'"
+
+
+def silent(result: ReconcileResult) -> list[Finding]:
+    return [f for f in result.document.findings if f.cls == C.SILENT_SCHEMA_CHANGE]
+
+
+def naming(result: ReconcileResult, text: str) -> Finding:
+    found = [f for f in silent(result) if text in f.explanation]
+    assert len(found) == 1, [f.explanation for f in silent(result)]
+    return found[0]
+
+
+def test_a_comment_on_the_object_does_not_explain_catalog_dml(adb: Audited) -> None:
+    adb.run("COMMENT ON FUNCTION pay(int) IS 'reviewed'")
+    adb.run(NEW_BODY)
+    adb.session("BEGIN", "COMMENT ON TABLE salaries IS 'reviewed'", OPEN_TABLE, "COMMIT")
+    result = adb.reconcile()
+    assert naming(result, "pay").severity == Severity.CRITICAL
+    assert naming(result, "salaries").severity == Severity.CRITICAL
+
+
+def test_a_failed_statement_naming_the_object_does_not_explain_catalog_dml(
+    adb: Audited,
+) -> None:
+    adb.fails("ALTER FUNCTION pay(int) OWNER TO no_such_role")
+    adb.fails("ALTER TABLE salaries OWNER TO no_such_role")
+    adb.run(NEW_BODY)
+    adb.run(OPEN_TABLE)
+    result = adb.reconcile()
+    assert naming(result, "pay").severity == Severity.CRITICAL
+    assert naming(result, "salaries").severity == Severity.CRITICAL
+    failed = [f for f in result.document.findings if f.cls == C.FAILED_DDL]
+    assert len(failed) == 2 and all(f.severity == Severity.INFO for f in failed)
+
+
+def test_an_alter_of_the_function_does_not_explain_a_new_body(adb: Audited) -> None:
+    adb.session("BEGIN", "ALTER FUNCTION pay(int) COST 200", NEW_BODY, "COMMIT")
+    result = adb.reconcile()
+    found = naming(result, "pay")
+    assert found.severity == Severity.CRITICAL
+    assert "body" in found.explanation
+
+
+def test_the_same_statements_alone_explain_what_they_change(adb: Audited) -> None:
+    """No false alarm: the statements of the attacks, without catalog DML, and a failed
+    CREATE INDEX CONCURRENTLY, whose invalid index stays behind."""
+    adb.run("COMMENT ON FUNCTION pay(int) IS 'reviewed'; COMMENT ON TABLE salaries IS 'x'")
+    adb.run("ALTER FUNCTION pay(int) COST 200")
+    adb.run("CREATE OR REPLACE FUNCTION pay(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1'")
+    adb.run("GRANT SELECT ON salaries TO PUBLIC")
+    adb.fails("ALTER TABLE salaries OWNER TO no_such_role")
+    adb.run("INSERT INTO salaries VALUES (1, 1), (1, 2)")
+    adb.fails("CREATE UNIQUE INDEX CONCURRENTLY salaries_id ON salaries (id)")
+    ((valid,),) = adb.run(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'salaries_id'::regclass"
+    )
+    assert valid is False
+    result = adb.reconcile()
+    assert silent(result) == [], [f.explanation for f in silent(result)]
