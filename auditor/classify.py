@@ -944,16 +944,31 @@ def _event_trigger_change(name: str, stmt: Tree, tag: str) -> EventTriggerChange
     return None
 
 
+def _role_list(arg: Any) -> list[str]:
+    """The role names of a DefElem's list argument (``IN ROLE a, b``)."""
+    listname, body = _unwrap(arg)
+    out = []
+    for item in (body.get("items") or ()) if listname == "List" else ():
+        specname, spec = _unwrap(item)
+        if specname == "RoleSpec" and spec.get("rolename"):
+            out.append(str(spec["rolename"]))
+    return out
+
+
 def _grants_superuser(name: str, stmt: Tree) -> bool:
     if name in ("CreateRoleStmt", "AlterRoleStmt"):
+        superuser = False
         for opt in stmt.get("options") or ():
             optname, body = _unwrap(opt)
-            if optname == "DefElem" and body.get("defname") == "superuser":
+            if optname != "DefElem":
+                continue
+            if body.get("defname") == "superuser":
                 arg = body.get("arg")
-                if arg is None:
-                    return True
                 argname, argbody = _unwrap(arg)
-                return bool(argbody.get("boolval")) if argname == "Boolean" else True
+                superuser = arg is None or argname != "Boolean" or bool(argbody.get("boolval"))
+            elif body.get("defname") == "addroleto":  # CREATE ROLE x IN ROLE / IN GROUP
+                superuser |= bool(POWERFUL_ROLES.intersection(_role_list(body.get("arg"))))
+        return superuser
     if name == "GrantRoleStmt" and stmt.get("is_grant"):
         for role in stmt.get("granted_roles") or ():
             rname, body = _unwrap(role)

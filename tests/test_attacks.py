@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from auditor import capture
 from auditor.cluster import TempCluster
 from auditor.config import load_config
 from auditor.model import Finding, FindingClass, Severity
-from auditor.reconcile import ReconcileResult, reconcile
+from auditor.reconcile import CARRY, ReconcileResult, reconcile
 
 C = FindingClass
 _n = itertools.count(1)
@@ -56,7 +57,9 @@ class Audited:
             for stmt in statements:
                 conn.execute(stmt)
 
-    def reconcile(self) -> ReconcileResult:
+    def reconcile(self, *, later: timedelta = timedelta(0)) -> ReconcileResult:
+        """``later``: run as if that much later (evidence of the last CARRY minutes that
+        has no counterpart yet, a role's DDL, is carried to the next run)."""
         self.cluster.flush_logs()
         flags: dict[str, Any] = {
             "dsn": self.cluster.dsn(self.name),
@@ -65,7 +68,7 @@ class Audited:
             "out": str(self.out),
             "state": str(self.state),
         }
-        return reconcile(load_config(flags, environ={}))
+        return reconcile(load_config(flags, environ={}), now=datetime.now(UTC) + later)
 
 
 @pytest.fixture
@@ -144,3 +147,45 @@ def test_the_same_statements_alone_explain_what_they_change(adb: Audited) -> Non
     assert valid is False
     result = adb.reconcile()
     assert silent(result) == [], [f.explanation for f in silent(result)]
+
+
+# ------------------------------------------------------------- superuser-level role grants
+
+
+@pytest.mark.parametrize(
+    ("query", "grants"),
+    [
+        ("CREATE ROLE x IN ROLE pg_execute_server_program", True),
+        ("CREATE USER x IN GROUP pg_read_server_files, other", True),
+        ("CREATE ROLE x NOSUPERUSER LOGIN IN ROLE pg_write_server_files", True),
+        ("CREATE ROLE x IN ROLE pg_read_all_data", False),
+        ("CREATE ROLE x ROLE pg_execute_server_program", False),  # x's members, not x's
+        ("CREATE ROLE x NOSUPERUSER", False),
+    ],
+)
+def test_membership_in_a_server_file_role_by_any_statement_grants_superuser(
+    query: str, grants: bool
+) -> None:
+    """GRANT pg_execute_server_program TO x was high; CREATE ROLE ... IN ROLE grants the
+    same membership and was medium (ALTER GROUP cannot alter these reserved roles)."""
+    from auditor.classify import classify
+
+    assert classify(query).statements[0].grants_superuser is grants
+
+
+def test_a_server_file_role_granted_by_create_role_is_high(adb: Audited) -> None:
+    adb.run("CREATE ROLE atk_in IN ROLE pg_execute_server_program")
+    adb.run("CREATE USER atk_group IN GROUP pg_write_server_files")
+    try:
+        result = adb.reconcile(later=CARRY + timedelta(minutes=1))
+    finally:
+        adb.run("DROP ROLE atk_in; DROP ROLE atk_group")
+    found = {
+        f.statement: f.severity
+        for f in result.document.findings
+        if f.cls == C.UNAUDITABLE_DDL and "atk_" in (f.statement or "")
+    }
+    assert found == {
+        "CREATE ROLE atk_in IN ROLE pg_execute_server_program": Severity.HIGH,
+        "CREATE USER atk_group IN GROUP pg_write_server_files": Severity.HIGH,
+    }, found
