@@ -321,6 +321,9 @@ class StatementClass:
     event_trigger: EventTriggerChange | None = None
     settings: tuple[SettingChange, ...] = ()
     grants_superuser: bool = False
+    #: Roles the statement makes someone a member of (``GRANT r TO x``, ``CREATE ROLE x
+    #: IN ROLE r``, ``ALTER GROUP r ADD USER x``): membership in a superuser is its power.
+    granted_roles: tuple[str, ...] = ()
     #: ``CREATE/DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``ALTER TABLE ...
     #: DETACH PARTITION ... CONCURRENTLY``: the command commits and starts transactions
     #: itself, so its triggers fire under a later vxid than the one its log line shows.
@@ -977,6 +980,26 @@ def _grants_superuser(name: str, stmt: Tree) -> bool:
     return False
 
 
+def _granted_roles(name: str, stmt: Tree) -> tuple[str, ...]:
+    if name == "GrantRoleStmt" and stmt.get("is_grant"):
+        return tuple(
+            str(body["priv_name"])
+            for rname, body in map(_unwrap, stmt.get("granted_roles") or ())
+            if rname == "AccessPriv" and body.get("priv_name")
+        )
+    out: list[str] = []
+    for optname, body in map(_unwrap, stmt.get("options") or ()):
+        if optname != "DefElem":
+            continue
+        if name == "CreateRoleStmt" and body.get("defname") == "addroleto":
+            out.extend(_role_list(body.get("arg")))
+        elif name == "AlterRoleStmt" and body.get("defname") == "rolemembers":
+            _, role = _unwrap(stmt.get("role"))
+            if stmt.get("action") == 1 and isinstance(role, dict) and role.get("rolename"):
+                out.append(str(role["rolename"]))
+    return tuple(out)
+
+
 def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     if name == "VariableSetStmt":
         return _set_changes({"VariableSetStmt": stmt}, "session")
@@ -1048,6 +1071,7 @@ def classify_statement(
         event_trigger=_event_trigger_change(name, stmt, tag),
         settings=_settings(name, stmt, text),
         grants_superuser=_grants_superuser(name, stmt),
+        granted_roles=_granted_roles(name, stmt),
         commits_internally=_commits_internally(name, stmt),
     )
 

@@ -133,6 +133,8 @@ class MatchContext:
     #: Log records that read two ways (LOG_TAMPERED, auditor.logtrust): not paired;
     #: rows left without a line by them say so.
     ambiguous: tuple[LogRecord, ...] = ()
+    #: The server's superuser roles (reconcile asks): membership in one is superuser power.
+    superusers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +455,7 @@ class Matcher:
                 verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
             elif s.unauditable_reason:
                 sev = self._unauditable_severity(s)
-                extra = " It grants superuser-level power." if s.grants_superuser else ""
+                extra = " It grants superuser-level power." if self._grants_superuser(s) else ""
                 if sev == Severity.INFO:
                     said = "; ".join(v.text for v in self._setting_verdicts(s.settings))
                     extra += f" Its only effect: {said}."
@@ -743,9 +745,13 @@ class Matcher:
             changes = s.settings
             if all(c.name in RULES or c.name == "ALL" for c in changes):
                 return Severity.INFO
-        if s.command_tag == "ALTER SYSTEM" or s.grants_superuser:
+        if s.command_tag == "ALTER SYSTEM" or self._grants_superuser(s):
             return Severity.HIGH
         return None
+
+    def _grants_superuser(self, s: StatementClass) -> bool:
+        """SUPERUSER, a server-file role, or membership in a role that is a superuser."""
+        return s.grants_superuser or bool(self.ctx.superusers.intersection(s.granted_roles))
 
     # -- findings ------------------------------------------------------------------------
     def _add(

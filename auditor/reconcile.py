@@ -650,6 +650,8 @@ class AuditSide:
     log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
     #: database -> the live auditor as status saw it (what a statement restates).
     installed: dict[str, Installed] = field(default_factory=dict)
+    #: The server's superuser roles: a grant of one grants superuser.
+    superusers: frozenset[str] = frozenset()
 
 
 def read_audit(
@@ -699,6 +701,9 @@ def read_audit(
         side.encodings = {
             str(name): str(enc) for name, enc in main.execute(sql_text("database_encodings.sql"))
         }
+        side.superusers = frozenset(
+            str(r[0]) for r in main.execute(sql_text("superuser_roles.sql"))
+        )
     monitored = set()
     for p in report.problems:
         if p.weakens:
@@ -1288,6 +1293,7 @@ def _analyse(
         restored=restored,
         restore_traces=restore_traces(records, schema),
         ambiguous=tuple(trust.ambiguous),
+        superusers=audit.superusers,
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift, *trust.findings]

@@ -189,3 +189,30 @@ def test_a_server_file_role_granted_by_create_role_is_high(adb: Audited) -> None
         "CREATE ROLE atk_in IN ROLE pg_execute_server_program": Severity.HIGH,
         "CREATE USER atk_group IN GROUP pg_write_server_files": Severity.HIGH,
     }, found
+
+
+def test_membership_in_a_superuser_role_is_a_superuser_grant(adb: Audited) -> None:
+    """GRANT postgres TO mallory lets mallory SET ROLE postgres: superuser power (SPEC: high),
+    like ALTER ROLE mallory SUPERUSER; it was medium, as any role grant."""
+    su = adb.cluster.superuser
+    adb.run("CREATE ROLE sux_staff; CREATE ROLE sux_m; CREATE ROLE sux_o")
+    adb.run(f"GRANT {su} TO sux_m")
+    adb.run(f"CREATE ROLE sux_n IN ROLE {su}")
+    adb.run(f"ALTER GROUP {su} ADD USER sux_o")
+    adb.run("GRANT sux_staff TO sux_m")
+    try:
+        result = adb.reconcile(later=CARRY + timedelta(minutes=1))
+    finally:
+        adb.run("DROP ROLE sux_m; DROP ROLE sux_n; DROP ROLE sux_o; DROP ROLE sux_staff")
+    found = {
+        f.statement: f.severity
+        for f in result.document.findings
+        if f.cls == C.UNAUDITABLE_DDL and "sux_" in (f.statement or "")
+    }
+    assert found == {
+        "CREATE ROLE sux_staff; CREATE ROLE sux_m; CREATE ROLE sux_o": Severity.MEDIUM,
+        f"GRANT {su} TO sux_m": Severity.HIGH,
+        f"CREATE ROLE sux_n IN ROLE {su}": Severity.HIGH,
+        f"ALTER GROUP {su} ADD USER sux_o": Severity.HIGH,
+        "GRANT sux_staff TO sux_m": Severity.MEDIUM,
+    }, found
