@@ -108,6 +108,10 @@ BODY_TAGS = frozenset(
     {"CREATE FUNCTION", "CREATE PROCEDURE", "CREATE AGGREGATE", "CREATE EXTENSION"}
     | {"ALTER EXTENSION"}
 )
+#: What changes an object's privileges when its owner stays (an owner change rewrites the
+#: ACL too: any ALTER ... OWNER TO explains that): a harmless ALTER TABLE next to
+#: ``UPDATE pg_class SET relacl`` in one transaction does not explain new privileges.
+ACL_TAGS = ROLE_WIDE_TAGS | {"CREATE EXTENSION", "ALTER EXTENSION"}
 #: How far apart the log's and the server's clocks and precisions may be.
 SLACK = timedelta(seconds=5)
 PARTS = ("database", "builtin", "cluster")
@@ -921,6 +925,30 @@ class Evidence:
         return list(found.values())
 
 
+def tags_needed(change: Change) -> frozenset[str] | None:
+    """The statements that alone can write what changed, where their tag tells (a new
+    routine body, privileges of an object whose owner stayed); None: any DDL of it.
+
+    >>> c = Change("changed", (1259, 1), None, None, ("acl: '(none)' -> '{=r/a}'",))
+    >>> sorted(tags_needed(c) or ())[:2]
+    ['ALTER DEFAULT PRIVILEGES', 'ALTER EXTENSION']
+    >>> tags_needed(Change("changed", (1259, 1), None, None, ("acl: 1 -> 2", "owner: a -> b")))
+    """
+    if change.action != "changed":
+        return None
+    keys = [c.split(":", 1)[0] for c in change.changes]
+    classid = change.key[0]
+    if classid == 1255 and BODY_FIELDS.intersection(keys):
+        return BODY_TAGS
+    acl = any(
+        k == "acl" or (c.startswith("column ") and " acl " in c)
+        for k, c in zip(keys, change.changes, strict=True)
+    )
+    if acl and "owner" not in keys:
+        return ACL_TAGS
+    return None
+
+
 def explain(
     change: Change, index: _Index, evidence: Evidence, known_schemas: set[str]
 ) -> Explanation:
@@ -934,9 +962,9 @@ def explain(
     if change.new is not None and change.new.classid in REWRITTEN_ONLY_BY_DDL:
         # Only DDL writes these rows: the last write must be one of those transactions'.
         naming = [e for e in naming if change.new.xmin in e.xmins]
-    body = obj.classid == 1255 and any(c.split(":", 1)[0] in BODY_FIELDS for c in change.changes)
-    if body:
-        naming = [e for e in naming if e.command_tag in BODY_TAGS]
+    need = tags_needed(change)
+    if need is not None:
+        naming = [e for e in naming if e.command_tag in need]
     audit = sorted({e.id for e in naming})
     same: list[int] = []
     acl_or_owner = change.action == "changed" and all(
@@ -945,7 +973,7 @@ def explain(
     )
     if not audit and change.new is not None and change.action != "dropped":
         for e in evidence.by_xmin.get(change.new.xmin, ()):
-            if body and e.command_tag not in BODY_TAGS:
+            if need is not None and e.command_tag not in need:
                 continue
             if (
                 (not e.objids and e.command_tag in ("GRANT", "REVOKE"))
@@ -966,7 +994,7 @@ def explain(
         ev
         for ev in evidence.statements({n for n, _ in names})
         if _log_matches(ev, names, known_schemas, own_schema, roles, acl_or_owner, dropped)
-        and not (body and not set(ev.tags) & BODY_TAGS)
+        and (need is None or bool(need.intersection(ev.tags)))
     )
     return Explanation(tuple(sorted(set(audit))), matched, tuple(sorted(set(same))))
 

@@ -131,13 +131,30 @@ def test_an_alter_of_the_function_does_not_explain_a_new_body(adb: Audited) -> N
     assert "body" in found.explanation
 
 
+def test_an_alter_of_the_table_does_not_explain_new_privileges(adb: Audited) -> None:
+    adb.session(
+        "BEGIN",
+        "ALTER TABLE salaries ALTER COLUMN amount SET STATISTICS 100",
+        OPEN_TABLE,
+        "UPDATE pg_attribute SET attacl = '{=r/postgres}' "
+        "WHERE attrelid = 'salaries'::regclass AND attname = 'id'",
+        "COMMIT",
+    )
+    found = naming(adb.reconcile(), "salaries")
+    assert found.severity == Severity.CRITICAL
+    assert "acl" in found.explanation
+
+
 def test_the_same_statements_alone_explain_what_they_change(adb: Audited) -> None:
     """No false alarm: the statements of the attacks, without catalog DML, and a failed
     CREATE INDEX CONCURRENTLY, whose invalid index stays behind."""
     adb.run("COMMENT ON FUNCTION pay(int) IS 'reviewed'; COMMENT ON TABLE salaries IS 'x'")
     adb.run("ALTER FUNCTION pay(int) COST 200")
     adb.run("CREATE OR REPLACE FUNCTION pay(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + 1'")
-    adb.run("GRANT SELECT ON salaries TO PUBLIC")
+    adb.run("GRANT SELECT ON salaries TO PUBLIC; GRANT UPDATE (amount) ON salaries TO PUBLIC")
+    adb.run("ALTER TABLE salaries ALTER COLUMN amount SET STATISTICS 100")
+    adb.run("CREATE ROLE ctl_owner")
+    adb.run("ALTER TABLE salaries OWNER TO ctl_owner; ALTER FUNCTION pay(int) OWNER TO ctl_owner")
     adb.fails("ALTER TABLE salaries OWNER TO no_such_role")
     adb.run("INSERT INTO salaries VALUES (1, 1), (1, 2)")
     adb.fails("CREATE UNIQUE INDEX CONCURRENTLY salaries_id ON salaries (id)")
@@ -145,7 +162,10 @@ def test_the_same_statements_alone_explain_what_they_change(adb: Audited) -> Non
         "SELECT indisvalid FROM pg_index WHERE indexrelid = 'salaries_id'::regclass"
     )
     assert valid is False
-    result = adb.reconcile()
+    try:
+        result = adb.reconcile()
+    finally:
+        adb.run("DROP OWNED BY ctl_owner; DROP ROLE ctl_owner")
     assert silent(result) == [], [f.explanation for f in silent(result)]
 
 
