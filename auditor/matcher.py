@@ -78,6 +78,9 @@ class Gap:
     reason: str
     file: str | None = None
     line: int | None = None
+    #: LOG_GAP, or LOG_TAMPERED for a stretch someone took out (a file cut below what
+    #: was read of it, with its first bytes unchanged).
+    cls: FindingClass = FindingClass.LOG_GAP
 
     def covers(self, t: datetime | None) -> bool:
         """Whether ``t`` falls in the gap; a gap with no known span covers no time
@@ -1550,7 +1553,7 @@ class Matcher:
                 )
             e = rows[0].event if rows else None
             self._add(
-                C.LOG_GAP,
+                gap.cls,
                 key=(gap.file and _short(gap.file), gap.line, gap.start, gap.end, gap.reason),
                 reason=reason,
                 time=gap.start,

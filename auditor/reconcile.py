@@ -401,15 +401,19 @@ def read_logs(
                 and (src.size or 0) < int(old.get("offset", 0))
                 and src.compression is None
             ):
+                # The same file (inode, name, first bytes) lost what was read of it: not
+                # a rotation (a reused name starts with new lines), a cut (SPEC: LOG_TAMPERED).
                 side.gaps.append(
                     Gap(
                         None,
                         None,
                         f"{src.name} is shorter than when it was last read "
-                        f"({src.size} < {old['offset']} bytes): it was truncated or replaced; "
-                        "it is read again from the start.",
+                        f"({src.size} < {old['offset']} bytes) and starts with the same "
+                        f"{n} bytes: it was cut or rewritten in place; it is read again from "
+                        "the start.",
                         src.name,
                         None,
+                        cls=C.LOG_TAMPERED,
                     )
                 )
             else:

@@ -236,3 +236,38 @@ def test_membership_in_a_superuser_role_is_a_superuser_grant(adb: Audited) -> No
         f"ALTER GROUP {su} ADD USER sux_o": Severity.HIGH,
         "GRANT sux_staff TO sux_m": Severity.MEDIUM,
     }, found
+
+
+# ------------------------------------------------------------------------ log files
+
+
+def test_a_log_file_cut_below_what_was_read_is_log_tampered(adb: Audited) -> None:
+    """A superuser rewrites the server's own log files through SQL (lo_export writes as
+    the server's OS user) and keeps their first bytes: SPEC's LOG_TAMPERED (a file cut
+    or replaced), critical; it was a LOG_GAP, high."""
+    adb.run("CREATE TABLE before_the_cut (id int)")
+    adb.reconcile(later=CARRY + timedelta(minutes=1))
+    adb.cluster.flush_logs()
+    cut = []
+    for (path,) in adb.run(
+        "SELECT pg_current_logfile(f) FROM unnest(ARRAY['stderr', 'csvlog', 'jsonlog']) AS f"
+    ):
+        if path is None:
+            continue
+        ((oid,),) = adb.run(
+            f"SELECT lo_from_bytea(0, substr(pg_read_binary_file('{path}'), 1, "
+            f"(pg_stat_file('{path}')).size::int * 3 / 4))"
+        )
+        adb.run(f"SELECT lo_export({oid}, '{path}'); SELECT lo_unlink({oid})")
+        cut.append(path)
+    assert cut
+    result = adb.reconcile(later=CARRY + timedelta(minutes=2))
+    tampered = [
+        f for f in result.document.findings if f.cls == C.LOG_TAMPERED and "cut" in f.explanation
+    ]
+    assert tampered and all(f.severity == Severity.CRITICAL for f in tampered), [
+        (f.cls, f.explanation) for f in result.document.findings
+    ]
+    assert not [
+        f for f in result.document.findings if f.cls == C.LOG_GAP and "shorter" in f.explanation
+    ]
