@@ -112,6 +112,22 @@ BODY_TAGS = frozenset(
 #: ACL too: any ALTER ... OWNER TO explains that): a harmless ALTER TABLE next to
 #: ``UPDATE pg_class SET relacl`` in one transaction does not explain new privileges.
 ACL_TAGS = ROLE_WIDE_TAGS | {"CREATE EXTENSION", "ALTER EXTENSION"}
+#: A role's attributes (pg_authid fields) and the CREATE/ALTER ROLE option that sets each
+#: (LogEvidence tags ``ROLE OPTION <name>``): ALTER ROLE x CONNECTION LIMIT 5 next to
+#: ``UPDATE pg_authid SET rolsuper = true`` does not explain a new superuser.  A rename
+#: clears an MD5 password.
+ROLE_OPTIONS = {
+    "name": ("rename",), "superuser": ("superuser",), "inherit": ("inherit",),
+    "create_role": ("createrole",), "create_db": ("createdb",), "login": ("canlogin",),
+    "replication": ("isreplication",), "bypass_rls": ("bypassrls",),
+    "connection_limit": ("connectionlimit",), "valid_until": ("validUntil",),
+    "password": ("password", "rename"),
+}  # fmt: skip
+#: What makes a new membership (pg_auth_members row).
+MEMBERSHIP_TAGS = frozenset(
+    {"GRANT ROLE", "CREATE ROLE", "ROLE OPTION rolemembers", "ROLE OPTION addroleto"}
+    | {"ROLE OPTION adminmembers"}
+)
 #: How far apart the log's and the server's clocks and precisions may be.
 SLACK = timedelta(seconds=5)
 PARTS = ("database", "builtin", "cluster")
@@ -502,7 +518,12 @@ def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
                 LogEvidence(
                     rec.time,
                     rec.database,
-                    tuple(dict.fromkeys(s.command_tag for s in statements)),
+                    tuple(
+                        dict.fromkeys(
+                            [s.command_tag for s in statements]
+                            + [f"ROLE OPTION {o}" for s in statements for o in s.role_options]
+                        )
+                    ),
                     tuple(names),
                     rec.source.file,
                     rec.source.line,
@@ -902,9 +923,11 @@ class Evidence:
         self.by_xmin: dict[int, list[AuditEvidence]] = {}
         self.by_name: dict[str, list[LogEvidence]] = {}
         self.wide: list[LogEvidence] = []  # statements whose role or schema names explain
+        self.events: list[AuditEvidence] = []
         for e in events:
             if e.command_tag in EXPLAINS_NOTHING:
                 continue
+            self.events.append(e)
             for oid in set(e.objids):
                 self.by_objid.setdefault(oid, []).append(e)
             for x in set(e.xmins):
@@ -925,28 +948,41 @@ class Evidence:
         return list(found.values())
 
 
-def tags_needed(change: Change) -> frozenset[str] | None:
-    """The statements that alone can write what changed, where their tag tells (a new
-    routine body, privileges of an object whose owner stayed); None: any DDL of it.
+def tags_needed(change: Change) -> list[frozenset[str]]:
+    """The statements that alone can write what changed, where their tag tells: each set
+    needs one explaining statement of its own (a new routine body; privileges of an
+    object whose owner stayed; each changed attribute of a role; a new membership).
+    Empty: any DDL naming the object explains it.
 
     >>> c = Change("changed", (1259, 1), None, None, ("acl: '(none)' -> '{=r/a}'",))
-    >>> sorted(tags_needed(c) or ())[:2]
+    >>> sorted(tags_needed(c)[0])[:2]
     ['ALTER DEFAULT PRIVILEGES', 'ALTER EXTENSION']
     >>> tags_needed(Change("changed", (1259, 1), None, None, ("acl: 1 -> 2", "owner: a -> b")))
+    []
+    >>> tags_needed(Change("changed", (1260, 9), None, None, ("superuser: False -> True",)))
+    [frozenset({'ROLE OPTION superuser'})]
     """
-    if change.action != "changed":
-        return None
-    keys = [c.split(":", 1)[0] for c in change.changes]
     classid = change.key[0]
+    if classid == 1261 and change.action == "created":
+        return [MEMBERSHIP_TAGS]
+    if change.action != "changed":
+        return []
+    keys = [c.split(":", 1)[0] for c in change.changes]
+    if classid == 1260:
+        return [
+            frozenset(f"ROLE OPTION {o}" for o in ROLE_OPTIONS[k])
+            for k in dict.fromkeys(keys)
+            if k in ROLE_OPTIONS
+        ]
     if classid == 1255 and BODY_FIELDS.intersection(keys):
-        return BODY_TAGS
+        return [BODY_TAGS]
     acl = any(
         k == "acl" or (c.startswith("column ") and " acl " in c)
         for k, c in zip(keys, change.changes, strict=True)
     )
     if acl and "owner" not in keys:
-        return ACL_TAGS
-    return None
+        return [ACL_TAGS]
+    return []
 
 
 def explain(
@@ -962,7 +998,8 @@ def explain(
     if change.new is not None and change.new.classid in REWRITTEN_ONLY_BY_DDL:
         # Only DDL writes these rows: the last write must be one of those transactions'.
         naming = [e for e in naming if change.new.xmin in e.xmins]
-    need = tags_needed(change)
+    needs = tags_needed(change)
+    need = frozenset().union(*needs) if needs else None
     if need is not None:
         naming = [e for e in naming if e.command_tag in need]
     audit = sorted({e.id for e in naming})
@@ -996,6 +1033,11 @@ def explain(
         if _log_matches(ev, names, known_schemas, own_schema, roles, acl_or_owner, dropped)
         and (need is None or bool(need.intersection(ev.tags)))
     )
+    if needs:
+        got = {e.command_tag for e in evidence.events if e.id in audit}
+        got.update(t for ev in matched for t in ev.tags)
+        if not all(n & got for n in needs):
+            return Explanation((), (), tuple(sorted(set(same))))
     return Explanation(tuple(sorted(set(audit))), matched, tuple(sorted(set(same))))
 
 

@@ -324,6 +324,9 @@ class StatementClass:
     #: Roles the statement makes someone a member of (``GRANT r TO x``, ``CREATE ROLE x
     #: IN ROLE r``, ``ALTER GROUP r ADD USER x``): membership in a superuser is its power.
     granted_roles: tuple[str, ...] = ()
+    #: CREATE/ALTER ROLE: the options it sets (parse names: ``superuser``, ``password``,
+    #: ``canlogin``, ...; ``rename`` for ALTER ROLE ... RENAME TO): what it can change.
+    role_options: tuple[str, ...] = ()
     #: ``CREATE/DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``ALTER TABLE ...
     #: DETACH PARTITION ... CONCURRENTLY``: the command commits and starts transactions
     #: itself, so its triggers fire under a later vxid than the one its log line shows.
@@ -1000,6 +1003,18 @@ def _granted_roles(name: str, stmt: Tree) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _role_options(name: str, stmt: Tree) -> tuple[str, ...]:
+    if name == "RenameStmt" and stmt.get("renameType") == "OBJECT_ROLE":
+        return ("rename",)
+    if name not in ("CreateRoleStmt", "AlterRoleStmt"):
+        return ()
+    return tuple(
+        str(body["defname"])
+        for optname, body in map(_unwrap, stmt.get("options") or ())
+        if optname == "DefElem" and body.get("defname")
+    )
+
+
 def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
     if name == "VariableSetStmt":
         return _set_changes({"VariableSetStmt": stmt}, "session")
@@ -1072,6 +1087,7 @@ def classify_statement(
         settings=_settings(name, stmt, text),
         grants_superuser=_grants_superuser(name, stmt),
         granted_roles=_granted_roles(name, stmt),
+        role_options=_role_options(name, stmt),
         commits_internally=_commits_internally(name, stmt),
     )
 

@@ -169,6 +169,34 @@ def test_the_same_statements_alone_explain_what_they_change(adb: Audited) -> Non
     assert silent(result) == [], [f.explanation for f in silent(result)]
 
 
+def test_an_alter_role_does_not_explain_new_role_attributes(adb: Audited) -> None:
+    """UPDATE pg_authid makes a role superuser and sets the bootstrap superuser's password,
+    each next to a harmless ALTER ROLE of that role (medium, as any ALTER ROLE): the
+    catalog channel explained the changes by the role's name."""
+    su = adb.cluster.superuser
+    adb.run("CREATE ROLE rol_r LOGIN")
+    adb.reconcile()
+    try:
+        adb.run("ALTER ROLE rol_r CONNECTION LIMIT 5")
+        adb.run("UPDATE pg_authid SET rolsuper = true WHERE rolname = 'rol_r'")
+        adb.run(f"ALTER ROLE {su} VALID UNTIL 'infinity'")
+        adb.run(
+            "UPDATE pg_authid SET rolpassword = 'md5' || md5('hunter2' || rolname) "
+            f"WHERE rolname = '{su}'"
+        )
+        result = adb.reconcile()
+        adb.run("ALTER ROLE rol_r SUPERUSER PASSWORD 'x'; ALTER ROLE rol_r RENAME TO rol_r2")
+        adb.run("CREATE ROLE rol_g; GRANT rol_g TO rol_r2; ALTER GROUP rol_g ADD USER " + su)
+        ordinary = adb.reconcile()
+    finally:
+        adb.run(f"UPDATE pg_authid SET rolpassword = NULL WHERE rolname = '{su}'")
+        adb.run("DROP ROLE IF EXISTS rol_r; DROP ROLE IF EXISTS rol_r2; DROP ROLE rol_g")
+    assert naming(result, "rol_r").severity == Severity.CRITICAL
+    assert "superuser" in naming(result, "rol_r").explanation
+    assert "password" in naming(result, f"pg_authid {su} ").explanation
+    assert silent(ordinary) == [], [f.explanation for f in silent(ordinary)]
+
+
 # ------------------------------------------------------------- superuser-level role grants
 
 
