@@ -277,9 +277,8 @@ def test_a_log_file_cut_below_what_was_read_is_log_tampered(adb: Audited) -> Non
     adb.reconcile(later=CARRY + timedelta(minutes=1))
     adb.cluster.flush_logs()
     cut = []
-    for (path,) in adb.run(
-        "SELECT pg_current_logfile(f) FROM unnest(ARRAY['stderr', 'csvlog', 'jsonlog']) AS f"
-    ):
+    formats = ["stderr", "csvlog", *(["jsonlog"] if adb.cluster.major >= 15 else [])]
+    for (path,) in adb.run(f"SELECT pg_current_logfile(f) FROM unnest(ARRAY{formats!r}) AS f"):
         if path is None:
             continue
         ((oid,),) = adb.run(
