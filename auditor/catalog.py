@@ -97,6 +97,37 @@ ROLE_WIDE_TAGS = frozenset(
 )
 #: Statement tags whose schema name explains changes of every object in that schema.
 SCHEMA_WIDE_TAGS = frozenset({"DROP SCHEMA", "DROP OWNED", "ALTER DEFAULT PRIVILEGES"})
+#: Statements that write no catalog a snapshot follows (pg_description, pg_seclabel):
+#: they explain no change, or catalog DML of any object could hide behind a COMMENT.
+EXPLAINS_NOTHING = frozenset({"COMMENT", "SECURITY LABEL"})
+#: pg_proc fields only CREATE [OR REPLACE] of a routine writes (also inside an extension's
+#: script): ALTER FUNCTION, GRANT and the like next to ``UPDATE pg_proc SET prosrc`` in one
+#: transaction do not explain a new body.
+BODY_FIELDS = frozenset({"body", "binary", "sql_body"})
+BODY_TAGS = frozenset(
+    {"CREATE FUNCTION", "CREATE PROCEDURE", "CREATE AGGREGATE", "CREATE EXTENSION"}
+    | {"ALTER EXTENSION"}
+)
+#: What changes an object's privileges when its owner stays (an owner change rewrites the
+#: ACL too: any ALTER ... OWNER TO explains that): a harmless ALTER TABLE next to
+#: ``UPDATE pg_class SET relacl`` in one transaction does not explain new privileges.
+ACL_TAGS = ROLE_WIDE_TAGS | {"CREATE EXTENSION", "ALTER EXTENSION"}
+#: A role's attributes (pg_authid fields) and the CREATE/ALTER ROLE option that sets each
+#: (LogEvidence tags ``ROLE OPTION <name>``): ALTER ROLE x CONNECTION LIMIT 5 next to
+#: ``UPDATE pg_authid SET rolsuper = true`` does not explain a new superuser.  A rename
+#: clears an MD5 password.
+ROLE_OPTIONS = {
+    "name": ("rename",), "superuser": ("superuser",), "inherit": ("inherit",),
+    "create_role": ("createrole",), "create_db": ("createdb",), "login": ("canlogin",),
+    "replication": ("isreplication",), "bypass_rls": ("bypassrls",),
+    "connection_limit": ("connectionlimit",), "valid_until": ("validUntil",),
+    "password": ("password", "rename"),
+}  # fmt: skip
+#: What makes a new membership (pg_auth_members row).
+MEMBERSHIP_TAGS = frozenset(
+    {"GRANT ROLE", "CREATE ROLE", "ROLE OPTION rolemembers", "ROLE OPTION addroleto"}
+    | {"ROLE OPTION adminmembers"}
+)
 #: How far apart the log's and the server's clocks and precisions may be.
 SLACK = timedelta(seconds=5)
 PARTS = ("database", "builtin", "cluster")
@@ -437,13 +468,22 @@ class LogEvidence:
 
 
 def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
-    """The DDL statements among log records (failed ones too: a failed CREATE INDEX
-    CONCURRENTLY leaves its invalid index behind)."""
+    """The DDL statements among log records.
+
+    A statement that failed changed nothing, so it explains nothing: else a superuser
+    covers catalog DML of any object with a failing ``ALTER ... OWNER TO no_such_role``
+    naming it.  Kept are only failed strings that commit part-way (a failed CREATE INDEX
+    CONCURRENTLY leaves its invalid index behind; a COMMIT inside a string that fails
+    later keeps what came before it).
+    """
     from auditor.classify import classify, statement_object_names
 
-    out = []
+    out: list[tuple[tuple[str, int], bool, LogEvidence]] = []
     seen: set[tuple[str, int]] = set()
+    failed: set[tuple[str, int]] = set()
     for rec in records:
+        if rec.failed_statement is not None:
+            failed.add((rec.failed_statement.file, rec.failed_statement.offset))
         if rec.kind not in (MessageKind.STATEMENT, MessageKind.EXECUTE) or rec.time is None:
             continue
         text = rec.statement or ""
@@ -454,25 +494,44 @@ def log_evidence(records: Iterable[LogRecord]) -> list[LogEvidence]:
             continue
         seen.add(where)
         texts = [text, *([rec.prepare_text] if rec.prepare_text else [])]
-        statements = [s for t in texts for s in classify(t).statements if s.schema_change]
+        classified = [classify(t) for t in texts]
+        statements = [s for q in classified for s in q.statements if s.schema_change]
         if not statements:
             continue
         names: dict[tuple[str, ...], None] = {}
-        for t in texts:
-            for n in statement_object_names(t):
-                names.setdefault(n, None)
+        if all(s.command_tag in EXPLAINS_NOTHING for s in statements):
+            continue
+        if any(s.command_tag in EXPLAINS_NOTHING for s in statements):
+            for s in statements:
+                if s.command_tag not in EXPLAINS_NOTHING:
+                    for n in s.object_names:
+                        names.setdefault(n, None)
+        else:
+            for t in texts:
+                for n in statement_object_names(t):
+                    names.setdefault(n, None)
+        spans = any(q.spans_transactions for q in classified)
         out.append(
-            LogEvidence(
-                rec.time,
-                rec.database,
-                tuple(dict.fromkeys(s.command_tag for s in statements)),
-                tuple(names),
-                rec.source.file,
-                rec.source.line,
-                timedelta(microseconds=rec.time_resolution_us),
+            (
+                where,
+                spans,
+                LogEvidence(
+                    rec.time,
+                    rec.database,
+                    tuple(
+                        dict.fromkeys(
+                            [s.command_tag for s in statements]
+                            + [f"ROLE OPTION {o}" for s in statements for o in s.role_options]
+                        )
+                    ),
+                    tuple(names),
+                    rec.source.file,
+                    rec.source.line,
+                    timedelta(microseconds=rec.time_resolution_us),
+                ),
             )
         )
-    return out
+    return [ev for where, spans, ev in out if spans or where not in failed]
 
 
 def _merged(spans: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -864,7 +923,11 @@ class Evidence:
         self.by_xmin: dict[int, list[AuditEvidence]] = {}
         self.by_name: dict[str, list[LogEvidence]] = {}
         self.wide: list[LogEvidence] = []  # statements whose role or schema names explain
+        self.events: list[AuditEvidence] = []
         for e in events:
+            if e.command_tag in EXPLAINS_NOTHING:
+                continue
+            self.events.append(e)
             for oid in set(e.objids):
                 self.by_objid.setdefault(oid, []).append(e)
             for x in set(e.xmins):
@@ -885,6 +948,43 @@ class Evidence:
         return list(found.values())
 
 
+def tags_needed(change: Change) -> list[frozenset[str]]:
+    """The statements that alone can write what changed, where their tag tells: each set
+    needs one explaining statement of its own (a new routine body; privileges of an
+    object whose owner stayed; each changed attribute of a role; a new membership).
+    Empty: any DDL naming the object explains it.
+
+    >>> c = Change("changed", (1259, 1), None, None, ("acl: '(none)' -> '{=r/a}'",))
+    >>> sorted(tags_needed(c)[0])[:2]
+    ['ALTER DEFAULT PRIVILEGES', 'ALTER EXTENSION']
+    >>> tags_needed(Change("changed", (1259, 1), None, None, ("acl: 1 -> 2", "owner: a -> b")))
+    []
+    >>> tags_needed(Change("changed", (1260, 9), None, None, ("superuser: False -> True",)))
+    [frozenset({'ROLE OPTION superuser'})]
+    """
+    classid = change.key[0]
+    if classid == 1261 and change.action == "created":
+        return [MEMBERSHIP_TAGS]
+    if change.action != "changed":
+        return []
+    keys = [c.split(":", 1)[0] for c in change.changes]
+    if classid == 1260:
+        return [
+            frozenset(f"ROLE OPTION {o}" for o in ROLE_OPTIONS[k])
+            for k in dict.fromkeys(keys)
+            if k in ROLE_OPTIONS
+        ]
+    if classid == 1255 and BODY_FIELDS.intersection(keys):
+        return [BODY_TAGS]
+    acl = any(
+        k == "acl" or (c.startswith("column ") and " acl " in c)
+        for k, c in zip(keys, change.changes, strict=True)
+    )
+    if acl and "owner" not in keys:
+        return [ACL_TAGS]
+    return []
+
+
 def explain(
     change: Change, index: _Index, evidence: Evidence, known_schemas: set[str]
 ) -> Explanation:
@@ -898,6 +998,10 @@ def explain(
     if change.new is not None and change.new.classid in REWRITTEN_ONLY_BY_DDL:
         # Only DDL writes these rows: the last write must be one of those transactions'.
         naming = [e for e in naming if change.new.xmin in e.xmins]
+    needs = tags_needed(change)
+    need = frozenset().union(*needs) if needs else None
+    if need is not None:
+        naming = [e for e in naming if e.command_tag in need]
     audit = sorted({e.id for e in naming})
     same: list[int] = []
     acl_or_owner = change.action == "changed" and all(
@@ -906,6 +1010,8 @@ def explain(
     )
     if not audit and change.new is not None and change.action != "dropped":
         for e in evidence.by_xmin.get(change.new.xmin, ()):
+            if need is not None and e.command_tag not in need:
+                continue
             if (
                 (not e.objids and e.command_tag in ("GRANT", "REVOKE"))
                 or (acl_or_owner and e.command_tag in ROLE_WIDE_TAGS)
@@ -925,7 +1031,13 @@ def explain(
         ev
         for ev in evidence.statements({n for n, _ in names})
         if _log_matches(ev, names, known_schemas, own_schema, roles, acl_or_owner, dropped)
+        and (need is None or bool(need.intersection(ev.tags)))
     )
+    if needs:
+        got = {e.command_tag for e in evidence.events if e.id in audit}
+        got.update(t for ev in matched for t in ev.tags)
+        if not all(n & got for n in needs):
+            return Explanation((), (), tuple(sorted(set(same))))
     return Explanation(tuple(sorted(set(audit))), matched, tuple(sorted(set(same))))
 
 

@@ -321,6 +321,12 @@ class StatementClass:
     event_trigger: EventTriggerChange | None = None
     settings: tuple[SettingChange, ...] = ()
     grants_superuser: bool = False
+    #: Roles the statement makes someone a member of (``GRANT r TO x``, ``CREATE ROLE x
+    #: IN ROLE r``, ``ALTER GROUP r ADD USER x``): membership in a superuser is its power.
+    granted_roles: tuple[str, ...] = ()
+    #: CREATE/ALTER ROLE: the options it sets (parse names: ``superuser``, ``password``,
+    #: ``canlogin``, ...; ``rename`` for ALTER ROLE ... RENAME TO): what it can change.
+    role_options: tuple[str, ...] = ()
     #: ``CREATE/DROP INDEX CONCURRENTLY``, ``REINDEX ... CONCURRENTLY``, ``ALTER TABLE ...
     #: DETACH PARTITION ... CONCURRENTLY``: the command commits and starts transactions
     #: itself, so its triggers fire under a later vxid than the one its log line shows.
@@ -944,22 +950,69 @@ def _event_trigger_change(name: str, stmt: Tree, tag: str) -> EventTriggerChange
     return None
 
 
+def _role_list(arg: Any) -> list[str]:
+    """The role names of a DefElem's list argument (``IN ROLE a, b``)."""
+    listname, body = _unwrap(arg)
+    out = []
+    for item in (body.get("items") or ()) if listname == "List" else ():
+        specname, spec = _unwrap(item)
+        if specname == "RoleSpec" and spec.get("rolename"):
+            out.append(str(spec["rolename"]))
+    return out
+
+
 def _grants_superuser(name: str, stmt: Tree) -> bool:
     if name in ("CreateRoleStmt", "AlterRoleStmt"):
+        superuser = False
         for opt in stmt.get("options") or ():
             optname, body = _unwrap(opt)
-            if optname == "DefElem" and body.get("defname") == "superuser":
+            if optname != "DefElem":
+                continue
+            if body.get("defname") == "superuser":
                 arg = body.get("arg")
-                if arg is None:
-                    return True
                 argname, argbody = _unwrap(arg)
-                return bool(argbody.get("boolval")) if argname == "Boolean" else True
+                superuser = arg is None or argname != "Boolean" or bool(argbody.get("boolval"))
+            elif body.get("defname") == "addroleto":  # CREATE ROLE x IN ROLE / IN GROUP
+                superuser |= bool(POWERFUL_ROLES.intersection(_role_list(body.get("arg"))))
+        return superuser
     if name == "GrantRoleStmt" and stmt.get("is_grant"):
         for role in stmt.get("granted_roles") or ():
             rname, body = _unwrap(role)
             if rname == "AccessPriv" and body.get("priv_name") in POWERFUL_ROLES:
                 return True
     return False
+
+
+def _granted_roles(name: str, stmt: Tree) -> tuple[str, ...]:
+    if name == "GrantRoleStmt" and stmt.get("is_grant"):
+        return tuple(
+            str(body["priv_name"])
+            for rname, body in map(_unwrap, stmt.get("granted_roles") or ())
+            if rname == "AccessPriv" and body.get("priv_name")
+        )
+    out: list[str] = []
+    for optname, body in map(_unwrap, stmt.get("options") or ()):
+        if optname != "DefElem":
+            continue
+        if name == "CreateRoleStmt" and body.get("defname") == "addroleto":
+            out.extend(_role_list(body.get("arg")))
+        elif name == "AlterRoleStmt" and body.get("defname") == "rolemembers":
+            _, role = _unwrap(stmt.get("role"))
+            if stmt.get("action") == 1 and isinstance(role, dict) and role.get("rolename"):
+                out.append(str(role["rolename"]))
+    return tuple(out)
+
+
+def _role_options(name: str, stmt: Tree) -> tuple[str, ...]:
+    if name == "RenameStmt" and stmt.get("renameType") == "OBJECT_ROLE":
+        return ("rename",)
+    if name not in ("CreateRoleStmt", "AlterRoleStmt"):
+        return ()
+    return tuple(
+        str(body["defname"])
+        for optname, body in map(_unwrap, stmt.get("options") or ())
+        if optname == "DefElem" and body.get("defname")
+    )
 
 
 def _settings(name: str, stmt: Tree, text: str) -> tuple[SettingChange, ...]:
@@ -1033,6 +1086,8 @@ def classify_statement(
         event_trigger=_event_trigger_change(name, stmt, tag),
         settings=_settings(name, stmt, text),
         grants_superuser=_grants_superuser(name, stmt),
+        granted_roles=_granted_roles(name, stmt),
+        role_options=_role_options(name, stmt),
         commits_internally=_commits_internally(name, stmt),
     )
 

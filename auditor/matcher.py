@@ -78,6 +78,9 @@ class Gap:
     reason: str
     file: str | None = None
     line: int | None = None
+    #: LOG_GAP, or LOG_TAMPERED for a stretch someone took out (a file cut below what
+    #: was read of it, with its first bytes unchanged).
+    cls: FindingClass = FindingClass.LOG_GAP
 
     def covers(self, t: datetime | None) -> bool:
         """Whether ``t`` falls in the gap; a gap with no known span covers no time
@@ -133,6 +136,8 @@ class MatchContext:
     #: Log records that read two ways (LOG_TAMPERED, auditor.logtrust): not paired;
     #: rows left without a line by them say so.
     ambiguous: tuple[LogRecord, ...] = ()
+    #: The server's superuser roles (reconcile asks): membership in one is superuser power.
+    superusers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +458,7 @@ class Matcher:
                 verdicts.append((C.CONFIG_DRIFT, drift[0], f"{where}: {drift[1]}"))
             elif s.unauditable_reason:
                 sev = self._unauditable_severity(s)
-                extra = " It grants superuser-level power." if s.grants_superuser else ""
+                extra = " It grants superuser-level power." if self._grants_superuser(s) else ""
                 if sev == Severity.INFO:
                     said = "; ".join(v.text for v in self._setting_verdicts(s.settings))
                     extra += f" Its only effect: {said}."
@@ -743,9 +748,13 @@ class Matcher:
             changes = s.settings
             if all(c.name in RULES or c.name == "ALL" for c in changes):
                 return Severity.INFO
-        if s.command_tag == "ALTER SYSTEM" or s.grants_superuser:
+        if s.command_tag == "ALTER SYSTEM" or self._grants_superuser(s):
             return Severity.HIGH
         return None
+
+    def _grants_superuser(self, s: StatementClass) -> bool:
+        """SUPERUSER, a server-file role, or membership in a role that is a superuser."""
+        return s.grants_superuser or bool(self.ctx.superusers.intersection(s.granted_roles))
 
     # -- findings ------------------------------------------------------------------------
     def _add(
@@ -1544,7 +1553,7 @@ class Matcher:
                 )
             e = rows[0].event if rows else None
             self._add(
-                C.LOG_GAP,
+                gap.cls,
                 key=(gap.file and _short(gap.file), gap.line, gap.start, gap.end, gap.reason),
                 reason=reason,
                 time=gap.start,

@@ -410,15 +410,19 @@ def read_logs(
                 and (src.size or 0) < int(old.get("offset", 0))
                 and src.compression is None
             ):
+                # The same file (inode, name, first bytes) lost what was read of it: not
+                # a rotation (a reused name starts with new lines), a cut (SPEC: LOG_TAMPERED).
                 side.gaps.append(
                     Gap(
                         None,
                         None,
                         f"{src.name} is shorter than when it was last read "
-                        f"({src.size} < {old['offset']} bytes): it was truncated or replaced; "
-                        "it is read again from the start.",
+                        f"({src.size} < {old['offset']} bytes) and starts with the same "
+                        f"{n} bytes: it was cut or rewritten in place; it is read again from "
+                        "the start.",
                         src.name,
                         None,
+                        cls=C.LOG_TAMPERED,
                     )
                 )
             else:
@@ -660,6 +664,8 @@ class AuditSide:
     log_statement_overrides: tuple[tuple[str | None, str | None, str], ...] = ()
     #: database -> the live auditor as status saw it (what a statement restates).
     installed: dict[str, Installed] = field(default_factory=dict)
+    #: The server's superuser roles: a grant of one grants superuser.
+    superusers: frozenset[str] = frozenset()
 
 
 def read_audit(
@@ -709,6 +715,9 @@ def read_audit(
         side.encodings = {
             str(name): str(enc) for name, enc in main.execute(sql_text("database_encodings.sql"))
         }
+        side.superusers = frozenset(
+            str(r[0]) for r in main.execute(sql_text("superuser_roles.sql"))
+        )
     monitored = set()
     for p in report.problems:
         if p.weakens:
@@ -1321,6 +1330,7 @@ def _analyse(
         restored=restored,
         restore_traces=restore_traces(records, schema),
         ambiguous=tuple(trust.ambiguous),
+        superusers=audit.superusers,
     )
     result: MatchResult = match(records, audit.events, audit.xact_status, ctx)
     extra = [*install_findings, *audit.drift, *trust.findings]
