@@ -180,6 +180,8 @@ def test_what_the_server_rejected_too_is_failed_ddl(adb: Audited) -> None:
 def test_a_deep_expression_from_a_nobody_writes_every_report(adb: Audited) -> None:
     role = f"{adb.name}_nobody"
     adb.cluster.execute(f"CREATE ROLE {role} LOGIN")
+    # PostgreSQL 13 and 14 let PUBLIC create in schema public (15 revoked it).
+    adb.run("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     try:
         deep = "CREATE TABLE public.deep AS SELECT " + "(1+" * 600 + "1" + ")" * 600
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
