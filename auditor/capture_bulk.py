@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 #: takes (its bytes, its columns) while keeping Arrow's per-call costs small.
 BATCH_BYTES = 16 * 1024 * 1024
 
+#: Seconds without a batch from the worker after which it is taken for stuck (a batch
+#: is one BATCH_BYTES of COPY, well under a second on a live server): it is stopped and
+#: the reading process reads on from the last row it got, in the same snapshot.
+WORKER_SILENCE = 120.0
+
 #: The columns of ``capture_copy_events.sql``, as ``capture._READ_COLUMNS`` names them.
 COLUMNS = (
     "id", "event", "command_tag", "objects_json", "query", "caller_context", "statement_time",
@@ -204,6 +209,11 @@ def read_in_worker(
     send.close()
     try:
         while True:
+            waited = 0.0
+            while not receive.poll(1.0):
+                waited += 1.0
+                if not proc.is_alive() or waited >= WORKER_SILENCE:
+                    return ("copy", last_id)  # died, or stuck: this process reads on
             try:
                 message = receive.recv_bytes()
             except (EOFError, OSError):
