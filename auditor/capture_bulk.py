@@ -413,19 +413,24 @@ def _columns(data: bytes, byte_lengths: bool) -> Any:
     def field(c: str) -> Any:
         """``enc()`` of one digest field for every row: ``~`` or ``<length>:<text>``."""
         if c in ints:
-            value = pc.cast(ints[c], text_type)
+            value = pc.cast(pc.cast(ints[c], pa.string()), text_type)
         elif c in times:
             value = pc.cast(times[c], text_type)
         else:
             value = cols[c]
         length = pc.binary_length(value) if byte_lengths else pc.utf8_length(value)
-        joined = pc.binary_join_element_wise(pc.cast(length, text_type), value, ":")
+        joined = pc.binary_join_element_wise(
+            pc.cast(pc.cast(length, pa.string()), text_type), value, pa.scalar(":", text_type)
+        )
         return pc.fill_null(joined, pa.scalar("~", text_type))
 
     prefix = pa.scalar("auditor-row-v1", text_type)
-    canonical = pc.binary_join_element_wise(
-        prefix, *(field(c) for c in _DIGEST_COLUMNS), pa.scalar("", text_type)
-    )
+    try:
+        canonical = pc.binary_join_element_wise(
+            prefix, *(field(c) for c in _DIGEST_COLUMNS), pa.scalar("", text_type)
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
     sha = hashlib.sha256
     digests = [sha(b).hexdigest() for b in pc.cast(canonical, pa.binary()).to_pylist()]
     out = {c: ints.get(c, times.get(c, cols[c])) for c in COLUMNS}

@@ -16,7 +16,7 @@ from conftest import TestDB
 
 from auditor import capture, capture_bulk
 from auditor.db import connect
-from auditor.digest import row_digest
+from auditor.digest import event_fields, fields_digest
 from auditor.model import AuditEvent
 
 READERS = ("row", "copy", "worker")
@@ -67,13 +67,15 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return calls
 
 
-def _assert_same(got: dict[str, list[Any]]) -> None:
+def _assert_same(got: dict[str, list[Any]], byte_lengths: bool = False) -> None:
     base = got["row"]
     assert base
     for reader, events in got.items():
         assert events == base, reader
         assert [repr(e) for e in events] == [repr(e) for e in base], reader
-        assert [e.digest for e in events] == [row_digest(e) for e in events], reader
+        again = [fields_digest(event_fields(e), e.objects_json, byte_lengths=byte_lengths)
+                 for e in events]  # fmt: skip
+        assert [e.digest for e in events] == again, reader
 
 
 def test_every_reader_gives_the_same_events(
@@ -165,3 +167,26 @@ def test_a_worker_that_dies_hands_the_read_back(
     monkeypatch.setattr(capture_bulk, "_worker", dies)
     assert _read(rows_db, "worker", monkeypatch) == _read(rows_db, "row", monkeypatch)
     assert batches == [("ok", 1)]  # read on in this process, in columns
+
+
+def test_a_sql_ascii_database_reads_the_same_in_columns(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch, batches: list[tuple[str, int]]
+) -> None:
+    """Bytes as stored, lengths in bytes (auditor.digest), non-UTF-8 bytes kept."""
+    name = "bulk_sql_ascii"
+    cluster.execute(
+        f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' TEMPLATE template0 "
+        "LC_COLLATE 'C' LC_CTYPE 'C'"
+    )
+    try:
+        db = TestDB(cluster, name)
+        capture.install(db.dsn(), databases=[name])
+        with connect(db.dsn()) as conn:
+            conn.execute("CREATE TABLE café (nom text DEFAULT 'crème\tbrûlée')".encode())
+        _tamper(db, "UPDATE auditor.events SET query = query || E'\\xe9\\n'")
+        got = {r: _read(db, r, monkeypatch) for r in READERS}
+        _assert_same(got, byte_lengths=True)
+        assert got["row"][0].query.endswith("\udce9\n")
+        assert batches == [("ok", 1)]
+    finally:
+        cluster.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
