@@ -25,6 +25,7 @@ default: ``copy`` where pyarrow is installed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -139,14 +140,18 @@ def read_events(
     byte_lengths = is_sql_ascii(conn)
     build = _Builder(schema, byte_lengths, _zone(conn), shared)
     last_id: int = int(params["after_id"])
-    for data in _copy_batches(conn, query, params):
-        batch = _columns(data, byte_lengths)
-        if batch is None:
-            return last_id  # _copy_batches drains the stream when closed
-        events = build(batch)
-        yield from events
-        if events:
-            last_id = events[-1].id
+    batches = _copy_batches(conn, query, params)
+    try:
+        for data in batches:
+            batch = _columns(data, byte_lengths)
+            if batch is None:
+                return last_id
+            events = build(batch)
+            yield from events
+            if events:
+                last_id = events[-1].id
+    finally:
+        batches.close()  # drains the stream: the connection reads on after the COPY
     return None
 
 
@@ -280,9 +285,11 @@ def _worker(
                     send.send_bytes(b"B" + sink.getvalue().to_pybytes())
         send.send_bytes(b"D")
     except Exception as exc:  # the parent reads on itself and meets a real error there
-        send.send_bytes(b"E" + str(exc).encode("utf-8", "replace"))
+        with contextlib.suppress(OSError):  # a parent that stopped reading
+            send.send_bytes(b"E" + str(exc).encode("utf-8", "replace"))
     finally:
-        send.close()
+        with contextlib.suppress(OSError):
+            send.close()
 
 
 def _zone(conn: psycopg.Connection[Any]) -> tzinfo:
