@@ -199,7 +199,13 @@ def read_in_worker(
     import multiprocessing
 
     last_id: int = int(params["after_id"])
-    # Not in a savepoint: a subtransaction cannot export its snapshot.
+    # A server that revoked it from PUBLIC: read here, as before (an error would end the
+    # transaction).  Not in a savepoint: a subtransaction cannot export its snapshot.
+    may = conn.execute(
+        "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_export_snapshot()', 'EXECUTE')"
+    ).fetchone()
+    if not (may and may[0]):
+        return ("copy", last_id)
     got = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
     snapshot = str(got[0]) if got else ""
     byte_lengths = is_sql_ascii(conn)

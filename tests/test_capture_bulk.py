@@ -190,3 +190,21 @@ def test_a_sql_ascii_database_reads_the_same_in_columns(
         assert batches == [("ok", 1)]
     finally:
         cluster.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_without_execute_on_pg_export_snapshot_the_read_stays_here(
+    rows_db: TestDB, monkeypatch: pytest.MonkeyPatch, batches: list[tuple[str, int]]
+) -> None:
+    role = rows_db.create_role("bulk_reader")
+    rows_db.run(
+        f"GRANT USAGE ON SCHEMA auditor TO {role}; GRANT SELECT ON auditor.events TO {role}"
+    )
+    rows_db.run("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_export_snapshot() FROM PUBLIC")
+    try:
+        monkeypatch.setenv("AUDITOR_AUDIT_READ", "copy")
+        with connect(rows_db.dsn(role)) as conn:
+            got = list(capture.read_audit_events(conn, worker=(rows_db.dsn(role), None)))
+        assert got == _read(rows_db, "row", monkeypatch)
+        assert batches == [("ok", 1)]  # read in this process, in columns
+    finally:
+        rows_db.run("GRANT EXECUTE ON FUNCTION pg_catalog.pg_export_snapshot() TO PUBLIC")
