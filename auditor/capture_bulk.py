@@ -53,6 +53,11 @@ BATCH_BYTES = 4 * 1024 * 1024
 #: the reading process reads on from the last row it got, in the same snapshot.
 WORKER_SILENCE = 120.0
 
+#: An audit table smaller than this (its file, ``pg_relation_size``) is read in the
+#: reading process: starting a worker (a forkserver, then a fork of it) costs more than
+#: the rows of a small table (13,715 rows take ~10 MB).
+WORKER_TABLE_BYTES = 32 * 1024 * 1024
+
 #: The columns of ``capture_copy_events.sql``, as ``capture._READ_COLUMNS`` names them.
 COLUMNS = (
     "id", "event", "command_tag", "objects_json", "query", "caller_context", "statement_time",
@@ -198,19 +203,26 @@ def read_in_worker(
     """
     import multiprocessing
 
+    from psycopg import sql
+
     last_id: int = int(params["after_id"])
     # A server that revoked it from PUBLIC: read here, as before (an error would end the
     # transaction).  Not in a savepoint: a subtransaction cannot export its snapshot.
     may = conn.execute(
-        "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_export_snapshot()', 'EXECUTE')"
+        "SELECT pg_catalog.has_function_privilege('pg_catalog.pg_export_snapshot()', 'EXECUTE'),"
+        " pg_catalog.pg_relation_size(%s::regclass)",
+        (f"{sql.Identifier(schema).as_string(None)}.events",),
     ).fetchone()
-    if not (may and may[0]):
+    if not (may and may[0]) or int(may[1] or 0) < WORKER_TABLE_BYTES:
         return ("copy", last_id)
     got = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
     snapshot = str(got[0]) if got else ""
     byte_lengths = is_sql_ascii(conn)
     build = _Builder(schema, byte_lengths, _zone(conn), shared)
-    ctx = multiprocessing.get_context("fork")  # as the log-scan workers
+    # Not fork: this runs in a thread while others hold locks (pyarrow's, importlib's)
+    # that a forked child would wait for forever.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["auditor.capture_bulk"])
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_worker,

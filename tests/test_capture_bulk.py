@@ -24,6 +24,7 @@ READERS = ("row", "copy", "worker")
 
 def _read(db: TestDB, reader: str, monkeypatch: pytest.MonkeyPatch, **kw: Any) -> list[Any]:
     monkeypatch.setenv("AUDITOR_AUDIT_READ", "row" if reader == "row" else "copy")
+    monkeypatch.setattr(capture_bulk, "WORKER_TABLE_BYTES", 0)  # a worker for small tables too
     worker = (db.dsn(), None) if reader == "worker" else None
     with connect(db.dsn()) as conn:
         if kw.pop("timezone", None):
@@ -156,17 +157,25 @@ def test_pure_python_fallback_without_pyarrow(
     assert out[1].split() == [e.digest for e in _read(rows_db, "row", monkeypatch)]
 
 
-def test_a_worker_that_dies_hands_the_read_back(
+def test_a_worker_that_fails_hands_the_read_back(
     rows_db: TestDB, monkeypatch: pytest.MonkeyPatch, batches: list[tuple[str, int]]
 ) -> None:
-    import os
-
-    def dies(*args: Any) -> None:
-        os._exit(3)
-
-    monkeypatch.setattr(capture_bulk, "_worker", dies)
-    assert _read(rows_db, "worker", monkeypatch) == _read(rows_db, "row", monkeypatch)
+    monkeypatch.setattr(capture_bulk, "WORKER_TABLE_BYTES", 0)
+    monkeypatch.setenv("AUDITOR_AUDIT_READ", "copy")
+    with connect(rows_db.dsn()) as conn:  # the worker cannot connect: it says so, and dies
+        got = list(capture.read_audit_events(conn, worker=(rows_db.dsn() + " port=1", None)))
+    assert got == _read(rows_db, "row", monkeypatch)
     assert batches == [("ok", 1)]  # read on in this process, in columns
+
+
+def test_small_tables_are_read_here(
+    rows_db: TestDB, monkeypatch: pytest.MonkeyPatch, batches: list[tuple[str, int]]
+) -> None:
+    """Below WORKER_TABLE_BYTES no worker starts (the test tables are a few kB)."""
+    monkeypatch.setenv("AUDITOR_AUDIT_READ", "copy")
+    with connect(rows_db.dsn()) as conn:
+        got = list(capture.read_audit_events(conn, worker=(rows_db.dsn(), None)))
+    assert got == _read(rows_db, "row", monkeypatch) and batches == [("ok", 1)]
 
 
 def test_a_sql_ascii_database_reads_the_same_in_columns(
