@@ -220,7 +220,9 @@ def read_in_worker(
     byte_lengths = is_sql_ascii(conn)
     build = _Builder(schema, byte_lengths, _zone(conn), shared)
     # Not fork: this runs in a thread while others hold locks (pyarrow's, importlib's)
-    # that a forked child would wait for forever.
+    # that a forked child would wait for forever.  The forkserver imports the main
+    # module as spawn does: one it cannot import (a script read from stdin) makes the
+    # worker fail, and the rows are read here.
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["auditor.capture_bulk"])
     receive, send = ctx.Pipe(duplex=False)
