@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from auditor import __version__, outbox
+from auditor import __version__, capture_bulk, outbox
 from auditor.db import connect, describe_dsn, server_settings, sql_text
 from auditor.digest import fields_digest, parse_objects_json
 from auditor.encoding import is_sql_ascii
@@ -1968,6 +1968,7 @@ def read_audit_events(
     until: datetime | None = None,
     after_id: int | None = None,
     batch_size: int = 2000,
+    worker: tuple[str, str | None] | None = None,
 ) -> Iterator[AuditEvent]:
     """The audit rows in id order, each with its xmin and a digest recomputed in Python.
 
@@ -1977,6 +1978,11 @@ def read_audit_events(
     caller's transaction).  Ids are assigned at insert but become visible at
     commit, so a row with a lower id can appear after a higher one was read: an
     ``after_id`` watermark is only safe below the oldest transaction still running.
+
+    The rows come in bulk (COPY into columns, :mod:`auditor.capture_bulk`) where
+    pyarrow is installed, else one fetched tuple at a time; the AuditEvents are the
+    same.  ``worker`` (a DSN of the same database and the role to SET): the COPY,
+    parsing and digests run in a worker process reading in this snapshot.
     """
     check_schema_name(schema)
     query = render("capture_read_events.sql", schema)
@@ -1988,7 +1994,28 @@ def read_audit_events(
     }
 
     def batches() -> Iterator[AuditEvent]:
-        build = _Rows(schema, byte_lengths=is_sql_ascii(conn)).event
+        builder = _Rows(schema, byte_lengths=is_sql_ascii(conn))
+        build = builder.event
+        if capture_bulk.usable(conn):
+            copy = render("capture_copy_events.sql", schema)
+            bulk = True
+            if worker is not None and not conn.autocommit:
+                pass  # the caller's own transaction: no snapshot of ours to hand over
+            elif worker is not None:
+                ended = yield from capture_bulk.read_in_worker(
+                    conn, copy, params, schema, shared=builder.same, dsn=worker[0], role=worker[1]
+                )
+                if ended is None:
+                    return
+                bulk = ended[0] == "copy"
+                params["after_id"] = ended[1]
+            if bulk:
+                after = yield from capture_bulk.read_events(
+                    conn, copy, params, schema, shared=builder.same
+                )
+                if after is None:
+                    return
+                params["after_id"] = after  # a batch the columns cannot read exactly
         with conn.cursor() as cur:
             cur.execute(query, params)
             names = tuple(d.name for d in cur.description or ())

@@ -120,10 +120,12 @@ def _config(config_file: Path | None, **flags: Any) -> Config:
 
 def _version_callback(value: bool) -> None:
     if value:
+        from auditor import capture_bulk
         from auditor.logs.columnar import describe
 
         typer.echo(f"auditor {__version__}")
         typer.echo(describe())
+        typer.echo(capture_bulk.describe())
         raise typer.Exit()
 
 

@@ -692,7 +692,7 @@ def read_audit(
     import psycopg
 
     from auditor import capture
-    from auditor.db import connect, sql_text
+    from auditor.db import connect, sql_text, with_dbname
 
     side = AuditSide()
     report = capture.status(
@@ -734,9 +734,14 @@ def read_audit(
         try:
             with connect(dsn, dbname=db.name, application_name="auditor reconcile") as conn:
                 capture.set_role(conn, reader_role, db.name)
+                # The COPY, parsing and digests in a worker process: this one's GIL
+                # is the log stream's (capture_bulk.read_in_worker).
+                worker = (with_dbname(dsn, db.name), reader_role)
                 rows = [
                     e if e.database == db.name else _read_from(e, db.name)
-                    for e in capture.read_audit_events(conn, schema, since=since, until=until)
+                    for e in capture.read_audit_events(
+                        conn, schema, since=since, until=until, worker=worker
+                    )
                     if e.id not in skip
                 ]
                 pins = _trigger_pins(conn, schema)

@@ -564,6 +564,17 @@ def main() -> int:
             f"real run: {len(real.rows)} log records, {nrows} audit rows "
             f"({nrows / real.logged_ddl:.2f} per logged DDL)"
         )
+        if args.hold:
+            held.append(
+                {
+                    "size": "10k real",
+                    "dsn": cluster.dsn(REAL_DB),
+                    "databases": f"{REAL_DB},{PLAIN_DB}",
+                    "since": real.t0.isoformat(),
+                    "until": real.t1.isoformat(),
+                    "logs": {f: str(real.log_dir / pattern[f]) for f in pattern},
+                }
+            )
         for fmt in [] if args.hold else formats:
             data = measure(
                 cluster,
