@@ -99,6 +99,19 @@ def available() -> str | None:
     return None
 
 
+def prepare() -> None:
+    """Import what the reader imports lazily, in the calling thread, before any other
+    thread reads: a process forked later (the log scan's workers) must not inherit a
+    lock that a reading thread held at that moment (pyarrow's pandas shim imports
+    pandas under one, on first use)."""
+    if available() is not None:
+        return
+    import pyarrow.lib
+
+    with contextlib.suppress(Exception):  # an internal of pyarrow's: best effort
+        _ = pyarrow.lib._pandas_api.have_pandas
+
+
 def engine() -> str:
     """The audit row reader in use: ``copy`` or ``row`` (see the module docstring)."""
     wanted = os.environ.get("AUDITOR_AUDIT_READ", "auto").strip().lower() or "auto"

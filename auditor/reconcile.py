@@ -1222,6 +1222,10 @@ def _analyse(
     # parent mostly waits for its worker processes.  The markers' transaction
     # statuses need the log records, so the thread asks for them last.
     xids_wanted: Future[Mapping[str, set[int]]] = Future()
+    if dsn:
+        from auditor import capture_bulk
+
+        capture_bulk.prepare()  # the log scan may fork its workers while the thread reads
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditor-audit") as pool:
         audit_job: Future[AuditSide] | None = None
         if dsn:
