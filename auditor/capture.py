@@ -1952,12 +1952,8 @@ def _event(schema: str, r: Mapping[str, Any]) -> AuditEvent:
     return _Rows(schema).event([r[c] for c in _READ_COLUMNS])
 
 
-_READ_COLUMNS = (
-    "id", "event", "command_tag", "objects_json", "query", "caller_context", "statement_time",
-    "clock_time", "session_user_name", "current_user_name", "login_user_name", "database_name",
-    "client_addr", "client_port", "server_addr", "server_port", "application_name",
-    "backend_pid", "session_id", "vxid", "xid", "row_xmin",
-)  # fmt: skip
+#: The columns of ``capture_read_events.sql`` (and of the bulk reader's COPY).
+_READ_COLUMNS = capture_bulk.COLUMNS
 
 
 def read_audit_events(

@@ -58,7 +58,7 @@ WORKER_SILENCE = 120.0
 #: the rows of a small table (13,715 rows take ~10 MB).
 WORKER_TABLE_BYTES = 32 * 1024 * 1024
 
-#: The columns of ``capture_copy_events.sql``, as ``capture._READ_COLUMNS`` names them.
+#: The columns of ``capture_copy_events.sql`` and ``capture_read_events.sql``, in order.
 COLUMNS = (
     "id", "event", "command_tag", "objects_json", "query", "caller_context", "statement_time",
     "clock_time", "session_user_name", "current_user_name", "login_user_name", "database_name",
