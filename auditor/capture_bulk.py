@@ -36,6 +36,7 @@ from functools import cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from auditor.digest import ROW_DIGEST_PREFIX
 from auditor.encoding import is_sql_ascii
 from auditor.model import AuditEvent
 
@@ -70,13 +71,9 @@ _TIME_COLUMNS = ("statement_time", "clock_time")
 _NOT_NULL = ("id", "event", "command_tag", "objects_json", "statement_time", "clock_time",
              "session_user_name", "current_user_name", "database_name", "backend_pid",
              "session_id", "xid", "row_xmin")  # fmt: skip
-#: The digest's 20 fields in table order (``objects`` goes fourth, see auditor.digest).
-_DIGEST_COLUMNS = (
-    "id", "event", "command_tag", "objects_json", "query", "caller_context", "statement_time",
-    "clock_time", "session_user_name", "current_user_name", "login_user_name", "database_name",
-    "client_addr", "client_port", "server_addr", "server_port", "application_name",
-    "backend_pid", "session_id", "vxid", "xid",
-)  # fmt: skip
+#: The digest's fields in table order (``objects`` goes fourth, see auditor.digest): every
+#: column but the row's xmin, which no digest can hold.
+_DIGEST_COLUMNS = tuple(c for c in COLUMNS if c != "row_xmin")
 #: A timestamp as the SQL writes it: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` and the era.
 _TIME_TEXT_LEN = 29
 #: AuditEvent's fields in the order the columns are handed to it (positional).
@@ -466,7 +463,7 @@ def _columns(data: bytes, byte_lengths: bool) -> Any:
         )
         return pc.fill_null(joined, pa.scalar("~", text_type))
 
-    prefix = pa.scalar("auditor-row-v1", text_type)
+    prefix = pa.scalar(ROW_DIGEST_PREFIX, text_type)
     try:
         canonical = pc.binary_join_element_wise(
             prefix, *(field(c) for c in _DIGEST_COLUMNS), pa.scalar("", text_type)

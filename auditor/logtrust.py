@@ -243,6 +243,7 @@ def _chains(
         if track is None:
             continue
         chain = chains.get(track.fmt)
+        boundary = "file"
         if chain is None:
             before = prior.get(track.fmt)
             if before is None or before.key != track.key:
@@ -252,12 +253,10 @@ def _chains(
             # (a file read on from where it stopped: a break inside that file).
             label = f"{before.file} (as the previous run read it)"
             chain = chains[track.fmt] = _Chain(
-                track.fmt, _prior_track(before, label), first, [(label, None, before.last_time)]
+                track.fmt, _prior_track(before, label), None, [(label, None, before.last_time)]
             )
-            chain.track = chain.track.then(track, "state" if name in resumed else "file")
-            chain.files.append((name, first, last))
-            continue
-        chain.track = chain.track.then(track, "file")
+            boundary = "state" if name in resumed else "file"
+        chain.track = chain.track.then(track, boundary)
         chain.files.append((name, first, last))
         if chain.start is None:
             chain.start = first
@@ -292,7 +291,7 @@ def _sequence(
 ) -> None:
     track = chain.track
     meets: dict[tuple[str, str, bool], list[Break]] = {}
-    resumed: dict[tuple[str, str], LogRecord] | None = None
+    firsts: dict[tuple[str, str], LogRecord] | None = None
     for brk in track.breaks:
         if brk.boundary == "file":  # every process alive there says the same: one finding
             meets.setdefault((brk.prev_file or "", brk.file, brk.kind == "gap"), []).append(brk)
@@ -300,9 +299,9 @@ def _sequence(
         if brk.boundary == "state":
             # Where the session's first line read now is: the tracker knows only the
             # window it was in (stderr, jsonlog); its first record read is the place.
-            if resumed is None:
-                resumed = _first_records(records, track.key)
-            rec = resumed.get((brk.file, brk.key))
+            if firsts is None:
+                firsts = _first_records(records, track.key)
+            rec = firsts.get((brk.file, brk.key))
             exact = rec is not None and rec.line_num == brk.line
             brk = replace(
                 brk,

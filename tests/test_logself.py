@@ -331,22 +331,24 @@ def test_lines_cut_out_of_a_session_are_log_tampered(adb: Audited, tmp_path: Pat
         assert_accounts(result)
 
 
+def _copy_logs(adb: Audited, copy: Path) -> None:
+    """The log directory as it is now, into ``copy`` (replacing an earlier copy)."""
+    time.sleep(0.3)
+    adb.cluster.flush_logs()
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(adb.cluster.log_dir, copy)
+
+
 def test_lines_cut_between_two_state_runs_are_log_tampered(adb: Audited, tmp_path: Path) -> None:
     """A session open across the nightly run: its first lines after the point where
     that run stopped reading are cut (nothing before them in this read shows the gap);
     the numbers the state kept do.  The same two runs without the cut raise nothing."""
     copy = tmp_path / "logs"
 
-    def snapshot() -> None:
-        time.sleep(0.3)
-        adb.cluster.flush_logs()
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(adb.cluster.log_dir, copy)
-
     with adb.session("long-lived") as conn:
         session = _session(conn)
         conn.execute("CREATE TABLE spans_the_run (id int)")
-        snapshot()
+        _copy_logs(adb, copy)
         states = {fmt: tmp_path / f"state-{fmt}.json" for fmt in formats(adb.cluster)}
         for fmt, state in states.items():
             first = adb.reconcile(fmt, logs=[str(copy)], state=str(state))
@@ -354,7 +356,7 @@ def test_lines_cut_between_two_state_runs_are_log_tampered(adb: Audited, tmp_pat
             assert session in json.loads(state.read_text())["lines"][fmt]["sessions"], fmt
         conn.execute("CREATE TABLE after_the_run (id int)")
         conn.execute("CREATE TABLE kept_after (id int)")
-    snapshot()
+    _copy_logs(adb, copy)
     for fmt, state in states.items():
         control = tmp_path / f"control-{fmt}.json"
         shutil.copy(state, control)
@@ -501,15 +503,9 @@ def test_a_file_deleted_between_two_state_runs_is_a_log_gap(adb: Audited, tmp_pa
     second one, the numbers the state kept skip where the files meet (a LOG_GAP)."""
     copy = tmp_path / "logs"
 
-    def snapshot() -> None:
-        time.sleep(0.3)
-        adb.cluster.flush_logs()
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(adb.cluster.log_dir, copy)
-
     with adb.session("rotating") as conn:
         conn.execute("CREATE TABLE before_night (id int)")
-        snapshot()
+        _copy_logs(adb, copy)
         states = {fmt: tmp_path / f"state-{fmt}.json" for fmt in formats(adb.cluster)}
         for fmt, state in states.items():
             assert (
@@ -523,7 +519,7 @@ def test_a_file_deleted_between_two_state_runs_is_a_log_gap(adb: Audited, tmp_pa
         adb.cluster.flush_logs()
         adb.cluster.rotate_logs()
         conn.execute("CREATE TABLE in_last (id int)")
-    snapshot()
+    _copy_logs(adb, copy)
     for fmt, state in states.items():
         control = tmp_path / f"control-{fmt}.json"
         shutil.copy(state, control)
