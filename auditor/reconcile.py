@@ -392,6 +392,7 @@ def read_logs(
     starts: dict[str, tuple[int, int]] = {}
     known = dict(state.files) if state else {}
     identities: dict[str, dict[str, Any]] = {}
+    covered: set[str] = set()
     for src in sources:
         try:
             head = _head(src, HEAD_BYTES) if src.kind != "stdin" else b""
@@ -400,36 +401,42 @@ def read_logs(
             side.warnings.append(f"{src.name}: cannot read ({exc})")
         ident = {"name": src.name, "inode": src.inode, "size": src.size}
         identities[src.name] = ident
-        for key, old in list(known.items()):
-            n = int(old.get("head_len", 0))
-            if not n or hashlib.sha256(head[:n]).hexdigest() != old.get("head"):
-                continue
-            same_file = old.get("inode") == src.inode and old.get("name") == src.name
-            if (
-                same_file
-                and (src.size or 0) < int(old.get("offset", 0))
-                and src.compression is None
-            ):
-                # The same file (inode, name, first bytes) lost what was read of it: not
-                # a rotation (a reused name starts with new lines), a cut (SPEC: LOG_TAMPERED).
-                side.gaps.append(
-                    Gap(
-                        None,
-                        None,
-                        f"{src.name} is shorter than when it was last read "
-                        f"({src.size} < {old['offset']} bytes) and starts with the same "
-                        f"{n} bytes: it was cut or rewritten in place; it is read again from "
-                        "the start.",
-                        src.name,
-                        None,
-                        cls=C.LOG_TAMPERED,
-                    )
+        matching = [
+            (key, old)
+            for key, old in known.items()
+            if (n := int(old.get("head_len", 0)))
+            and hashlib.sha256(head[:n]).hexdigest() == old.get("head")
+        ]
+        # One log's content under several names (a file, then its rotated and compressed
+        # copy): the state keeps an entry per name, and the furthest read is where to go on.
+        if not matching:
+            continue
+        key, old = max(matching, key=lambda kv: int(kv[1].get("offset", 0)))
+        n = int(old.get("head_len", 0))
+        same_file = old.get("inode") == src.inode and old.get("name") == src.name
+        if same_file and (src.size or 0) < int(old.get("offset", 0)) and src.compression is None:
+            # The same file (inode, name, first bytes) lost what was read of it: not
+            # a rotation (a reused name starts with new lines), a cut (SPEC: LOG_TAMPERED).
+            side.gaps.append(
+                Gap(
+                    None,
+                    None,
+                    f"{src.name} is shorter than when it was last read "
+                    f"({src.size} < {old['offset']} bytes) and starts with the same "
+                    f"{n} bytes: it was cut or rewritten in place; it is read again from "
+                    "the start.",
+                    src.name,
+                    None,
+                    cls=C.LOG_TAMPERED,
                 )
-            else:
-                starts[src.name] = (int(old["offset"]), int(old.get("line", 1)))
-            known.pop(key)
-            break
+            )
+        else:
+            starts[src.name] = (int(old["offset"]), int(old.get("line", 1)))
+        known.pop(key)
+        covered.update(k for k, _ in matching)
     for key, old in known.items():
+        if key in covered:
+            continue  # an earlier name of content read on under another name now
         name = old.get("name", key)
         if not os.path.exists(name) and int(old.get("size") or 0) > int(old.get("offset") or 0):
             side.gaps.append(
